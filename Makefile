@@ -1,0 +1,31 @@
+# Two commands from a fresh clone:  make run  |  make test
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test gen bench lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+gen: $(STAMP)
+	$(PY) -m gateway.codegen
+
+run: gen
+	$(VENV)/bin/gateway serve --demo
+
+test: gen
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: gen
+	$(PY) -m bench
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf $(VENV) gateway/_pb .gateway-demo

@@ -1,0 +1,85 @@
+"""Adapter for a registry that speaks the contract natively over gRPC."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import grpc
+from google.protobuf.message import Message
+
+from gateway.core.contracts import Operation
+from gateway.core.errors import GatewayError, Reason
+
+__all__ = ["GrpcRegistryAdapter", "map_grpc_error"]
+
+_CODE_REASONS: dict[grpc.StatusCode, Reason] = {
+    grpc.StatusCode.NOT_FOUND: Reason.SUBJECT_NOT_FOUND,
+    grpc.StatusCode.DEADLINE_EXCEEDED: Reason.REGISTRY_TIMEOUT,
+    grpc.StatusCode.UNAVAILABLE: Reason.REGISTRY_UNAVAILABLE,
+    grpc.StatusCode.CANCELLED: Reason.REGISTRY_UNAVAILABLE,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: Reason.REGISTRY_UNAVAILABLE,
+    grpc.StatusCode.INVALID_ARGUMENT: Reason.INVALID_ARGUMENT,
+}
+
+
+def map_grpc_error(code: grpc.StatusCode) -> Reason:
+    """Every status a registry can answer becomes a registry reason; anything odd is a bad answer."""
+    return _CODE_REASONS.get(code, Reason.REGISTRY_BAD_RESPONSE)
+
+
+class GrpcRegistryAdapter:
+    """One HTTP/2 channel (multiplexed) with a bound on concurrent calls, which is also the bulkhead."""
+
+    def __init__(
+        self,
+        target: str,
+        operations: Mapping[str, Operation],
+        *,
+        max_concurrency: int = 256,
+        max_message_bytes: int = 4 * 1024 * 1024,
+    ) -> None:
+        self._target = target
+        self._ops = dict(operations)           # method name -> operation
+        self._limit = asyncio.Semaphore(max_concurrency)
+        self._options = [
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.enable_retries", 0),
+            ("grpc.keepalive_time_ms", 30_000),
+        ]
+        self._channel: grpc.aio.Channel | None = None
+        self._callables: dict[str, Any] = {}
+
+    def _callable(self, method: str) -> Any:
+        if self._channel is None:
+            self._channel = grpc.aio.insecure_channel(self._target, options=self._options)
+        fn = self._callables.get(method)
+        if fn is None:
+            op = self._ops[method]
+            fn = self._channel.unary_unary(
+                op.grpc_path,
+                request_serializer=op.request_cls.SerializeToString,
+                response_deserializer=op.response_cls.FromString,
+            )
+            self._callables[method] = fn
+        return fn
+
+    async def call(
+        self, method: str, request: Message, *, timeout: float, metadata: Sequence[tuple[str, str]]
+    ) -> Message:
+        fn = self._callable(method)
+        try:
+            async with asyncio.timeout(timeout):
+                async with self._limit:
+                    response: Message = await fn(request, timeout=timeout, metadata=tuple(metadata))
+                    return response
+        except TimeoutError:
+            raise GatewayError(Reason.REGISTRY_TIMEOUT) from None
+        except grpc.aio.AioRpcError as exc:
+            raise GatewayError(map_grpc_error(exc.code())) from None
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+            self._channel = None

@@ -1,0 +1,98 @@
+"""Consents in SQLite (WAL): shared by every gateway process on the same file."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+
+from consent.model import Consent
+
+__all__ = ["SqliteConsentStore"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS consents (
+  id TEXT PRIMARY KEY,
+  subject TEXT NOT NULL,
+  consumer TEXT NOT NULL,
+  purpose TEXT NOT NULL,
+  categories TEXT NOT NULL,
+  granted_us INTEGER NOT NULL,
+  expires_us INTEGER NOT NULL,
+  single_use INTEGER NOT NULL,
+  revoked_us INTEGER NOT NULL DEFAULT 0,
+  used_us INTEGER NOT NULL DEFAULT 0,
+  extra TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS consents_lookup ON consents (subject, consumer, purpose);
+"""
+_COLUMNS = "id, subject, consumer, purpose, categories, granted_us, expires_us, single_use, revoked_us, used_us, extra"
+
+
+def _row(r: tuple) -> Consent:  # type: ignore[type-arg]
+    return Consent(
+        id=r[0], subject=r[1], consumer=r[2], purpose=r[3], categories=frozenset(json.loads(r[4])),
+        granted_us=r[5], expires_us=r[6], single_use=bool(r[7]), revoked_us=r[8], used_us=r[9],
+        extra=json.loads(r[10]),
+    )
+
+
+class SqliteConsentStore:
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._db: sqlite3.Connection | None = None
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False, timeout=5)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.executescript(_SCHEMA)
+            self._db = db
+        return self._db
+
+    async def for_subject(self, subject: str, consumer: str, purpose: str) -> Sequence[Consent]:
+        rows = self._conn().execute(
+            f"SELECT {_COLUMNS} FROM consents WHERE subject=? AND consumer=? AND purpose=?",
+            (subject, consumer, purpose),
+        ).fetchall()
+        return [_row(r) for r in rows]
+
+    async def of_subject(self, subject: str) -> Sequence[Consent]:
+        rows = self._conn().execute(
+            f"SELECT {_COLUMNS} FROM consents WHERE subject=? ORDER BY granted_us DESC", (subject,)
+        ).fetchall()
+        return [_row(r) for r in rows]
+
+    async def get(self, consent_id: str) -> Consent | None:
+        r = self._conn().execute(f"SELECT {_COLUMNS} FROM consents WHERE id=?", (consent_id,)).fetchone()
+        return _row(r) if r else None
+
+    async def add(self, c: Consent) -> None:
+        await asyncio.to_thread(
+            self._conn().execute,
+            f"INSERT INTO consents ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (c.id, c.subject, c.consumer, c.purpose, json.dumps(sorted(c.categories)), c.granted_us,
+             c.expires_us, int(c.single_use), c.revoked_us, c.used_us, json.dumps(c.extra)),
+        )
+
+    async def revoke(self, consent_id: str, subject: str, now_us: int) -> bool:
+        cur = await asyncio.to_thread(
+            self._conn().execute,
+            "UPDATE consents SET revoked_us=? WHERE id=? AND subject=? AND revoked_us=0",
+            (now_us, consent_id, subject),
+        )
+        return cur.rowcount == 1
+
+    async def spend(self, consent_id: str, now_us: int) -> bool:
+        cur = self._conn().execute(
+            "UPDATE consents SET used_us=? WHERE id=? AND (single_use=0 OR used_us=0)", (now_us, consent_id)
+        )
+        return cur.rowcount == 1
+
+    async def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None

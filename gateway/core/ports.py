@@ -1,0 +1,78 @@
+"""Small interfaces between the pipeline and the edges (stores, registries, keys)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from google.protobuf.message import Message
+
+from consent.model import Consent
+from gateway.core.types import AuditReceipt, AuditRecord, StoredAuditRecord
+
+__all__ = [
+    "AuditLog",
+    "AuditQuery",
+    "AuditReader",
+    "ConsentStore",
+    "ExchangeObserver",
+    "RegistryAdapter",
+    "SecurityEvents",
+]
+
+
+class AuditLog(Protocol):
+    """Append-only exchange log. There is no update and no delete."""
+
+    async def append(self, record: AuditRecord) -> AuditReceipt:
+        """Return only once the record is durably committed; raise ``AuditUnavailable`` otherwise."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AuditQuery:
+    subject: str | None = None          # pseudonym
+    consumer: str | None = None
+    purpose: str | None = None
+    since_us: int | None = None
+    until_us: int | None = None
+    after_seq: int = 0
+    limit: int = 100
+
+
+class AuditReader(Protocol):
+    async def query(self, q: AuditQuery) -> Sequence[StoredAuditRecord]: ...
+
+
+class RegistryAdapter(Protocol):
+    """Calls one registry operation. Raises ``GatewayError`` with a registry reason on failure."""
+
+    async def call(self, method: str, request: Message, *, timeout: float, metadata: Sequence[tuple[str, str]]) -> Message:
+        ...
+
+    async def close(self) -> None: ...
+
+
+class ConsentStore(Protocol):
+    """Consents as the pipeline needs them: candidates for one lookup, and atomic spending."""
+
+    async def for_subject(self, subject: str, consumer: str, purpose: str) -> Sequence[Consent]: ...
+
+    async def spend(self, consent_id: str, now_us: int) -> bool:
+        """Mark a one-exchange consent used; False if it was already used (atomic)."""
+        ...
+
+
+class SecurityEvents(Protocol):
+    """Refusals before the caller is authenticated: counted and logged, rate-limited."""
+
+    def record(self, reason: str, protocol: str, detail: str = "") -> None: ...
+
+
+class ExchangeObserver(Protocol):
+    """Telemetry hook called once per exchange by an authenticated consumer."""
+
+    def on_exchange(self, record: AuditRecord, provider: str) -> None: ...

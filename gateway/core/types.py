@@ -1,0 +1,68 @@
+"""Plain data carried through the pipeline and into the audit log."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+__all__ = ["AuditReceipt", "AuditRecord", "EventKind", "Outcome", "StoredAuditRecord"]
+
+
+class Outcome(StrEnum):
+    OK = "ok"            # data was returned
+    REFUSED = "refused"  # a check said no (mandate, consent, input, quota ...)
+    ERROR = "error"      # the registry or the gateway failed
+
+
+class EventKind(StrEnum):
+    EXCHANGE = "exchange"  # a lookup by an authenticated consumer, allowed or not
+    ADMIN = "admin"        # a change of mandates, consents ... (who changed what)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """One entry of the exchange log, before the store gives it a sequence number.
+
+    ``subject`` is never the national id itself: it is the keyed pseudonym
+    (HMAC-SHA256 under the gateway's audit key) so that the log can be searched
+    by subject for the citizen's own view without holding identifiers in clear.
+    """
+
+    time_us: int                      # epoch microseconds, UTC
+    kind: EventKind
+    consumer: str
+    service: str                      # "registry.population.v1.PopulationRegistry/GetPerson"
+    purpose: str
+    legal_basis: str                  # e.g. "A6-1-e"
+    legal_reference: str              # national legal text
+    subject: str                      # keyed pseudonym of the data subject, "" if none
+    consent_id: str
+    case_id: str
+    officer_id: str
+    request_id: str
+    trace_id: str
+    fields: tuple[str, ...]           # contract field names returned
+    outcome: Outcome
+    reason: str                       # reason code, "" when outcome is ok
+    latency_us: int
+    protocol: str                     # "grpc" | "rest" | "admin"
+    ai_system: str = ""
+    hidden_until_us: int = 0          # embargo: not shown to the citizen before this time
+    hidden_reason: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditReceipt:
+    """What the store returns once a record is durably committed."""
+
+    seq: int
+    hash: str  # hex
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAuditRecord:
+    seq: int
+    record: AuditRecord
+    prev_hash: str
+    hash: str

@@ -1,0 +1,96 @@
+"""The demo deployment: keys, configuration and tokens in a data folder (default ``./.gateway-demo``).
+
+Idempotent: existing keys and configuration are kept, so tokens printed earlier
+stay valid across restarts.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import secrets
+import time
+import uuid
+from pathlib import Path
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+__all__ = ["DEMO_AUDIENCE", "DEMO_ISSUERS", "demo_token", "ensure_demo", "key_id"]
+
+DEMO_AUDIENCE = "urn:passerelle:gateway"
+#: issuer id -> (iss URL, role)
+DEMO_ISSUERS = {
+    "demo-agencies": ("https://idp.demo.passerelle.invalid/agencies", "agency"),
+    "demo-citizens": ("https://eid.demo.passerelle.invalid/citizens", "citizen"),
+    "demo-staff": ("https://idp.demo.passerelle.invalid/staff", "staff"),
+}
+CONFIG_NAME = "gateway.toml"
+
+
+def key_id(public_jwk: dict[str, str]) -> str:
+    """RFC 7638 JWK thumbprint (EC keys), base64url."""
+    canonical = json.dumps({k: public_jwk[k] for k in ("crv", "kty", "x", "y")}, separators=(",", ":"), sort_keys=True)
+    return base64.urlsafe_b64encode(hashlib.sha256(canonical.encode()).digest()).rstrip(b"=").decode()
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+
+
+def _ec_key(keys: Path, name: str) -> None:
+    pem, jwks = keys / f"{name}.pem", keys / f"{name}.jwks.json"
+    if pem.exists() and jwks.exists():
+        return
+    private = ec.generate_private_key(ec.SECP256R1())
+    _write_private(pem, private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                              serialization.NoEncryption()))
+    public = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(private.public_key()))
+    public.update({"kid": key_id(public), "use": "sig", "alg": "ES256"})
+    jwks.write_text(json.dumps({"keys": [public]}, indent=2))
+
+
+def ensure_demo(data_dir: Path) -> Path:
+    """Create keys and configuration if missing; return the configuration file's path."""
+    keys = data_dir / "keys"
+    for name in [*DEMO_ISSUERS, "gateway-signing"]:
+        _ec_key(keys, name)
+    pseudonym = keys / "pseudonym.key"
+    if not pseudonym.exists():
+        _write_private(pseudonym, secrets.token_bytes(32))
+    config = data_dir / CONFIG_NAME
+    if not config.exists():
+        template = (Path(__file__).parent / "gateway.demo.toml").read_text()
+        config.write_text(template)
+    return config
+
+
+def _signing_key(data_dir: Path, issuer_id: str) -> tuple[object, str]:
+    keys = data_dir / "keys"
+    private = serialization.load_pem_private_key((keys / f"{issuer_id}.pem").read_bytes(), password=None)
+    kid = json.loads((keys / f"{issuer_id}.jwks.json").read_text())["keys"][0]["kid"]
+    return private, kid
+
+
+def demo_token(
+    data_dir: Path, *, issuer_id: str, subject: str, scope: str = "", ttl_s: int = 900,
+    extra: dict[str, object] | None = None,
+) -> str:
+    """A token from one of the demo identity providers (ES256, 15 minutes by default)."""
+    ensure_demo(data_dir)
+    private, kid = _signing_key(data_dir, issuer_id)
+    now = int(time.time())
+    claims: dict[str, object] = {
+        "iss": DEMO_ISSUERS[issuer_id][0], "aud": DEMO_AUDIENCE, "sub": subject,
+        "iat": now, "nbf": now, "exp": now + ttl_s, "jti": uuid.uuid4().hex,
+    }
+    if scope:
+        claims["scope"] = scope
+    claims.update(extra or {})
+    return jwt.encode(claims, private, algorithm="ES256", headers={"kid": kid})  # type: ignore[arg-type]

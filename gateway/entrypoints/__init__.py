@@ -1,0 +1,1 @@
+"""Front doors (gRPC, REST), the CLI, and what they share."""

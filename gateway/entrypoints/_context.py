@@ -1,0 +1,54 @@
+"""Turning a front door's headers into a protocol-neutral ``CallContext``."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable
+
+from gateway.core.pipeline import CallContext
+
+__all__ = ["FORWARDED_HEADERS", "bearer_token", "call_context"]
+
+_TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
+_SAFE_ID = re.compile(r"^[A-Za-z0-9._:/@-]{1,128}$")
+#: Headers passed on to the registry (W3C trace context and the correlation id).
+FORWARDED_HEADERS = ("traceparent", "tracestate")
+
+
+def bearer_token(value: str | None) -> str | None:
+    if not value:
+        return None
+    scheme, _, token = value.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else ""
+
+
+def _safe(value: str | None) -> str:
+    """Caller-chosen identifiers are recorded only if they look like identifiers."""
+    return value if value and _SAFE_ID.match(value) else ""
+
+
+def call_context(protocol: str, header: Callable[[str], str | None], timeout_s: float | None) -> CallContext:
+    request_id = _safe(header("x-request-id")) or uuid.uuid4().hex
+    traceparent = header("traceparent") or ""
+    match = _TRACEPARENT.match(traceparent)
+    metadata = [("x-request-id", request_id)]
+    if match:
+        metadata.append(("traceparent", traceparent))
+        if header("tracestate"):
+            metadata.append(("tracestate", header("tracestate") or ""))
+    fields = header("x-fields") or ""
+    return CallContext(
+        protocol=protocol,
+        token=bearer_token(header("authorization")),
+        purpose=(header("x-purpose") or "").strip(),
+        consent_id=_safe(header("x-consent-id")),
+        case_id=_safe(header("x-case-id")),
+        officer_id=_safe(header("x-officer-id")),
+        request_id=request_id,
+        trace_id=match.group(1) if match else "",
+        ai_system=_safe(header("x-ai-system")),
+        field_mask=tuple(f.strip() for f in fields.split(",") if f.strip()),
+        timeout_s=timeout_s,
+        metadata=metadata,
+    )

@@ -1,0 +1,154 @@
+"""The ``gateway`` command."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gateway.config import Config, ConfigError, load_config
+
+app = typer.Typer(help="Passerelle: once-only data-exchange gateway.", no_args_is_help=True, add_completion=False)
+demo_app = typer.Typer(help="The demo data set.", no_args_is_help=True)
+app.add_typer(demo_app, name="demo")
+
+DataDir = Annotated[Path, typer.Option("--data-dir", help="Folder for demo keys, config and stores.")]
+DEFAULT_DATA_DIR = Path(".gateway-demo")
+DEMO_SEED = 20260101
+
+
+def _run(coro: object) -> None:
+    try:
+        import uvloop
+
+        uvloop.run(coro)  # type: ignore[arg-type]
+    except ImportError:
+        asyncio.run(coro)  # type: ignore[arg-type]
+
+
+def _load(path: Path) -> Config:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+
+
+@contextlib.contextmanager
+def _demo_registries(persons: int) -> Iterator[tuple[int, int]]:
+    """Run the demo registries in their own process; yield (grpc port, tax REST port)."""
+    cmd = [sys.executable, "-m", "gateway.demo.registries", "--seed", str(DEMO_SEED), "--persons", str(persons),
+           "--grpc-port", "0", "--tax-port", "0"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line.startswith("READY"):
+            raise typer.Exit(f"demo registries failed to start: {line!r}")
+        ports = dict(part.split("=") for part in line.split()[1:])
+        yield int(ports["grpc"]), int(ports["tax"])
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@app.command()
+def serve(
+    demo: Annotated[bool, typer.Option("--demo", help="Demo keys, config, data and registries.")] = False,
+    config: Annotated[Path | None, typer.Option("--config", help="Configuration file (TOML).")] = None,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    rest_port: Annotated[int | None, typer.Option("--rest-port")] = None,
+    grpc_port: Annotated[int | None, typer.Option("--grpc-port")] = None,
+    persons: Annotated[int, typer.Option("--persons", help="Demo data set size.")] = 10_000,
+) -> None:
+    """Run the gateway (REST on 127.0.0.1:8080, gRPC on 127.0.0.1:50051 by default)."""
+    from gateway.bootstrap import resolve_demo_addresses
+    from gateway.demo.setup import ensure_demo
+    from gateway.entrypoints.server import serve_forever
+    from observability.logs import configure_logging
+
+    if not demo and config is None:
+        raise typer.BadParameter("give --config FILE, or --demo")
+    configure_logging(os.environ.get("PASSERELLE_LOG_LEVEL", "INFO"))
+    path = config or ensure_demo(data_dir)
+    conf = _load(path)
+    updates = {k: v for k, v in {"rest_port": rest_port, "grpc_port": grpc_port}.items() if v is not None}
+    conf = conf.model_copy(update={"gateway": conf.gateway.model_copy(update=updates)})
+    if not demo:
+        _run(serve_forever(conf))
+        return
+    with _demo_registries(persons) as (g, t):
+        typer.echo(f"demo registries: gRPC 127.0.0.1:{g}, tax REST http://127.0.0.1:{t}", err=True)
+        _run(serve_forever(resolve_demo_addresses(conf, g, t)))
+
+
+@app.command()
+def token(
+    consumer: Annotated[str | None, typer.Option("--consumer", help="Agency token, e.g. cedies.")] = None,
+    citizen: Annotated[str | None, typer.Option("--citizen", help="Citizen token for this national id.")] = None,
+    admin: Annotated[bool, typer.Option("--admin", help="Administrator token.")] = False,
+    ops: Annotated[bool, typer.Option("--ops", help="Operations token.")] = False,
+    ttl: Annotated[int, typer.Option("--ttl", help="Lifetime in seconds.")] = 900,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Print a demo token from the demo identity providers."""
+    from gateway.demo.setup import demo_token
+
+    if consumer:
+        tok = demo_token(data_dir, issuer_id="demo-agencies", subject=consumer, scope="exchange", ttl_s=ttl)
+    elif citizen:
+        tok = demo_token(data_dir, issuer_id="demo-citizens", subject=citizen, scope="citizen", ttl_s=ttl)
+    elif admin or ops:
+        tok = demo_token(data_dir, issuer_id="demo-staff", subject="admin" if admin else "ops",
+                         scope="admin" if admin else "ops", ttl_s=ttl)
+    else:
+        raise typer.BadParameter("give --consumer NAME, --citizen NATIONAL_ID, --admin or --ops")
+    typer.echo(tok)
+
+
+@demo_app.command("people")
+def demo_people(
+    count: Annotated[int, typer.Option("--count", help="How many households and companies to list.")] = 5,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """List demo persons (with their households) and companies to use in first calls."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from gateway.demo.data import generate
+
+    data = generate(DEMO_SEED)
+    people = Table(title="Demo persons (population register)")
+    for col in ("national id", "name", "born", "commune", "household"):
+        people.add_column(col)
+    for household in data.households[:count]:
+        members = [data.person(m) for m in household.members]
+        for p in members:
+            people.add_row(p.national_id, f"{p.given_names} {p.family_name}", p.birth_date.isoformat(),
+                           p.address.commune, household.id)
+    companies = Table(title="Demo companies (trade register)")
+    for col in ("RCS number", "name", "legal form", "status"):
+        companies.add_column(col)
+    for c in data.companies[:count]:
+        companies.add_row(c.rcs_number, c.name, c.legal_form, c.status)
+    console = Console()
+    console.print(people)
+    console.print(companies)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

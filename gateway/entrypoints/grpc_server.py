@@ -1,0 +1,118 @@
+"""The gRPC front door: the registry contracts served generically, plus health and reflection.
+
+Handlers receive raw bytes so that a malformed message is answered
+``INVALID_ARGUMENT`` by us rather than a transport error. Refusals carry a
+``google.rpc.Status`` with an ``ErrorInfo`` detail (reason, domain, metadata).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import grpc
+from google.protobuf import any_pb2, duration_pb2
+from google.protobuf.message import DecodeError
+from google.rpc import error_details_pb2, status_pb2
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from grpc_status import rpc_status
+
+from gateway.core.contracts import Operation
+from gateway.core.errors import DOMAIN, GatewayError, Reason
+from gateway.core.pipeline import ExchangePipeline
+from gateway.entrypoints._context import call_context
+
+__all__ = ["abort_with", "create_grpc_server", "rich_status"]
+
+
+def rich_status(err: GatewayError, request_id: str = "") -> grpc.Status:
+    info = error_details_pb2.ErrorInfo(reason=str(err.reason), domain=DOMAIN, metadata=err.metadata)
+    details = [any_pb2.Any()]
+    details[0].Pack(info)
+    if err.retry_after is not None:
+        retry = error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=max(1, round(err.retry_after))))
+        details.append(any_pb2.Any())
+        details[-1].Pack(retry)
+    if request_id:
+        details.append(any_pb2.Any())
+        details[-1].Pack(error_details_pb2.RequestInfo(request_id=request_id))
+    code = err.info.grpc.value[0]
+    return rpc_status.to_status(status_pb2.Status(code=code, message=err.detail, details=details))  # type: ignore[no-any-return]
+
+
+async def abort_with(context: grpc.aio.ServicerContext[Any, Any], err: GatewayError, request_id: str = "") -> None:
+    status = rich_status(err, request_id)
+    await context.abort(status.code, status.details, trailing_metadata=status.trailing_metadata)
+
+
+def _exchange_handler(pipeline: ExchangePipeline, op: Operation) -> grpc.RpcMethodHandler:
+    async def handle(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+        md = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
+        ctx = call_context("grpc", md.get, context.time_remaining())
+        await context.send_initial_metadata((("x-request-id", ctx.request_id),))
+        try:
+            try:
+                request = op.request_cls.FromString(raw)
+            except DecodeError:
+                raise GatewayError(Reason.INVALID_ARGUMENT, "The request is not a valid protobuf message") from None
+            response = await pipeline.exchange(op, request, ctx)
+        except GatewayError as err:
+            await abort_with(context, err, ctx.request_id)
+            raise AssertionError("unreachable") from None
+        return response.SerializeToString()
+
+    return grpc.unary_unary_rpc_method_handler(handle)
+
+
+class _UnknownService(grpc.GenericRpcHandler):
+    """Answers any method we do not serve with UNKNOWN_SERVICE in the same error model."""
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+        async def handle(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+            await abort_with(context, GatewayError(Reason.UNKNOWN_SERVICE))
+            return b""
+
+        return grpc.unary_unary_rpc_method_handler(handle)
+
+
+ExtraServices = Callable[[grpc.aio.Server], Awaitable[list[str]] | list[str]]
+
+
+async def create_grpc_server(
+    pipeline: ExchangePipeline,
+    operations: Mapping[str, Operation],
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    max_request_bytes: int = 64 * 1024,
+    extra: list[ExtraServices] | None = None,
+) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
+    """Build and start the server; return it with its bound port and health servicer."""
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", max_request_bytes),
+            ("grpc.max_metadata_size", 16 * 1024),
+            ("grpc.so_reuseport", 1),
+        ]
+    )
+    by_service: dict[str, dict[str, grpc.RpcMethodHandler]] = {}
+    for op in operations.values():
+        by_service.setdefault(op.service, {})[op.method] = _exchange_handler(pipeline, op)
+    server.add_generic_rpc_handlers(
+        [grpc.method_handlers_generic_handler(name, handlers) for name, handlers in by_service.items()]
+    )
+    names = list(by_service)
+    for add in extra or []:
+        result = add(server)
+        names += await result if isinstance(result, Awaitable) else result
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for name in ["", *names]:
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    names += [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME]
+    reflection.enable_server_reflection(names, server)
+    server.add_generic_rpc_handlers([_UnknownService()])
+    bound = server.add_insecure_port(f"{host}:{port}")
+    await server.start()
+    return server, bound, health_servicer

@@ -1,0 +1,217 @@
+"""The REST front door (FastAPI): routes, bodies and OpenAPI derived from the contracts.
+
+Each operation with a ``google.api.http`` annotation becomes a route; path and
+query parameters fill the request message through proto3 JSON; answers are
+proto3 JSON; refusals are RFC 9457 ``application/problem+json`` with the same
+reason codes as gRPC.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from google.protobuf import json_format
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse
+
+from gateway.core.contracts import Operation
+from gateway.core.errors import REASONS, GatewayError, Reason
+from gateway.core.pipeline import ExchangePipeline
+from gateway.entrypoints._context import call_context
+from gateway.entrypoints.openapi_schema import message_ref, path_parameters
+
+__all__ = ["PROBLEM_SCHEMA", "create_rest_app", "problem_response"]
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "title", "status", "reason"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "reason": {"type": "string", "enum": [str(r) for r in Reason]},
+        "field": {"type": "string"},
+        "requestId": {"type": "string"},
+    },
+}
+_HEADERS = [
+    ("x-purpose", True, "Purpose code from the purposes catalogue"),
+    ("x-consent-id", False, "Consent reference, where the legal basis is consent"),
+    ("x-case-id", False, "Case or procedure the lookup serves"),
+    ("x-officer-id", False, "Pseudonymous id of the acting official"),
+    ("x-request-id", False, "Correlation id, echoed back"),
+    ("x-ai-system", False, "Registration id of an automated-decision or AI system fed by this lookup"),
+    ("x-fields", False, "Comma-separated field mask narrowing the answer"),
+]
+
+
+def problem_response(err: GatewayError, request_id: str = "", instance: str = "") -> JSONResponse:
+    info = REASONS[err.reason]
+    body: dict[str, Any] = {
+        "type": f"urn:passerelle:problem:{err.reason}",
+        "title": info.title,
+        "status": info.http,
+        "detail": err.detail,
+        "reason": str(err.reason),
+    }
+    # ``instance`` names the request, never the URL: paths hold national ids.
+    if instance or request_id:
+        body["instance"] = instance or f"urn:passerelle:request:{request_id}"
+    if err.field:
+        body["field"] = err.field
+    headers = {}
+    if request_id:
+        body["requestId"] = request_id
+        headers["x-request-id"] = request_id
+    if err.retry_after is not None:
+        headers["retry-after"] = str(max(1, round(err.retry_after)))
+    if info.http == 401:
+        headers["www-authenticate"] = 'Bearer error="invalid_token"'
+    return JSONResponse(body, status_code=info.http, headers=headers, media_type="application/problem+json")
+
+
+class SizeLimits:
+    """ASGI middleware: refuse oversized headers (431) and bodies (413) before any parsing."""
+
+    def __init__(self, app: Any, *, max_header_bytes: int, max_body_bytes: int) -> None:
+        self.app, self.max_header_bytes, self.max_body_bytes = app, max_header_bytes, max_body_bytes
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            headers = scope["headers"]
+            if sum(len(k) + len(v) for k, v in headers) > self.max_header_bytes:
+                await problem_response(GatewayError(Reason.HEADERS_TOO_LARGE))(scope, receive, send)
+                return
+            for k, v in headers:
+                if k == b"content-length" and (not v.isdigit() or int(v) > self.max_body_bytes):
+                    await problem_response(GatewayError(Reason.REQUEST_TOO_LARGE))(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
+
+
+def _endpoint(pipeline: ExchangePipeline, op: Operation) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        ctx = call_context("rest", request.headers.get, None)
+        try:
+            message = _request_message(op, request)
+            if not ctx.field_mask and "fields" in request.query_params:
+                ctx.field_mask = tuple(f for f in request.query_params["fields"].split(",") if f)
+            answer = await pipeline.exchange(op, message, ctx)
+        except GatewayError as err:
+            return problem_response(err, ctx.request_id)
+        body = json_format.MessageToJson(answer, indent=None, ensure_ascii=False)
+        return Response(body, media_type="application/json", headers={"x-request-id": ctx.request_id})
+
+    endpoint.__name__ = op.method
+    return endpoint
+
+
+def _request_message(op: Operation, request: Request) -> Any:
+    values: dict[str, Any] = dict(request.path_params)
+    values.update((k, v) for k, v in request.query_params.items() if k != "fields")
+    message = op.request_cls()
+    try:
+        json_format.ParseDict(values, message)
+    except json_format.ParseError:
+        raise GatewayError(Reason.INVALID_ARGUMENT, "A path or query parameter does not fit the contract") from None
+    return message
+
+
+def _route_doc(op: Operation) -> dict[str, Any]:
+    params = path_parameters(op)
+    params += [
+        {"name": name, "in": "header", "required": required, "schema": {"type": "string"}, "description": doc}
+        for name, required, doc in _HEADERS
+    ]
+    problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    responses: dict[str, Any] = {
+        "200": {"description": "The minimised answer", "content": {"application/json": {"schema": {}}}},
+    }
+    for status, text in [(400, "Invalid request"), (401, "Not authenticated"), (403, "Refused"),
+                         (404, "Not found"), (429, "Quota exceeded"), (502, "Bad registry answer"),
+                         (503, "Registry or audit unavailable"), (504, "Registry timeout")]:
+        responses[str(status)] = {"description": text, "content": problem}
+    return {"parameters": params, "responses": responses, "security": [{"bearer": []}]}
+
+
+def create_rest_app(
+    pipeline: ExchangePipeline,
+    operations: Mapping[str, Operation],
+    *,
+    ready: Callable[[], Awaitable[dict[str, Any]]],
+    title: str = "Passerelle",
+    version: str = "0.1.0",
+    max_header_bytes: int = 16 * 1024,
+    max_body_bytes: int = 64 * 1024,
+) -> FastAPI:
+    app = FastAPI(title=title, version=version, docs_url="/docs", redoc_url=None, openapi_url=None)
+    components: dict[str, Any] = {"Problem": PROBLEM_SCHEMA}
+    for op in operations.values():
+        if not op.http_method:
+            continue
+        doc = _route_doc(op)
+        doc["responses"]["200"]["content"]["application/json"]["schema"] = message_ref(
+            op.response_cls.DESCRIPTOR, components
+        )
+        app.add_api_route(
+            op.http_path, _endpoint(pipeline, op), methods=[op.http_method], tags=[op.service],
+            summary=f"{op.service}/{op.method}", openapi_extra=doc, include_in_schema=True,
+            operation_id=op.full_name.replace("/", ".")
+        )
+    _install_health(app, ready)
+    _install_error_handlers(app)
+    _install_openapi(app, components)
+    app.add_middleware(SizeLimits, max_header_bytes=max_header_bytes, max_body_bytes=max_body_bytes)
+    return app
+
+
+def _install_health(app: FastAPI, ready: Callable[[], Awaitable[dict[str, Any]]]) -> None:
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> JSONResponse:
+        report = await ready()
+        return JSONResponse(report, status_code=200 if report.get("ready") else 503)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    async def http_error(request: Request, exc: Exception) -> Response:
+        status = getattr(exc, "status_code", 500)
+        reason = {404: Reason.UNKNOWN_SERVICE, 405: Reason.UNKNOWN_SERVICE, 413: Reason.REQUEST_TOO_LARGE}.get(
+            status, Reason.INVALID_ARGUMENT if 400 <= status < 500 else Reason.INTERNAL
+        )
+        return problem_response(GatewayError(reason))
+
+    async def validation_error(request: Request, exc: Exception) -> Response:
+        return problem_response(GatewayError(Reason.INVALID_ARGUMENT, "The request does not fit the schema"))
+
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        return problem_response(GatewayError(Reason.INTERNAL))
+
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(Exception, unexpected)
+
+
+def _install_openapi(app: FastAPI, components: dict[str, Any]) -> None:
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            spec = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            spec.setdefault("components", {}).setdefault("schemas", {}).update(components)
+            spec["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}
+            app.openapi_schema = spec
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi_json() -> JSONResponse:
+        return JSONResponse(openapi())

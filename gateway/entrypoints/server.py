@@ -1,0 +1,106 @@
+"""Running the gateway: gRPC and REST front doors on ONE asyncio loop (uvloop), one process.
+
+Why one loop: both front doors call the same pipeline coroutine, share the
+adapters' connection pools and the audit writer, and avoid a thread hop per
+exchange (docs/decisions/server-mode.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import uvicorn
+
+from gateway.bootstrap import Gateway, build_gateway
+from gateway.config import Config
+from gateway.entrypoints.grpc_server import create_grpc_server
+from gateway.entrypoints.rest import create_rest_app
+
+__all__ = ["RunningGateway", "serve_forever", "start_gateway"]
+
+
+class _EmbeddedUvicorn(uvicorn.Server):
+    """Uvicorn inside our loop: signals are ours, not uvicorn's."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if hasattr(socket, "SO_REUSEPORT"):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+@dataclass
+class RunningGateway:
+    gateway: Gateway
+    grpc_server: grpc.aio.Server
+    grpc_port: int
+    rest_port: int
+    health: Any
+    _uvicorn: _EmbeddedUvicorn
+    _rest_task: asyncio.Task[None]
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Drain: stop accepting, let in-flight exchanges finish, flush the audit log."""
+        await self.health.enter_graceful_shutdown()
+        self._uvicorn.should_exit = True
+        await self.grpc_server.stop(grace)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._rest_task), grace)
+        await self.gateway.close()
+
+
+async def start_gateway(config: Config, *, rest_port: int | None = None, grpc_port: int | None = None) -> RunningGateway:
+    gw_conf = config.gateway
+    gateway = await build_gateway(config)
+    server, bound, health = await create_grpc_server(
+        gateway.pipeline, gateway.operations, host=gw_conf.grpc_host,
+        port=gw_conf.grpc_port if grpc_port is None else grpc_port, max_request_bytes=gw_conf.max_request_bytes,
+        extra=gateway.extras.get("grpc_services", []),
+    )
+    app = create_rest_app(gateway.pipeline, gateway.operations, ready=gateway.ready, title=gw_conf.name,
+                          max_body_bytes=gw_conf.max_request_bytes)
+    for install in gateway.extras.get("rest_routers", []):
+        install(app)
+    sock = bind_socket(gw_conf.rest_host, gw_conf.rest_port if rest_port is None else rest_port)
+    uv = _EmbeddedUvicorn(
+        uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", http="httptools",
+                       loop="none", h11_max_incomplete_event_size=16 * 1024, server_header=False)
+    )
+    task = asyncio.create_task(uv.serve(sockets=[sock]))
+    while not uv.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.005)
+    return RunningGateway(gateway, server, bound, sock.getsockname()[1], health, uv, task)
+
+
+async def serve_forever(config: Config, *, grace: float = 10.0) -> None:
+    running = await start_gateway(config)
+    print(
+        f"Passerelle ready: REST http://{config.gateway.rest_host}:{running.rest_port}  "
+        f"gRPC {config.gateway.grpc_host}:{running.grpc_port}",
+        file=sys.stderr, flush=True,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await running.stop(grace)

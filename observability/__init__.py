@@ -1,0 +1,1 @@
+"""Telemetry: logs, security events, traces and metrics, and the interoperability report."""

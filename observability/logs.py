@@ -1,0 +1,92 @@
+"""Structured JSON-lines logs, with no personal data: identifiers appear only as pseudonyms."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+from gateway.core.types import AuditRecord
+
+__all__ = ["JsonFormatter", "LoggingObserver", "RateLimitedSecurityLog", "configure_logging"]
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        entry.update(getattr(record, "fields", {}))
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def configure_logging(level: str = "INFO") -> None:
+    """Configure once at start-up: JSON lines on stderr."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    handler.formatter.converter = time.gmtime  # type: ignore[union-attr]
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+class LoggingObserver:
+    """One log line per exchange: who, what, why, outcome; never the subject in clear."""
+
+    def __init__(self) -> None:
+        self._log = logging.getLogger("passerelle.exchange")
+
+    def on_exchange(self, record: AuditRecord, provider: str) -> None:
+        if not self._log.isEnabledFor(logging.INFO):
+            return
+        self._log.info(
+            "exchange",
+            extra={
+                "fields": {
+                    "request_id": record.request_id,
+                    "trace_id": record.trace_id,
+                    "consumer": record.consumer,
+                    "service": record.service,
+                    "purpose": record.purpose,
+                    "outcome": str(record.outcome),
+                    "reason": record.reason,
+                    "latency_ms": round(record.latency_us / 1000, 3),
+                    "protocol": record.protocol,
+                }
+            },
+        )
+
+
+class RateLimitedSecurityLog:
+    """Security events (refusals before authentication): always counted, logged at most ``rate``/s.
+
+    A flood of junk tokens must not flood the logs or the store.
+    """
+
+    def __init__(self, rate: float = 10.0, burst: int = 20) -> None:
+        self._log = logging.getLogger("passerelle.security")
+        self._rate, self._burst = rate, float(burst)
+        self._tokens, self._last = float(burst), time.monotonic()
+        self.counts: dict[tuple[str, str], int] = {}
+        self.suppressed = 0
+
+    def record(self, reason: str, protocol: str, detail: str = "") -> None:
+        key = (str(reason), protocol)
+        self.counts[key] = self.counts.get(key, 0) + 1
+        now = time.monotonic()
+        self._tokens = min(self._burst, self._tokens + (now - self._last) * self._rate)
+        self._last = now
+        if self._tokens < 1:
+            self.suppressed += 1
+            return
+        self._tokens -= 1
+        fields = {"reason": str(reason), "protocol": protocol, "suppressed_since_last": self.suppressed}
+        self.suppressed = 0
+        self._log.warning("security event", extra={"fields": fields})

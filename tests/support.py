@@ -1,0 +1,44 @@
+"""Test helpers shared by the tiers: keys, tokens, a demo stack on free ports."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from gateway.core.auth import Issuer, TokenVerifier
+
+AUDIENCE = "urn:passerelle:gateway"
+AGENCY_ISS = "https://idp.test/agencies"
+
+
+class TestIssuer:
+    """An in-memory ES256 identity provider."""
+
+    __test__ = False
+
+    def __init__(self, issuer: str = AGENCY_ISS, role: str = "agency", id: str = "test-agencies") -> None:
+        self.id, self.issuer, self.role = id, issuer, role
+        self.private = ec.generate_private_key(ec.SECP256R1())
+        self.kid = uuid.uuid4().hex[:12]
+
+    def as_issuer(self) -> Issuer:
+        return Issuer(self.id, self.issuer, self.role, frozenset({"ES256"}), {self.kid: self.private.public_key()})
+
+    def token(self, sub: str, *, ttl: int = 300, now: float | None = None, **overrides: Any) -> str:
+        now = time.time() if now is None else now
+        claims: dict[str, Any] = {
+            "iss": self.issuer, "aud": AUDIENCE, "sub": sub, "iat": int(now), "exp": int(now) + ttl,
+            "jti": uuid.uuid4().hex,
+        }
+        claims.update(overrides)
+        claims = {k: v for k, v in claims.items() if v is not None}
+        return jwt.encode(claims, self.private, algorithm="ES256", headers={"kid": self.kid})
+
+
+def verifier_for(issuers: list[TestIssuer], consumers: Mapping[tuple[str, str], str]) -> TokenVerifier:
+    return TokenVerifier({i.id: i.as_issuer() for i in issuers}, consumers, audience=AUDIENCE, clock=time.time)
