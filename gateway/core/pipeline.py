@@ -56,6 +56,11 @@ class CallContext:
     field_mask: tuple[str, ...] = ()
     timeout_s: float | None = None     # the caller's remaining deadline, if any
     metadata: list[tuple[str, str]] = field(default_factory=list)   # forwarded to the registry
+    # Sender-constraint evidence, filled by the front doors (RFC 8705 mTLS / RFC 9449 DPoP).
+    peer_cert_sha256: str = ""         # base64url SHA-256 of the client certificate (gRPC mTLS)
+    dpop_proof: str = ""               # the DPoP header (REST)
+    http_method: str = ""
+    http_url: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -135,12 +135,12 @@ def demo_people(
         members = [data.person(m) for m in household.members]
         for p in members:
             people.add_row(p.national_id, f"{p.given_names} {p.family_name}", p.birth_date.isoformat(),
-                           p.address.commune, household.id)
+                           p.address.commune, household.household_id)
     companies = Table(title="Demo companies (trade register)")
     for col in ("RCS number", "name", "legal form", "status"):
         companies.add_column(col)
     for c in data.companies[:count]:
-        companies.add_row(c.rcs_number, c.name, c.legal_form, c.status)
+        companies.add_row(c.rcs_number, c.name, str(c.legal_form), str(c.status))
     console = Console()
     console.print(people)
     console.print(companies)
