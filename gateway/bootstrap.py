@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import jwt
+from fastapi import FastAPI
 
 from adapters.registries import FieldMapping, GrpcRegistryAdapter, RestOperationSpec, RestRegistryAdapter
 from adapters.stores.consent_sqlite import SqliteConsentStore
@@ -20,6 +21,7 @@ from gateway.core.contracts import Operation, load_operations
 from gateway.core.pipeline import ExchangePipeline, Registry
 from gateway.core.ports import RegistryAdapter
 from gateway.core.pseudonym import Pseudonymiser
+from gateway.entrypoints.binding import ServiceBinding
 from observability.logs import LoggingObserver, RateLimitedSecurityLog
 
 __all__ = ["Gateway", "build_gateway", "load_issuers", "now_us"]
@@ -41,7 +43,12 @@ class Gateway:
     registries: dict[str, Registry]
     security: RateLimitedSecurityLog
     pseudonymise: Pseudonymiser
-    extras: dict[str, Any] = field(default_factory=dict)
+    #: The gateway's own proto services (catalogue, consents, admin ...), served on both doors.
+    bindings: list[ServiceBinding] = field(default_factory=list)
+    #: Other REST routes (pages, JWKS, metrics): each adds routes and returns OpenAPI schemas.
+    rest_installers: list[Callable[[FastAPI], dict[str, Any]]] = field(default_factory=list)
+    #: Background tasks and closers owned by features (checkpointer, retention ...).
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def ready(self) -> dict[str, Any]:
         audit_ok = await self.audit.healthy()
@@ -49,6 +56,8 @@ class Gateway:
                 "registries": sorted(self.registries)}
 
     async def close(self) -> None:
+        for closer in reversed(self.closers):
+            await closer()
         for r in self.registries.values():
             await r.adapter.close()
         await self.audit.close()
@@ -131,7 +140,23 @@ async def build_gateway(config: Config) -> Gateway:
         verifier=verifier, policy=lambda: policy, consents=consents, registries=registries, audit=audit,
         pseudonymise=pseudonymise, security=security, observer=LoggingObserver(), clock_us=now_us,
     )
-    return Gateway(config, operations, pipeline, verifier, policy, audit, consents, registries, security, pseudonymise)
+    gateway = Gateway(config, operations, pipeline, verifier, policy, audit, consents, registries, security, pseudonymise)
+    for install in FEATURES:
+        await install(gateway)
+    return gateway
+
+
+async def _catalogue(gateway: Gateway) -> None:
+    from gateway.entrypoints.services.catalogue import catalogue_binding
+
+    gateway.bindings.append(catalogue_binding(gateway))
+
+
+#: Each feature wires itself onto the built gateway (bindings, routes, background tasks).
+#: Add one line per feature; the exchange pipeline does not change.
+FEATURES: list[Callable[[Gateway], Awaitable[None]]] = [
+    _catalogue,
+]
 
 
 def resolve_demo_addresses(config: Config, grpc_port: int, tax_port: int) -> Config:

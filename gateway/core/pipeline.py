@@ -101,7 +101,7 @@ class ExchangePipeline:
         clock_us: Callable[[], int],
     ) -> None:
         self._verifier = verifier
-        self._policy = policy
+        self.policy = policy
         self._consents = consents
         self._registries = registries
         self._audit = audit
@@ -164,7 +164,7 @@ class ExchangePipeline:
                 raise GatewayError(Reason.INVALID_ARGUMENT, f"{name}: {problem}", field=name)
 
     def _authorise(self, op: Operation, ctx: CallContext, trail: _Trail, now_us: int) -> Mandate:
-        decision: Decision = self._policy().decide(
+        decision: Decision = self.policy().decide(
             consumer=trail.consumer, service=op.full_name, purpose=ctx.purpose, now_us=now_us
         )
         if not decision.allowed or decision.mandate is None:

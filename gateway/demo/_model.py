@@ -178,8 +178,17 @@ class IncomeRecord:
 class DemoData:
     """The generated data set with its lookups; lookups return None for unknown keys."""
 
-    __slots__ = ("_companies", "_households", "_incomes", "_persons", "companies", "households",
-                 "incomes", "persons", "seed")
+    __slots__ = (
+        "_companies",
+        "_households",
+        "_incomes",
+        "_persons",
+        "companies",
+        "households",
+        "incomes",
+        "persons",
+        "seed",
+    )
 
     def __init__(
         self,

@@ -17,6 +17,7 @@ __all__ = [
     "NATIONALITY_WEIGHTS",
 ]
 
+# fmt: off
 # Share of each nationality among household heads, tuned so that, after naturalisations
 # (dual nationals) and children of mixed couples, persons holding Luxembourg nationality
 # come to about 53% and the main foreign communities to the published shares.
@@ -303,3 +304,4 @@ COUNTRY_NAMES: dict[str, str] = {
     "NLD": "Pays-Bas", "GBR": "Royaume-Uni", "IRL": "Irlande", "USA": "États-Unis", "IND": "Inde",
     "CHN": "Chine", "UKR": "Ukraine", "SYR": "Syrie", "ERI": "Érythrée", "HUN": "Hongrie",
 }
+# fmt: on

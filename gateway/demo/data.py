@@ -80,14 +80,28 @@ _BORN_HERE_SHARE = 0.30  # foreign nationals born in Luxembourg
 
 # RCS "B" numbers grow with time: anchors (number, registration date) to interpolate between.
 _RCS_NUMBERS = (10_000, 75_000, 150_000, 240_000, 296_000)
-_RCS_DATES = (dt.date(1985, 1, 1), dt.date(2000, 3, 1), dt.date(2009, 11, 1), dt.date(2019, 12, 1),
-              dt.date(2026, 6, 1))
+_RCS_DATES = (
+    dt.date(1985, 1, 1),
+    dt.date(2000, 3, 1),
+    dt.date(2009, 11, 1),
+    dt.date(2019, 12, 1),
+    dt.date(2026, 6, 1),
+)
 # Legal forms that did not exist before a date.
-_FORM_INTRODUCED = {LegalForm.SARLS: dt.date(2017, 1, 1), LegalForm.SCSP: dt.date(2013, 7, 23),
-                    LegalForm.SE: dt.date(2004, 10, 8)}
+_FORM_INTRODUCED = {
+    LegalForm.SARLS: dt.date(2017, 1, 1),
+    LegalForm.SCSP: dt.date(2013, 7, 23),
+    LegalForm.SE: dt.date(2004, 10, 8),
+}
 _FORM_SUFFIX = {
-    LegalForm.SA: "S.A.", LegalForm.SARL: "S.à r.l.", LegalForm.SARLS: "S.à r.l.-S", LegalForm.SCS: "S.C.S.",
-    LegalForm.SCSP: "SCSp", LegalForm.SCA: "S.C.A.", LegalForm.SE: "SE", LegalForm.SNC: "S.e.n.c.",
+    LegalForm.SA: "S.A.",
+    LegalForm.SARL: "S.à r.l.",
+    LegalForm.SARLS: "S.à r.l.-S",
+    LegalForm.SCS: "S.C.S.",
+    LegalForm.SCSP: "SCSp",
+    LegalForm.SCA: "S.C.A.",
+    LegalForm.SE: "SE",
+    LegalForm.SNC: "S.e.n.c.",
     LegalForm.SC: "S.C.",
 }
 _CAPITAL_EUR = {
@@ -170,9 +184,15 @@ class _Population:
         adults = self._couple(hid, address, union, kids > 0) if couple else [self._lone(hid, address, kind)]
         children = self._children(hid, address, adults, kids)
         self._persons.extend(adults + children)
-        self._households.append(Household(
-            hid, address, tuple(p.national_id for p in adults), tuple(c.national_id for c in children), union,
-        ))
+        self._households.append(
+            Household(
+                hid,
+                address,
+                tuple(p.national_id for p in adults),
+                tuple(c.national_id for c in children),
+                union,
+            )
+        )
 
     def _lone(self, hid: str, address: Address, kind: str) -> Person:
         rng = self._rng
@@ -195,8 +215,10 @@ class _Population:
         partner_sex = sex if rng.random() < 0.03 else _other_sex(sex)
         origin = self._nationality.pick(rng)
         partner_origin = origin if rng.random() < 0.7 else self._nationality.pick(rng)
-        return [self._adult(hid, address, age, sex, civil, origin),
-                self._adult(hid, address, partner_age, partner_sex, civil, partner_origin)]
+        return [
+            self._adult(hid, address, age, sex, civil, origin),
+            self._adult(hid, address, partner_age, partner_sex, civil, partner_origin),
+        ]
 
     def _adult(
         self, hid: str, address: Address, age: int, sex: Sex, civil: CivilStatus, origin: str
@@ -209,8 +231,17 @@ class _Population:
         birth = dt.date(REFERENCE_DATE.year - age - 1, 1, 1) + dt.timedelta(days=rng.randrange(365))
         culture = tables.CULTURE_OF[origin]
         family_name = rng.choice(tables.NAMES[culture][0])
-        return self._person(hid, address, birth, sex, civil, nationalities, culture, family_name,
-                            None if born_here else origin)
+        return self._person(
+            hid,
+            address,
+            birth,
+            sex,
+            civil,
+            nationalities,
+            culture,
+            family_name,
+            None if born_here else origin,
+        )
 
     def _children(self, hid: str, address: Address, parents: list[Person], count: int) -> list[Person]:
         rng = self._rng
@@ -225,18 +256,44 @@ class _Population:
             birth = dt.date(rng.randint(first, last), 1, 1) + dt.timedelta(days=rng.randrange(365))
             culture = tables.CULTURE_OF[rng.choice(parents).nationalities[-1]]
             abroad = origin if origin != "LUX" and rng.random() < 0.15 else None
-            children.append(self._person(hid, address, birth, rng.choice((Sex.FEMALE, Sex.MALE)),
-                                         CivilStatus.SINGLE, nationalities, culture, family_name, abroad))
+            children.append(
+                self._person(
+                    hid,
+                    address,
+                    birth,
+                    rng.choice((Sex.FEMALE, Sex.MALE)),
+                    CivilStatus.SINGLE,
+                    nationalities,
+                    culture,
+                    family_name,
+                    abroad,
+                )
+            )
         return children
 
     def _person(
-        self, hid: str, address: Address, birth: dt.date, sex: Sex, civil: CivilStatus,
-        nationalities: tuple[str, ...], culture: str, family_name: str, abroad_in: str | None,
+        self,
+        hid: str,
+        address: Address,
+        birth: dt.date,
+        sex: Sex,
+        civil: CivilStatus,
+        nationalities: tuple[str, ...],
+        culture: str,
+        family_name: str,
+        abroad_in: str | None,
     ) -> Person:
         return Person(
-            national_id=self._national_id(birth), given_names=_given_names(self._rng, culture, sex),
-            family_name=family_name, birth_date=birth, birth_place=self._places.birth_place(abroad_in),
-            sex=sex, nationalities=nationalities, address=address, civil_status=civil, household_id=hid,
+            national_id=self._national_id(birth),
+            given_names=_given_names(self._rng, culture, sex),
+            family_name=family_name,
+            birth_date=birth,
+            birth_place=self._places.birth_place(abroad_in),
+            sex=sex,
+            nationalities=nationalities,
+            address=address,
+            civil_status=civil,
+            household_id=hid,
         )
 
     def _national_id(self, birth: dt.date) -> str:
@@ -335,10 +392,15 @@ class _Companies:
             for p, role in zip(officers, roles, strict=False)
         )
         return Company(
-            rcs_number=f"B{number}", name=self._name(pattern, form, officers[0].family_name),
-            legal_form=form, registered_office=self._places.address(), status=self._status.pick(rng),
-            managers=managers, nace_codes=nace[: rng.randint(1, len(nace))],
-            share_capital_cents=_share_capital(rng, form, registered_on), registered_on=registered_on,
+            rcs_number=f"B{number}",
+            name=self._name(pattern, form, officers[0].family_name),
+            legal_form=form,
+            registered_office=self._places.address(),
+            status=self._status.pick(rng),
+            managers=managers,
+            nace_codes=nace[: rng.randint(1, len(nace))],
+            share_capital_cents=_share_capital(rng, form, registered_on),
+            registered_on=registered_on,
         )
 
     def _name(self, pattern: str, form: LegalForm, family_name: str) -> str:
@@ -363,7 +425,8 @@ def _registration_date(rng: random.Random, number: int) -> dt.date:
 
 def _legal_form(names: Sequence[str], registered_on: dt.date, rng: random.Random) -> LegalForm:
     possible = [
-        form for form in (LegalForm[name] for name in names)
+        form
+        for form in (LegalForm[name] for name in names)
         if registered_on >= _FORM_INTRODUCED.get(form, dt.date.min)
     ]
     return rng.choice(possible) if possible else LegalForm.SARL

@@ -147,14 +147,20 @@ def to_person_message(person: Person, data: DemoData) -> population_pb2.Person:
         sex=_SEX[person.sex],
         nationalities=person.nationalities,
         address=population_pb2.Address(
-            house_number=address.house_number, street=address.street, postcode=address.postcode,
-            locality=address.locality, commune=address.commune, country=address.country,
+            house_number=address.house_number,
+            street=address.street,
+            postcode=address.postcode,
+            locality=address.locality,
+            commune=address.commune,
+            country=address.country,
         ),
         civil_status=_CIVIL_STATUS[person.civil_status],
         household_members=[
             population_pb2.HouseholdMember(
-                national_id=member.national_id, given_names=member.given_names,
-                family_name=member.family_name, relationship=_RELATIONSHIP[relationship],
+                national_id=member.national_id,
+                given_names=member.given_names,
+                family_name=member.family_name,
+                relationship=_RELATIONSHIP[relationship],
                 birth_date=_date(member.birth_date),
             )
             for member, relationship in data.household_members(person.national_id)
@@ -170,13 +176,18 @@ def to_company_message(company: Company) -> business_pb2.Company:
         name=company.name,
         legal_form=_LEGAL_FORM[company.legal_form],
         registered_office=business_pb2.RegisteredOffice(
-            house_number=office.house_number, street=office.street, postcode=office.postcode,
-            locality=office.locality, country=office.country,
+            house_number=office.house_number,
+            street=office.street,
+            postcode=office.postcode,
+            locality=office.locality,
+            country=office.country,
         ),
         status=_COMPANY_STATUS[company.status],
         managers=[
             business_pb2.Manager(
-                given_names=m.given_names, family_name=m.family_name, role=m.role,
+                given_names=m.given_names,
+                family_name=m.family_name,
+                role=m.role,
                 appointed_on=_date(m.appointed_on),
             )
             for m in company.managers
@@ -281,13 +292,17 @@ def _attestation(data: DemoData, matricule: str, annee: str, today: dt.date) -> 
     record = data.income(matricule, year)
     if record is None:
         return _erreur(404, "CONTRIBUABLE_INCONNU", "Aucune attestation pour ce contribuable et cet exercice")
-    return JSONResponse({"attestation": {
-        "contribuable": {"matricule": record.national_id},
-        "exercice": record.fiscal_year,
-        "revenuImposable": {"montant": record.amount_text, "devise": "EUR"},
-        "classeImpot": record.tax_class.value,
-        "dateEmission": record.issued_on.isoformat(),
-    }})
+    return JSONResponse(
+        {
+            "attestation": {
+                "contribuable": {"matricule": record.national_id},
+                "exercice": record.fiscal_year,
+                "revenuImposable": {"montant": record.amount_text, "devise": "EUR"},
+                "classeImpot": record.tax_class.value,
+                "dateEmission": record.issued_on.isoformat(),
+            }
+        }
+    )
 
 
 def create_tax_app(
@@ -345,8 +360,9 @@ async def start_tax_registry(
 ) -> tuple[TaxRegistryHandle, int]:
     """Start the tax registry inside the running loop; return its handle and bound port."""
     app = create_tax_app(data, Faults() if faults is None else faults)
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", ws="none",
-                            timeout_graceful_shutdown=2)
+    config = uvicorn.Config(
+        app, log_level="warning", access_log=False, lifespan="off", ws="none", timeout_graceful_shutdown=2
+    )
     server = _EmbeddedServer(config)
     sock = _listening_socket(host, port)
     bound = sock.getsockname()[1]
@@ -395,9 +411,15 @@ async def _serve_until_signalled(data: DemoData, args: argparse.Namespace) -> No
     def ready(grpc_port: int, tax_port: int) -> None:
         print(f"READY grpc={grpc_port} tax={tax_port}", flush=True)
 
-    serving = asyncio.create_task(run_demo_registries(
-        data, grpc_port=args.grpc_port, tax_port=args.tax_port, host=args.host, on_ready=ready,
-    ))
+    serving = asyncio.create_task(
+        run_demo_registries(
+            data,
+            grpc_port=args.grpc_port,
+            tax_port=args.tax_port,
+            host=args.host,
+            on_ready=ready,
+        )
+    )
     stopping = asyncio.create_task(stop.wait())
     await asyncio.wait((serving, stopping), return_when=asyncio.FIRST_COMPLETED)
     serving.cancel()

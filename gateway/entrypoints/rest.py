@@ -149,7 +149,9 @@ def create_rest_app(
     version: str = "0.1.0",
     max_header_bytes: int = 16 * 1024,
     max_body_bytes: int = 64 * 1024,
+    installers: list[Callable[[FastAPI], dict[str, Any]]] | None = None,
 ) -> FastAPI:
+    """``installers`` add further routes (the gateway's own services) and return their schemas."""
     app = FastAPI(title=title, version=version, docs_url="/docs", redoc_url=None, openapi_url=None)
     components: dict[str, Any] = {"Problem": PROBLEM_SCHEMA}
     for op in operations.values():
@@ -164,6 +166,8 @@ def create_rest_app(
             summary=f"{op.service}/{op.method}", openapi_extra=doc, include_in_schema=True,
             operation_id=op.full_name.replace("/", ".")
         )
+    for install in installers or []:
+        components.update(install(app))
     _install_health(app, ready)
     _install_error_handlers(app)
     _install_openapi(app, components)

@@ -21,6 +21,7 @@ import uvicorn
 
 from gateway.bootstrap import Gateway, build_gateway
 from gateway.config import Config
+from gateway.entrypoints.binding import install_grpc, install_rest
 from gateway.entrypoints.grpc_server import create_grpc_server
 from gateway.entrypoints.rest import create_rest_app
 
@@ -72,12 +73,13 @@ async def start_gateway(config: Config, *, rest_port: int | None = None, grpc_po
     server, bound, health = await create_grpc_server(
         gateway.pipeline, gateway.operations, host=gw_conf.grpc_host,
         port=gw_conf.grpc_port if grpc_port is None else grpc_port, max_request_bytes=gw_conf.max_request_bytes,
-        extra=gateway.extras.get("grpc_services", []),
+        extra=[install_grpc(gateway.pipeline, gateway.bindings)],
     )
-    app = create_rest_app(gateway.pipeline, gateway.operations, ready=gateway.ready, title=gw_conf.name,
-                          max_body_bytes=gw_conf.max_request_bytes)
-    for install in gateway.extras.get("rest_routers", []):
-        install(app)
+    app = create_rest_app(
+        gateway.pipeline, gateway.operations, ready=gateway.ready, title=gw_conf.name,
+        max_body_bytes=gw_conf.max_request_bytes,
+        installers=[install_rest(gateway.pipeline, gateway.bindings), *gateway.rest_installers],
+    )
     sock = bind_socket(gw_conf.rest_host, gw_conf.rest_port if rest_port is None else rest_port)
     uv = _EmbeddedUvicorn(
         uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", http="httptools",

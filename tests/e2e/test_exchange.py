@@ -310,3 +310,18 @@ async def test_health_and_readiness(demo: DemoStack) -> None:
     assert (await demo.rest.get("/healthz")).status_code == 200
     ready = await demo.rest.get("/readyz")
     assert ready.status_code == 200 and ready.json()["ready"] is True
+
+
+async def test_catalogue_tells_a_consumer_what_its_mandates_allow(demo: DemoStack) -> None:
+    r = await demo.rest.get("/v1/catalogue", headers={"authorization": f"Bearer {demo.token()}"})
+    assert r.status_code == 200, r.text
+    services = {s["service"]: s for s in r.json()["services"]}
+    person = services["registry.population.v1.PopulationRegistry/GetPerson"]
+    (mandate,) = person["mandates"]
+    assert mandate["allowedFields"] == sorted(["given_names", "family_name", "birth_date", "address", "household_members"])
+    assert "mandates" not in services["registry.business.v1.BusinessRegistry/GetCompany"]
+    from gateway._pb.passerelle.gateway.v1 import catalogue_pb2, catalogue_pb2_grpc
+
+    stub = catalogue_pb2_grpc.ServiceCatalogueStub(demo.channel)
+    answer = await stub.ListServices(catalogue_pb2.ListServicesRequest(), metadata=demo.metadata("sandbox"))
+    assert answer.consumer == "sandbox" and all(not s.mandates for s in answer.services)

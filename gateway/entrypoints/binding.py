@@ -1,0 +1,225 @@
+"""Serving the gateway's own proto services (catalogue, consents, admin, audit ...) on both doors.
+
+A ``ServiceBinding`` pairs a service of ``proto/passerelle/...`` with handler
+coroutines ``(request, call) -> response``. From the descriptors alone it is
+served over gRPC (generic handlers, rich error status) and over REST
+(routes from ``google.api.http``: path, query and ``body: "*"`` fields; proto3
+JSON; OpenAPI from the descriptors). Each method states which principal may
+call it: a consumer, a citizen, staff with a scope, or anyone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from fastapi import FastAPI, Request, Response
+from google.api import annotations_pb2
+from google.protobuf import descriptor_pool, json_format, message_factory
+from google.protobuf.descriptor import MethodDescriptor
+from google.protobuf.message import DecodeError, Message
+
+from gateway.core.auth import Principal
+from gateway.core.contracts import load_generated_modules
+from gateway.core.errors import GatewayError, Reason
+from gateway.core.pipeline import CallContext, ExchangePipeline
+from gateway.entrypoints._context import call_context
+from gateway.entrypoints.grpc_server import abort_with
+from gateway.entrypoints.openapi_schema import message_ref
+
+__all__ = ["Access", "Call", "ServiceBinding", "install_grpc", "install_rest"]
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """Who may call a method: ``kind`` is consumer | citizen | staff | public; staff need ``scope``."""
+
+    kind: str
+    scope: str = ""
+
+
+@dataclass(slots=True)
+class Call:
+    principal: Principal | None
+    ctx: CallContext
+
+
+Handler = Callable[[Any, Call], Awaitable[Message]]
+
+
+@dataclass
+class ServiceBinding:
+    service: str                                  # "passerelle.gateway.v1.ServiceCatalogue"
+    handlers: Mapping[str, Handler]               # method name -> coroutine
+    access: Mapping[str, Access]                  # method name -> who may call it
+    tags: list[str] = field(default_factory=list)
+
+    def methods(self) -> list[MethodDescriptor]:
+        load_generated_modules()
+        svc = descriptor_pool.Default().FindServiceByName(self.service)
+        missing = {m.name for m in svc.methods} ^ set(self.handlers)
+        if missing:
+            raise ValueError(f"{self.service}: handlers and methods differ: {sorted(missing)}")
+        return list(svc.methods)
+
+
+def _authorise(pipeline: ExchangePipeline, access: Access, ctx: CallContext) -> Principal | None:
+    if access.kind == "public":
+        return None
+    principal = pipeline.authenticate(ctx, kind=access.kind)
+    if access.scope and access.scope not in principal.scopes:
+        raise GatewayError(Reason.WRONG_TOKEN_SCOPE, f"This operation needs the '{access.scope}' scope")
+    return principal
+
+
+# --- gRPC ----------------------------------------------------------------------------------------
+
+
+def _grpc_handler(pipeline: ExchangePipeline, b: ServiceBinding, m: MethodDescriptor) -> grpc.RpcMethodHandler:
+    req_cls = message_factory.GetMessageClass(m.input_type)
+    handler, access = b.handlers[m.name], b.access[m.name]
+
+    async def handle(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+        md = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
+        ctx = call_context("grpc", md.get, context.time_remaining())
+        try:
+            principal = _authorise(pipeline, access, ctx)
+            try:
+                request = req_cls.FromString(raw)
+            except DecodeError:
+                raise GatewayError(Reason.INVALID_ARGUMENT, "The request is not a valid protobuf message") from None
+            response = await handler(request, Call(principal, ctx))
+        except GatewayError as err:
+            await abort_with(context, err, ctx.request_id)
+            raise AssertionError("unreachable") from None
+        return response.SerializeToString()
+
+    return grpc.unary_unary_rpc_method_handler(handle)
+
+
+def install_grpc(pipeline: ExchangePipeline, bindings: list[ServiceBinding]) -> Callable[[grpc.aio.Server], list[str]]:
+    """An ``extra`` for ``create_grpc_server``: registers the bindings, returns their service names."""
+
+    def add(server: grpc.aio.Server) -> list[str]:
+        for b in bindings:
+            handlers = {m.name: _grpc_handler(pipeline, b, m) for m in b.methods()}
+            server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(b.service, handlers)])
+        return [b.service for b in bindings]
+
+    return add
+
+
+# --- REST ----------------------------------------------------------------------------------------
+
+
+def _http_rule(m: MethodDescriptor) -> tuple[str, str, str]:
+    opts = m.GetOptions()
+    if not opts.HasExtension(annotations_pb2.http):
+        return "", "", ""
+    rule = opts.Extensions[annotations_pb2.http]
+    kind = rule.WhichOneof("pattern")
+    if kind in (None, "custom"):
+        return "", "", ""
+    return kind.upper(), getattr(rule, kind), rule.body
+
+
+async def _rest_request(req_cls: type[Message], request: Request, body_rule: str) -> Message:
+    values: dict[str, Any] = {}
+    if body_rule == "*":
+        raw = await request.body()
+        if raw:
+            try:
+                import json
+
+                parsed = json.loads(raw)
+            except ValueError:
+                raise GatewayError(Reason.INVALID_ARGUMENT, "The body is not JSON") from None
+            if not isinstance(parsed, dict):
+                raise GatewayError(Reason.INVALID_ARGUMENT, "The body must be a JSON object")
+            values.update(parsed)
+    else:
+        values.update(request.query_params.items())
+    values.update(request.path_params)
+    message = req_cls()
+    try:
+        json_format.ParseDict(values, message)
+    except json_format.ParseError as exc:
+        raise GatewayError(Reason.INVALID_ARGUMENT, _parse_problem(str(exc))) from None
+    return message
+
+
+def _parse_problem(text: str) -> str:
+    """json_format's message names the field; keep it short and free of values."""
+    head = text.split(":")[0]
+    return f"The request does not fit the contract ({head[:120]})"
+
+
+def _rest_endpoint(
+    pipeline: ExchangePipeline, b: ServiceBinding, m: MethodDescriptor, body_rule: str
+) -> Callable[[Request], Awaitable[Response]]:
+    from gateway.entrypoints.rest import problem_response
+
+    req_cls = message_factory.GetMessageClass(m.input_type)
+    handler, access = b.handlers[m.name], b.access[m.name]
+
+    async def endpoint(request: Request) -> Response:
+        ctx = call_context("rest", request.headers.get, None)
+        ctx.http_method, ctx.http_url = request.method, str(request.url)
+        ctx.dpop_proof = request.headers.get("dpop", "")
+        try:
+            principal = _authorise(pipeline, access, ctx)
+            message = await _rest_request(req_cls, request, body_rule)
+            response = await handler(message, Call(principal, ctx))
+        except GatewayError as err:
+            return problem_response(err, ctx.request_id)
+        body = json_format.MessageToJson(response, indent=None, ensure_ascii=False)
+        return Response(body, media_type="application/json", headers={"x-request-id": ctx.request_id})
+
+    endpoint.__name__ = m.name
+    return endpoint
+
+
+def install_rest(pipeline: ExchangePipeline, bindings: list[ServiceBinding]) -> Callable[[FastAPI], dict[str, Any]]:
+    """A REST installer: adds routes, returns the OpenAPI component schemas they use."""
+
+    def add(app: FastAPI) -> dict[str, Any]:
+        components: dict[str, Any] = {}
+        for b in bindings:
+            for m in b.methods():
+                verb, path, body_rule = _http_rule(m)
+                if not verb:
+                    continue
+                app.add_api_route(
+                    path, _rest_endpoint(pipeline, b, m, body_rule), methods=[verb], tags=b.tags or [b.service],
+                    summary=f"{b.service}/{m.name}", operation_id=f"{b.service}.{m.name}",
+                    openapi_extra=_doc(m, path, verb, body_rule, b.access[m.name], components),
+                )
+        return components
+
+    return add
+
+
+def _doc(m: MethodDescriptor, path: str, verb: str, body_rule: str, access: Access, components: dict[str, Any]) -> dict[str, Any]:
+    import re
+
+    params: list[dict[str, Any]] = [
+        {"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in re.findall(r"{(\w+)}", path)
+    ]
+    problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    doc: dict[str, Any] = {
+        "parameters": params,
+        "responses": {
+            "200": {"description": "OK", "content": {"application/json": {"schema": message_ref(m.output_type, components)}}},
+            "400": {"description": "Invalid request", "content": problem},
+            "401": {"description": "Not authenticated", "content": problem},
+            "403": {"description": "Refused", "content": problem},
+            "404": {"description": "Not found", "content": problem},
+        },
+    }
+    if body_rule == "*":
+        doc["requestBody"] = {"required": True, "content": {"application/json": {"schema": message_ref(m.input_type, components)}}}
+    if access.kind != "public":
+        doc["security"] = [{"bearer": []}]
+    return doc

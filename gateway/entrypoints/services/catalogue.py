@@ -1,0 +1,50 @@
+"""The service catalogue: what exists, and what the calling consumer's mandates allow."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from consent import allowed_fields
+from gateway._pb.passerelle.gateway.v1 import catalogue_pb2 as pb
+from gateway.entrypoints.binding import Access, Call, ServiceBinding
+
+if TYPE_CHECKING:
+    from gateway.bootstrap import Gateway
+
+__all__ = ["catalogue_binding"]
+
+
+def _date(us: int) -> str:
+    return datetime.fromtimestamp(us / 1e6, UTC).date().isoformat() if us else ""
+
+
+def catalogue_binding(gateway: Gateway) -> ServiceBinding:
+    async def list_services(request: pb.ListServicesRequest, call: Call) -> pb.ListServicesResponse:
+        assert call.principal is not None
+        consumer = call.principal.id
+        policy = gateway.pipeline.policy()
+        answer = pb.ListServicesResponse(consumer=consumer)
+        for op in sorted(gateway.operations.values(), key=lambda o: o.full_name):
+            info = answer.services.add(
+                service=op.full_name, contract_version=op.version, provider=op.provider,
+                rest_method=op.http_method, rest_path=op.http_path, subject_kind=op.subject_kind,
+            )
+            for f in op.response_fields:
+                info.fields.add(name=f.name, json_name=f.json_name, category=f.category)
+            for m in policy.mandates_of(consumer):
+                if m.service == op.full_name:
+                    info.mandates.add(
+                        id=m.id, purposes=sorted(m.purposes), legal_basis=m.legal_basis,
+                        legal_reference=m.legal_reference, needs_consent=m.needs_consent,
+                        allowed_fields=sorted(allowed_fields(m, op.field_categories)),
+                        valid_from=_date(m.valid_from_us), valid_until=_date(m.valid_until_us),
+                    )
+        return answer
+
+    return ServiceBinding(
+        service="passerelle.gateway.v1.ServiceCatalogue",
+        handlers={"ListServices": list_services},
+        access={"ListServices": Access("consumer")},
+        tags=["catalogue"],
+    )
