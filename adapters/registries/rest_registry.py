@@ -92,8 +92,10 @@ class RestRegistryAdapter:
                 body = await _read_capped(response, self._max_response_bytes)
         except TimeoutError:
             raise GatewayError(Reason.REGISTRY_TIMEOUT) from None
-        except httpx.TimeoutException:
-            raise GatewayError(Reason.REGISTRY_TIMEOUT) from None
+        except httpx.TimeoutException as exc:
+            # httpx-aiohttp maps a refused connection to ConnectTimeout: tell them apart by the cause.
+            refused = isinstance(exc.__cause__, OSError) and not isinstance(exc.__cause__, TimeoutError)
+            raise GatewayError(Reason.REGISTRY_UNAVAILABLE if refused else Reason.REGISTRY_TIMEOUT) from None
         except httpx.HTTPError:
             raise GatewayError(Reason.REGISTRY_UNAVAILABLE) from None
         return self._answer(op, spec, response.status_code, body)
