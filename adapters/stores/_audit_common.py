@@ -52,6 +52,11 @@ def _settle(fut: asyncio.Future[AuditReceipt], result: AuditReceipt | BaseExcept
         fut.set_result(result)
 
 
+def _settle_all(pairs: list[tuple[asyncio.Future[AuditReceipt], AuditReceipt | BaseException]]) -> None:
+    for fut, result in pairs:
+        _settle(fut, result)
+
+
 class GroupCommitter:
     """One writer thread; each batch of queued records is committed in one transaction.
 
@@ -121,6 +126,10 @@ class GroupCommitter:
         except Exception as exc:  # any driver error means nothing was recorded
             self.failures += 1
             results = [_unavailable(exc) for _ in batch]
+        # One wake-up per event loop and batch, not one per record.
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[AuditReceipt], Any]]] = {}
         for (_, fut, loop), result in zip(batch, results, strict=True):
+            by_loop.setdefault(loop, []).append((fut, result))
+        for loop, pairs in by_loop.items():
             with contextlib.suppress(RuntimeError):  # that loop is closed: nobody is waiting
-                loop.call_soon_threadsafe(_settle, fut, result)
+                loop.call_soon_threadsafe(_settle_all, pairs)
