@@ -19,6 +19,7 @@ run: gen
 	$(VENV)/bin/gateway serve --demo
 
 test: gen
+	@if command -v npm >/dev/null 2>&1; then npm ci --prefix tests/browser --no-audit --no-fund --silent; fi  # axe-core
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: gen

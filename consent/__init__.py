@@ -4,19 +4,33 @@ Standard library only; no I/O; time is passed in. The gateway, the admin API and
 the citizen page all explain decisions with the same text produced here.
 """
 
-from consent.decide import ConsentDecision, Decision, allowed_fields, authorise, check_consent
-from consent.model import LEGAL_BASES, Consent, Mandate, Purpose
+from consent.codec import mandate_from_dict, mandate_to_dict
+from consent.decide import ConsentDecision, Decision, allowed_fields, authorise, check_consent, consent_status
+from consent.explain import AccessExplanation, explain_access
+from consent.limits import describe_limit, limit_error, limit_problem
+from consent.model import CONSENT_BASES, LEGAL_BASES, LIMIT_OPS, Consent, Limit, Mandate, Purpose
 from consent.policy import Policy
 
 __all__ = [
+    "CONSENT_BASES",
     "LEGAL_BASES",
+    "LIMIT_OPS",
+    "AccessExplanation",
     "Consent",
     "ConsentDecision",
     "Decision",
+    "Limit",
     "Mandate",
     "Policy",
     "Purpose",
     "allowed_fields",
     "authorise",
     "check_consent",
+    "consent_status",
+    "describe_limit",
+    "explain_access",
+    "limit_error",
+    "limit_problem",
+    "mandate_from_dict",
+    "mandate_to_dict",
 ]

@@ -27,9 +27,29 @@ class Policy:
     def of(cls, purposes: Iterable[Purpose], mandates: Iterable[Mandate]) -> Policy:
         return cls({p.code: p for p in purposes}, tuple(mandates))
 
-    def decide(self, *, consumer: str, service: str, purpose: str, now_us: int) -> Decision:
+    def decide(
+        self,
+        *,
+        consumer: str,
+        service: str,
+        purpose: str,
+        now_us: int,
+        request_fields: Mapping[str, object] | None = None,
+    ) -> Decision:
         candidates = self._by_key.get((consumer, service), ())
-        return authorise(candidates, self.purposes, consumer=consumer, service=service, purpose=purpose, now_us=now_us)
+        return authorise(
+            candidates,
+            self.purposes,
+            consumer=consumer,
+            service=service,
+            purpose=purpose,
+            now_us=now_us,
+            request_fields=request_fields,
+        )
 
     def mandates_of(self, consumer: str) -> tuple[Mandate, ...]:
         return tuple(m for m in self.mandates if m.consumer == consumer)
+
+    def consent_mandates(self, consumer: str, purpose: str) -> tuple[Mandate, ...]:
+        """The consumer's mandates for ``purpose`` that need the data subject's consent."""
+        return tuple(m for m in self.mandates if m.consumer == consumer and purpose in m.purposes and m.needs_consent)

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import jwt
 from fastapi import FastAPI
 
 from adapters.registries import FieldMapping, GrpcRegistryAdapter, RestOperationSpec, RestRegistryAdapter
+from adapters.stores.consent_cache import CachedConsentStore
 from adapters.stores.consent_sqlite import SqliteConsentStore
-from consent import Mandate, Policy, Purpose
-from gateway.config import Config, FieldMappingSection, RegistrySection, mandate_window_us
+from consent import Policy, Purpose, mandate_from_dict
+from gateway.bootstrap_security import admission_for, install_security, revocation_list_for, sender_modes_for
+from gateway.config import Config, FieldMappingSection, RegistrySection
 from gateway.core.auth import Issuer, TokenVerifier
 from gateway.core.contracts import Operation, load_operations
 from gateway.core.pipeline import ExchangePipeline, Registry
@@ -23,6 +23,7 @@ from gateway.core.ports import RegistryAdapter
 from gateway.core.pseudonym import Pseudonymiser
 from gateway.entrypoints.binding import ServiceBinding
 from observability.logs import LoggingObserver, RateLimitedSecurityLog
+from observability.observers import ExchangeObservers
 
 __all__ = ["Gateway", "build_gateway", "load_issuers", "now_us"]
 
@@ -39,7 +40,7 @@ class Gateway:
     verifier: TokenVerifier
     policy: Policy
     audit: Any
-    consents: SqliteConsentStore
+    consents: CachedConsentStore
     registries: dict[str, Registry]
     security: RateLimitedSecurityLog
     pseudonymise: Pseudonymiser
@@ -49,11 +50,20 @@ class Gateway:
     rest_installers: list[Callable[[FastAPI], dict[str, Any]]] = field(default_factory=list)
     #: Background tasks and closers owned by features (checkpointer, retention ...).
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    #: Telemetry hooks called once per exchange (logs, metrics, operational records).
+    observers: ExchangeObservers = field(default_factory=ExchangeObservers)
+    #: gRPC server interceptors (telemetry ...), outermost first.
+    grpc_interceptors: list[Any] = field(default_factory=list)
+    #: Extra readiness facts (per-registry health ...), merged into ``ready()``'s report.
+    readiness: list[Callable[[], Awaitable[dict[str, Any]]]] = field(default_factory=list)
 
     async def ready(self) -> dict[str, Any]:
         audit_ok = await self.audit.healthy()
-        return {"ready": bool(audit_ok), "audit": "ok" if audit_ok else "unavailable",
-                "registries": sorted(self.registries)}
+        report: dict[str, Any] = {"ready": bool(audit_ok), "audit": "ok" if audit_ok else "unavailable",
+                                  "registries": sorted(self.registries)}
+        for probe in self.readiness:
+            report.update(await probe())
+        return report
 
     async def close(self) -> None:
         for closer in reversed(self.closers):
@@ -65,12 +75,10 @@ class Gateway:
 
 
 def load_issuers(config: Config) -> dict[str, Issuer]:
-    issuers = {}
-    for s in config.issuers:
-        jwks = json.loads(config.path(s.jwks_file).read_text())
-        keys = {k.key_id: k.key for k in jwt.PyJWKSet.from_dict(jwks).keys if k.key_id}
-        issuers[s.id] = Issuer(s.id, s.issuer, s.role, frozenset(s.algorithms), keys)
-    return issuers
+    """Issuers with live key sets: JWKS files re-read on change, JWKS URLs fetched and cached."""
+    from gateway.bootstrap_security import issuers_for
+
+    return issuers_for(config)
 
 
 def _policy(config: Config) -> Policy:
@@ -78,14 +86,7 @@ def _policy(config: Config) -> Policy:
         Purpose(p.code, dict(p.title), dict(p.description), p.legal_reference, p.legal_url, p.retention_days)
         for p in config.purposes
     ]
-    mandates = []
-    for m in config.mandates:
-        start, end = mandate_window_us(m)
-        mandates.append(
-            Mandate(m.id, m.consumer, m.service, frozenset(m.purposes), m.legal_basis, m.legal_reference,
-                    frozenset(m.fields), frozenset(m.categories), start, end, m.hidden_days, m.hidden_reason)
-        )
-    return Policy.of(purposes, mandates)
+    return Policy.of(purposes, [mandate_from_dict(m.model_dump()) for m in config.mandates])
 
 
 def _mapping(value: str | FieldMappingSection) -> FieldMapping:
@@ -95,6 +96,15 @@ def _mapping(value: str | FieldMappingSection) -> FieldMapping:
 
 
 def _adapter(r: RegistrySection, ops: Mapping[str, Operation]) -> RegistryAdapter:
+    """The registry's transport adapter inside its breaker, retries and bulkhead."""
+    from adapters.registries.resilience import ResiliencePolicy, ResilientAdapter
+
+    policy = ResiliencePolicy(max_concurrency=r.max_concurrency, max_queue=r.max_queue, retries=r.retries,
+                              failures_to_open=r.breaker_failures, open_s=r.breaker_open_s)
+    return ResilientAdapter(_transport(r, ops), {op.method: op for op in ops.values()}, policy)
+
+
+def _transport(r: RegistrySection, ops: Mapping[str, Operation]) -> RegistryAdapter:
     by_method = {op.method: op for op in ops.values()}
     if r.adapter == "grpc":
         return GrpcRegistryAdapter(r.target, by_method, max_concurrency=r.max_concurrency)
@@ -129,18 +139,23 @@ async def build_gateway(config: Config) -> Gateway:
     verifier = TokenVerifier(
         load_issuers(config), consumers, audience=gw.audience, max_lifetime_s=gw.token_max_lifetime_s,
         leeway_s=gw.token_leeway_s, max_token_bytes=gw.max_token_bytes, clock=time.time,
+        sender_modes=sender_modes_for(config), default_sender_mode=gw.sender_constraint,
+        dpop_max_age_s=gw.dpop_max_age_s, revocations=revocation_list_for(config),
     )
     pseudonymise = Pseudonymiser(config.path(gw.pseudonym_key).read_bytes())
     policy = _policy(config)
     audit = _audit_store(config)
     await audit.start()
-    consents = SqliteConsentStore(config.path(gw.consents.removeprefix("sqlite:")))
+    consents = CachedConsentStore(SqliteConsentStore(config.path(gw.consents.removeprefix("sqlite:"))))
     security = RateLimitedSecurityLog()
+    observers = ExchangeObservers(LoggingObserver(known_purposes=lambda: pipeline.policy().purposes))
     pipeline = ExchangePipeline(
         verifier=verifier, policy=lambda: policy, consents=consents, registries=registries, audit=audit,
-        pseudonymise=pseudonymise, security=security, observer=LoggingObserver(), clock_us=now_us,
+        pseudonymise=pseudonymise, security=security, observer=observers, clock_us=now_us,
+        admission=admission_for(config),
     )
-    gateway = Gateway(config, operations, pipeline, verifier, policy, audit, consents, registries, security, pseudonymise)
+    gateway = Gateway(config, operations, pipeline, verifier, policy, audit, consents, registries, security,
+                      pseudonymise, observers=observers)
     for install in FEATURES:
         await install(gateway)
     return gateway
@@ -152,10 +167,39 @@ async def _catalogue(gateway: Gateway) -> None:
     gateway.bindings.append(catalogue_binding(gateway))
 
 
+async def _audit(gateway: Gateway) -> None:
+    from gateway.entrypoints.services.audit import install_audit
+
+    await install_audit(gateway)   # signed checkpoints (periodic), retention, GET /v1/audit/checkpoints
+
+
+async def _transparency(gateway: Gateway) -> None:
+    from gateway.entrypoints.services.transparency import install_transparency
+
+    await install_transparency(gateway)   # /v1/me/accesses, export, the /me/ page, demo sign-in
+
+
+async def _consent_and_purpose(gateway: Gateway) -> None:
+    from gateway.entrypoints.services.consent_feature import install_consent_and_purpose
+
+    await install_consent_and_purpose(gateway, now_us)   # live mandates, consents, receipts, access checks
+
+
+async def _observability(gateway: Gateway) -> None:
+    from gateway.entrypoints.services.observability import install_observability
+
+    await install_observability(gateway)   # metrics + /metrics, front-door spans, ops records + API, readiness
+
+
 #: Each feature wires itself onto the built gateway (bindings, routes, background tasks).
 #: Add one line per feature; the exchange pipeline does not change.
 FEATURES: list[Callable[[Gateway], Awaitable[None]]] = [
+    install_security,
+    _observability,
     _catalogue,
+    _audit,
+    _transparency,
+    _consent_and_purpose,
 ]
 
 

@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from consent.model import LEGAL_BASES
 
@@ -25,6 +25,21 @@ class ConfigError(Exception):
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+SenderConstraint = Literal["required", "optional", "off"]
+
+
+class TlsSection(_Strict):
+    """gRPC over (mutual) TLS on its own port, beside the plaintext port (docs/security.md)."""
+
+    port: int = Field(50052, ge=0, le=65535)
+    cert: str                              # server certificate chain (PEM)
+    key: str                               # its private key (PEM)
+    # CA for client certificates (PEM). Set: every TLS client must present one (grpcio can require
+    # client certificates or not ask for them, nothing between). Empty: server-authenticated TLS only.
+    client_ca: str = ""
+    plaintext: bool = True                 # keep serving the plaintext gRPC port as well
 
 
 class GatewaySection(_Strict):
@@ -43,14 +58,37 @@ class GatewaySection(_Strict):
     token_max_lifetime_s: int = Field(900, gt=0, le=86_400)
     token_leeway_s: int = Field(30, ge=0, le=300)
     default_timeout_s: float = Field(5.0, gt=0)
+    shutdown_grace_s: float = Field(10.0, gt=0, le=300)   # SIGTERM: drain in-flight exchanges, flush audit
+    checkpoint_interval_s: float = Field(60.0, ge=0)       # sign an audit checkpoint this often; 0: never
+    audit_retention_days: int = Field(0, ge=0)             # purge audit records older than this; 0: keep all
+    retention_interval_s: float = Field(3600.0, gt=0)      # how often the retention purge runs
+    demo: bool = False   # set by `gateway serve --demo`: enables demo-only routes (citizen sign-in)
+    tls: TlsSection | None = None
+    revocations: str = "sqlite:revocations.db"              # durable token/consumer/key revocations
+    sender_constraint: SenderConstraint = "optional"        # default for consumers (cnf: mTLS / DPoP)
+    dpop_max_age_s: int = Field(60, gt=0, le=600)           # how old a DPoP proof may be
+    rate_per_s: float = Field(1000.0, ge=0)                 # per-consumer quota defaults; 0: no rate limit
+    burst: int = Field(2000, ge=1)
+    max_concurrent: int = Field(128, ge=0)                  # 0: no concurrency limit
 
 
 class IssuerSection(_Strict):
     id: str
     issuer: str
     role: Literal["agency", "citizen", "staff"]
-    jwks_file: str
+    jwks_file: str = ""                   # a JWKS file, re-read when it changes
+    jwks_url: str = ""                    # or the issuer's JWKS URL, fetched and cached
+    jwks_ttl_s: float = Field(300.0, gt=0)
+    jwks_min_refresh_s: float = Field(30.0, ge=0)   # unknown kid: at most one fetch per this many seconds
     algorithms: list[Literal["ES256", "ES384", "EdDSA", "RS256", "RS384", "PS256", "PS384"]] = ["ES256"]
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> IssuerSection:
+        if bool(self.jwks_file) == bool(self.jwks_url):
+            raise ValueError("give exactly one of jwks_file or jwks_url")
+        if self.jwks_url and not self.jwks_url.startswith(("https://", "http://127.0.0.1", "http://localhost")):
+            raise ValueError("jwks_url must be https:// (plain http only on localhost)")
+        return self
 
 
 class ConsumerSection(_Strict):
@@ -58,6 +96,18 @@ class ConsumerSection(_Strict):
     name: str
     issuer: str
     client_id: str
+    sender_constraint: SenderConstraint | None = None   # default: [gateway].sender_constraint
+    rate_per_s: float | None = Field(None, ge=0)         # default: the [gateway] quota values
+    burst: int | None = Field(None, ge=1)
+    max_concurrent: int | None = Field(None, ge=0)
+
+
+class RevokedSection(_Strict):
+    """Static revocations from the file (the admin API adds durable ones at run time)."""
+
+    jtis: list[str] = []
+    consumers: list[str] = []
+    keys: list[str] = []                  # kids
 
 
 class FieldMappingSection(_Strict):
@@ -84,7 +134,11 @@ class RegistrySection(_Strict):
     target: str = ""                      # host:port, for grpc
     base_url: str = ""                    # for rest
     timeout_s: float = Field(2.0, gt=0, le=60)
-    max_concurrency: int = Field(256, gt=0)
+    max_concurrency: int = Field(256, gt=0)  # bulkhead: calls in flight to this registry
+    max_queue: int = Field(256, ge=0)         # bulkhead: calls waiting for a slot; beyond, refused at once
+    retries: int = Field(2, ge=0, le=5)       # idempotent reads only, inside the caller's deadline
+    breaker_failures: int = Field(5, ge=1)    # consecutive failures that open the circuit
+    breaker_open_s: float = Field(5.0, gt=0)  # how long it stays open before one probe
     operations: dict[str, RestOperationSection] = {}
     demo: bool = False                    # served by the demo registries (address set at start)
 
@@ -106,6 +160,14 @@ class PurposeSection(_Strict):
         return v
 
 
+class LimitSection(_Strict):
+    """A condition on a request field, e.g. ``{ field = "fiscal_year", op = "year_offset", values = ["-1", "0"] }``."""
+
+    field: str
+    op: str
+    values: list[str] = []
+
+
 class MandateSection(_Strict):
     id: str
     consumer: str
@@ -119,6 +181,9 @@ class MandateSection(_Strict):
     valid_until: date | None = None
     hidden_days: int = Field(0, ge=0)
     hidden_reason: str = ""
+    limits: list[LimitSection] = []       # all must hold (docs/consent.md)
+    consent_required: bool = False        # only subjects that consented, whatever the legal basis
+    explicit_request: bool = False        # each lookup needs the subject's explicit request (EU OOTS)
 
     @field_validator("legal_basis")
     @classmethod
@@ -135,6 +200,7 @@ class Config(_Strict):
     registries: list[RegistrySection] = []
     purposes: list[PurposeSection] = []
     mandates: list[MandateSection] = []
+    revoked: RevokedSection = RevokedSection()
     base_dir: Path = Path(".")
 
     def path(self, value: str) -> Path:
@@ -187,6 +253,8 @@ def cross_check(config: Config) -> list[str]:
     for n, c in enumerate(config.consumers):
         if c.issuer not in issuers:
             problems.append(f"consumers[{n}].issuer: unknown issuer {c.issuer!r}")
+    problems += [f"revoked.consumers[{n}]: unknown consumer {c!r}" for n, c in enumerate(config.revoked.consumers)
+                 if c not in consumers]
     ops = {}
     for n, r in enumerate(config.registries):
         try:
@@ -242,6 +310,21 @@ def _check_mandate(n: int, m: MandateSection, consumers: set[str], purposes: set
         out.append(f"{where}: a mandate must allow some fields or categories")
     if m.valid_from and m.valid_until and m.valid_until <= m.valid_from:
         out.append(f"{where}.valid_until: must be after valid_from")
+    out += _check_limits(where, m, op)
+    return out
+
+
+def _check_limits(where: str, m: MandateSection, op: object) -> list[str]:
+    from consent import Limit, limit_error
+
+    names = op.request_descriptor.fields_by_name  # type: ignore[attr-defined]
+    out = []
+    for i, lim in enumerate(m.limits):
+        problem = limit_error(Limit(lim.field, lim.op, tuple(lim.values)))
+        if not problem and lim.field not in names:
+            problem = f"{lim.field!r} is not a request field of {m.service}"
+        if problem:
+            out.append(f"{where}.limits[{i}]: {problem}")
     return out
 
 

@@ -1,4 +1,10 @@
-"""Structured JSON-lines logs, with no personal data: identifiers appear only as pseudonyms."""
+"""Structured JSON-lines logs, with no personal data: identifiers appear only as pseudonyms.
+
+Every line has ``time``, ``level``, ``logger``, ``message`` and, when a span is
+current, ``trace_id`` and ``span_id`` (so a log line leads to its trace); exchange
+lines add ``request_id``, ``consumer``, ``service``, ``purpose`` (known codes
+only), ``outcome`` and ``reason``.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +12,15 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable, Collection
 from typing import Any
 
-from gateway.core.types import AuditRecord
+from opentelemetry import trace
 
-__all__ = ["JsonFormatter", "LoggingObserver", "RateLimitedSecurityLog", "configure_logging"]
+from gateway.core.types import AuditRecord, ExchangeTiming
+from observability.labels import known_or_other
+
+__all__ = ["JsonFormatter", "LoggingObserver", "RateLimitedSecurityLog", "configure_logging", "quiet_url_loggers"]
 
 
 class JsonFormatter(logging.Formatter):
@@ -21,10 +31,23 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        span = trace.get_current_span().get_span_context()
+        if span.is_valid:
+            entry["trace_id"], entry["span_id"] = f"{span.trace_id:032x}", f"{span.span_id:016x}"
         entry.update(getattr(record, "fields", {}))
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)
+
+
+#: Libraries that log request URLs at INFO: our URLs (paths, queries) hold national ids.
+URL_LOGGERS = ("httpx", "httpcore", "uvicorn.access", "aiohttp.access")
+
+
+def quiet_url_loggers() -> None:
+    """Only warnings and errors from libraries that would log URLs."""
+    for name in URL_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def configure_logging(level: str = "INFO") -> None:
@@ -35,15 +58,17 @@ def configure_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    quiet_url_loggers()
 
 
 class LoggingObserver:
     """One log line per exchange: who, what, why, outcome; never the subject in clear."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, known_purposes: Callable[[], Collection[str]]) -> None:
         self._log = logging.getLogger("passerelle.exchange")
+        self._purposes = known_purposes  # the caller's x-purpose is logged only if it is a known code
 
-    def on_exchange(self, record: AuditRecord, provider: str) -> None:
+    def on_exchange(self, record: AuditRecord, provider: str, timing: ExchangeTiming) -> None:
         if not self._log.isEnabledFor(logging.INFO):
             return
         self._log.info(
@@ -54,7 +79,8 @@ class LoggingObserver:
                     "trace_id": record.trace_id,
                     "consumer": record.consumer,
                     "service": record.service,
-                    "purpose": record.purpose,
+                    "provider": provider,
+                    "purpose": known_or_other(record.purpose, self._purposes()),
                     "outcome": str(record.outcome),
                     "reason": record.reason,
                     "latency_ms": round(record.latency_us / 1000, 3),

@@ -8,7 +8,9 @@ from typing import Any
 
 import grpc
 from google.protobuf.message import Message
+from opentelemetry import trace
 
+from adapters.registries._trace import client_span, outgoing_metadata
 from gateway.core.contracts import Operation
 from gateway.core.errors import GatewayError, Reason
 
@@ -41,12 +43,18 @@ class GrpcRegistryAdapter:
         max_message_bytes: int = 4 * 1024 * 1024,
     ) -> None:
         self._target = target
+        self._host, _, port = target.rpartition(":")
+        self._port = int(port) if port.isdigit() else 0
         self._ops = dict(operations)           # method name -> operation
         self._limit = asyncio.Semaphore(max_concurrency)
         self._options = [
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.enable_retries", 0),
             ("grpc.keepalive_time_ms", 30_000),
+            # Reconnect soon after a registry comes back (the default backoff grows to 120 s).
+            ("grpc.initial_reconnect_backoff_ms", 200),
+            ("grpc.min_reconnect_backoff_ms", 200),
+            ("grpc.max_reconnect_backoff_ms", 2_000),
         ]
         self._channel: grpc.aio.Channel | None = None
         self._callables: dict[str, Any] = {}
@@ -68,6 +76,17 @@ class GrpcRegistryAdapter:
     async def call(
         self, method: str, request: Message, *, timeout: float, metadata: Sequence[tuple[str, str]]
     ) -> Message:
+        op = self._ops[method]
+        attributes = {"rpc.system": "grpc", "rpc.service": op.service, "rpc.method": op.method,
+                      "server.address": self._host, "server.port": self._port}
+        with client_span(op.full_name, attributes) as span:
+            response = await self._call(method, request, timeout=timeout, metadata=outgoing_metadata(metadata))
+            span.set_attribute("rpc.grpc.status_code", 0)
+            return response
+
+    async def _call(
+        self, method: str, request: Message, *, timeout: float, metadata: Sequence[tuple[str, str]]
+    ) -> Message:
         fn = self._callable(method)
         try:
             async with asyncio.timeout(timeout):
@@ -77,6 +96,7 @@ class GrpcRegistryAdapter:
         except TimeoutError:
             raise GatewayError(Reason.REGISTRY_TIMEOUT) from None
         except grpc.aio.AioRpcError as exc:
+            trace.get_current_span().set_attribute("rpc.grpc.status_code", exc.code().value[0])
             raise GatewayError(map_grpc_error(exc.code())) from None
 
     async def close(self) -> None:

@@ -20,7 +20,9 @@ import httpx
 from google.protobuf import json_format
 from google.protobuf.message import Message
 from httpx_aiohttp import AiohttpTransport
+from opentelemetry import trace
 
+from adapters.registries._trace import client_span, outgoing_metadata
 from gateway.core.contracts import Operation
 from gateway.core.errors import GatewayError, Reason
 
@@ -81,6 +83,16 @@ class RestRegistryAdapter:
     async def call(
         self, method: str, request: Message, *, timeout: float, metadata: Sequence[tuple[str, str]]
     ) -> Message:
+        spec, url = self._specs[method], httpx.URL(self._base_url)
+        # The path template, never the path itself: paths and queries hold national ids.
+        attributes = {"http.request.method": spec.method, "url.template": spec.path,
+                      "server.address": url.host, "server.port": url.port or (443 if url.scheme == "https" else 80)}
+        with client_span(f"{spec.method} {spec.path}", attributes):
+            return await self._call(method, request, timeout=timeout, metadata=outgoing_metadata(metadata))
+
+    async def _call(
+        self, method: str, request: Message, *, timeout: float, metadata: Sequence[tuple[str, str]]
+    ) -> Message:
         op, spec = self._ops[method], self._specs[method]
         values = json_format.MessageToDict(request, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
         url = spec.path.format_map({k: str(v) for k, v in values.items()})
@@ -98,6 +110,7 @@ class RestRegistryAdapter:
             raise GatewayError(Reason.REGISTRY_UNAVAILABLE if refused else Reason.REGISTRY_TIMEOUT) from None
         except httpx.HTTPError:
             raise GatewayError(Reason.REGISTRY_UNAVAILABLE) from None
+        trace.get_current_span().set_attribute("http.response.status_code", response.status_code)
         return self._answer(op, spec, response.status_code, body)
 
     def _answer(self, op: Operation, spec: RestOperationSpec, status: int, body: bytes) -> Message:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -73,6 +74,13 @@ class GroupCommitter:
         self._closed = False
         self.commits = 0  # transactions committed, to show batching
         self.failures = 0
+        #: Telemetry hook, called in the writer thread: (records in the batch, seconds the commit took).
+        self.on_commit: Callable[[int, float], None] | None = None
+
+    @property
+    def queue_depth(self) -> int:
+        """Records waiting for the writer (approximate, for telemetry)."""
+        return self._queue.qsize()
 
     def start(self, name: str) -> None:
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -120,9 +128,12 @@ class GroupCommitter:
 
     def _write(self, batch: list[_Item]) -> None:
         results: Sequence[AuditReceipt | BaseException]
+        started = time.perf_counter()
         try:
             results = self._commit([record for record, _, _ in batch])
             self.commits += 1
+            if self.on_commit is not None:
+                self.on_commit(len(batch), time.perf_counter() - started)
         except Exception as exc:  # any driver error means nothing was recorded
             self.failures += 1
             results = [_unavailable(exc) for _ in batch]

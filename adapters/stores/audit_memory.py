@@ -108,6 +108,9 @@ class InMemoryAuditLog:
         leaves = [bytes.fromhex(row[-1]) for row in sorted(self.rows) if row[0] <= tree_size]
         return RangeHasher(leaves, offset=self.anchor_.seq, frontier=self.anchor_.frontier)
 
+    async def chain_head(self) -> tuple[int, str]:
+        return self.head
+
     async def tree_head(self, tree_size: int | None = None) -> tuple[int, bytes]:
         hasher = self._hasher(self.head[0] if tree_size is None else tree_size)
         return hasher.size, hasher(0, hasher.size) if hasher.size else EMPTY_ROOT

@@ -93,6 +93,11 @@ class PostgresAuditLog:
         self._rlock = threading.Lock()
 
     @property
+    def writer(self) -> GroupCommitter:
+        """The group-commit writer (queue depth and commit timings for telemetry)."""
+        return self._writer
+
+    @property
     def commits(self) -> int:
         """Write transactions committed so far (fewer than appends when batching works)."""
         return self._writer.commits
@@ -204,6 +209,13 @@ class PostgresAuditLog:
         sql = f"SELECT hash FROM {self.schema}.audit_log WHERE seq > %s AND seq <= %s ORDER BY seq".encode()
         rows = await self._read(lambda c: c.execute(sql, (after_seq, upto)).fetchall())
         return [row[0] for row in rows]
+
+    async def chain_head(self) -> tuple[int, str]:
+        """``(seq, hash)`` of the last committed record (``(0, GENESIS_HASH)`` when empty)."""
+        sql = f"SELECT seq, hash FROM {self.schema}.audit_head".encode()
+        row = await self._read(lambda c: c.execute(sql).fetchone())
+        assert row is not None
+        return int(row[0]), str(row[1])
 
     async def tree_head(self, tree_size: int | None = None) -> tuple[int, bytes]:
         """``(size, root)`` of the Merkle tree over the first ``tree_size`` records (default: all)."""

@@ -24,19 +24,39 @@ CREATE TABLE IF NOT EXISTS consents (
   single_use INTEGER NOT NULL,
   revoked_us INTEGER NOT NULL DEFAULT 0,
   used_us INTEGER NOT NULL DEFAULT 0,
-  extra TEXT NOT NULL DEFAULT '{}'
+  extra TEXT NOT NULL DEFAULT '{}',
+  procedure_id TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS consents_lookup ON consents (subject, consumer, purpose);
 """
-_COLUMNS = "id, subject, consumer, purpose, categories, granted_us, expires_us, single_use, revoked_us, used_us, extra"
+_COLUMNS = (
+    "id, subject, consumer, purpose, categories, granted_us, expires_us, single_use, revoked_us, used_us, extra, "
+    "procedure_id"
+)
 
 
 def _row(r: tuple) -> Consent:  # type: ignore[type-arg]
     return Consent(
-        id=r[0], subject=r[1], consumer=r[2], purpose=r[3], categories=frozenset(json.loads(r[4])),
-        granted_us=r[5], expires_us=r[6], single_use=bool(r[7]), revoked_us=r[8], used_us=r[9],
+        id=r[0],
+        subject=r[1],
+        consumer=r[2],
+        purpose=r[3],
+        categories=frozenset(json.loads(r[4])),
+        granted_us=r[5],
+        expires_us=r[6],
+        single_use=bool(r[7]),
+        revoked_us=r[8],
+        used_us=r[9],
         extra=json.loads(r[10]),
+        procedure_id=r[11],
     )
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Stores written before explicit requests existed lack ``procedure_id``."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(consents)")}
+    if "procedure_id" not in columns:
+        db.execute("ALTER TABLE consents ADD COLUMN procedure_id TEXT NOT NULL DEFAULT ''")
 
 
 class SqliteConsentStore:
@@ -50,20 +70,27 @@ class SqliteConsentStore:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             db.executescript(_SCHEMA)
+            _migrate(db)
             self._db = db
         return self._db
 
     async def for_subject(self, subject: str, consumer: str, purpose: str) -> Sequence[Consent]:
-        rows = self._conn().execute(
-            f"SELECT {_COLUMNS} FROM consents WHERE subject=? AND consumer=? AND purpose=?",
-            (subject, consumer, purpose),
-        ).fetchall()
+        rows = (
+            self._conn()
+            .execute(
+                f"SELECT {_COLUMNS} FROM consents WHERE subject=? AND consumer=? AND purpose=?",
+                (subject, consumer, purpose),
+            )
+            .fetchall()
+        )
         return [_row(r) for r in rows]
 
     async def of_subject(self, subject: str) -> Sequence[Consent]:
-        rows = self._conn().execute(
-            f"SELECT {_COLUMNS} FROM consents WHERE subject=? ORDER BY granted_us DESC", (subject,)
-        ).fetchall()
+        rows = (
+            self._conn()
+            .execute(f"SELECT {_COLUMNS} FROM consents WHERE subject=? ORDER BY granted_us DESC", (subject,))
+            .fetchall()
+        )
         return [_row(r) for r in rows]
 
     async def get(self, consent_id: str) -> Consent | None:
@@ -73,9 +100,21 @@ class SqliteConsentStore:
     async def add(self, c: Consent) -> None:
         await asyncio.to_thread(
             self._conn().execute,
-            f"INSERT INTO consents ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            (c.id, c.subject, c.consumer, c.purpose, json.dumps(sorted(c.categories)), c.granted_us,
-             c.expires_us, int(c.single_use), c.revoked_us, c.used_us, json.dumps(c.extra)),
+            f"INSERT INTO consents ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                c.id,
+                c.subject,
+                c.consumer,
+                c.purpose,
+                json.dumps(sorted(c.categories)),
+                c.granted_us,
+                c.expires_us,
+                int(c.single_use),
+                c.revoked_us,
+                c.used_us,
+                json.dumps(c.extra),
+                c.procedure_id,
+            ),
         )
 
     async def revoke(self, consent_id: str, subject: str, now_us: int) -> bool:

@@ -1,11 +1,18 @@
 """Strict verification of bearer JWTs (pyjwt), mapped to a ``Principal``.
 
 Rules: tokens are size-capped before any decoding; the issuer is found by
-``iss``, the key by ``kid`` (only as a lookup), the algorithm must be on the
-issuer's allow-list (asymmetric only); ``iss aud sub exp iat jti`` are required;
-lifetime is capped; a small leeway absorbs clock skew. Verified tokens are kept
-in a bounded cache keyed by their SHA-256, never longer than they are valid.
-The consumer identity comes from the verified token, never from a header.
+``iss``, the key by ``kid`` (only as a lookup in the issuer's key set), the
+algorithm must be on the issuer's allow-list (asymmetric only);
+``iss aud sub exp iat jti`` are required; lifetime is capped; a small leeway
+absorbs clock skew; times are checked against the injected clock.
+
+Verified tokens are kept in a bounded cache keyed by their SHA-256, each entry
+living no longer than its token. Revocation (``jti``, consumer, key) and key
+rotation are checked on every call, cache hit or not, so they take effect at
+once. The consumer identity comes from the verified token, never from a header.
+
+Sender constraints (``cnf``: mTLS certificate or DPoP key) are checked per call
+by ``check_sender``: a proof is about one request, so it is never cached.
 """
 
 from __future__ import annotations
@@ -13,17 +20,44 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import jwt
-from cachetools import TTLCache
+from cachetools import TLRUCache
 
+from gateway.core.cnf import SenderEvidence, sender_refusal
+from gateway.core.dpop import ReplayCache, verify_proof
 from gateway.core.errors import GatewayError, Reason
+from gateway.core.revocation import RevocationList
 
-__all__ = ["ASYMMETRIC_ALGORITHMS", "Issuer", "Principal", "TokenVerifier"]
+__all__ = [
+    "ASYMMETRIC_ALGORITHMS",
+    "REQUIRED_CLAIMS",
+    "Issuer",
+    "Principal",
+    "RefreshableKeys",
+    "TokenVerifier",
+]
 
 ASYMMETRIC_ALGORITHMS = frozenset({"ES256", "ES384", "EdDSA", "RS256", "PS256", "RS384", "PS384"})
-REQUIRED_CLAIMS = ["iss", "aud", "sub", "exp", "iat", "jti"]
+REQUIRED_CLAIMS = ("iss", "aud", "sub", "exp", "iat", "jti")
+
+
+@runtime_checkable
+class RefreshableKeys(Protocol):
+    """An issuer key set that can be fetched again (JWKS file or URL). Lookups stay in memory."""
+
+    def __contains__(self, kid: object) -> bool: ...
+
+    def get(self, kid: str, default: Any = None) -> Any: ...
+
+    def request_refresh(self) -> None:
+        """Schedule a rate-limited refresh in the background (for callers that cannot wait)."""
+        ...
+
+    async def refresh(self) -> bool:
+        """Fetch again unless done very recently; True when the key set changed."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -34,7 +68,7 @@ class Issuer:
     issuer: str
     role: str                                     # "agency" | "citizen" | "staff"
     algorithms: frozenset[str]
-    keys: Mapping[str, Any] = field(default_factory=dict)   # kid -> public key object
+    keys: Mapping[str, Any] = field(default_factory=dict)   # kid -> public key object (may be live)
 
     def __post_init__(self) -> None:
         bad = set(self.algorithms) - ASYMMETRIC_ALGORITHMS
@@ -51,9 +85,13 @@ class Principal:
     expires_at: float
     scopes: frozenset[str]
     claims: Mapping[str, Any]
+    kid: str = ""        # the signing key, so that its revocation or rotation reaches cached tokens
 
 
 _PYJWT_REASONS: list[tuple[type[Exception], Reason]] = [
+    (jwt.InvalidSignatureError, Reason.TOKEN_INVALID),
+    (jwt.MissingRequiredClaimError, Reason.TOKEN_CLAIM_MISSING),
+    (jwt.InvalidAudienceError, Reason.TOKEN_WRONG_AUDIENCE),
     (jwt.ExpiredSignatureError, Reason.TOKEN_EXPIRED),
     (jwt.ImmatureSignatureError, Reason.TOKEN_NOT_YET_VALID),
     (jwt.DecodeError, Reason.TOKEN_MALFORMED),
@@ -73,41 +111,104 @@ class TokenVerifier:
         max_token_bytes: int = 8192,
         cache_size: int = 10_000,
         clock: Callable[[], float],
+        sender_modes: Mapping[str, str] | None = None,
+        default_sender_mode: str = "optional",
+        dpop_max_age_s: int = 60,
+        revocations: RevocationList | None = None,
     ) -> None:
         self._issuers = {i.issuer: i for i in issuers.values()}
+        self._issuer_ids = {i.id: i for i in issuers.values()}
         self._consumers = consumers      # (issuer id, sub) -> consumer id
         self._audience = audience
         self._max_lifetime = max_lifetime_s
         self._leeway = leeway_s
         self._max_bytes = max_token_bytes
         self._clock = clock
-        self._cache: TTLCache[bytes, Principal] = TTLCache(maxsize=cache_size, ttl=max_lifetime_s + leeway_s)
-        self.revoked_jtis: set[str] = set()
-        self.revoked_consumers: set[str] = set()
+        self._cache: TLRUCache[bytes, Principal] = TLRUCache(
+            maxsize=cache_size, ttu=lambda _k, p, _now: p.expires_at + leeway_s, timer=clock
+        )
+        self._sender_modes = dict(sender_modes or {})
+        self._default_sender_mode = default_sender_mode
+        self._dpop_max_age = dpop_max_age_s
+        self._replay = ReplayCache(ttl_s=dpop_max_age_s + 2 * leeway_s, clock=clock)
+        self.revocations = revocations if revocations is not None else RevocationList()
+
+    def key_sets(self) -> list[Mapping[str, Any]]:
+        """Each issuer's key set (the composition root starts and closes the live ones)."""
+        return [i.keys for i in self._issuer_ids.values()]
+
+    # --- tokens -------------------------------------------------------------------------------
 
     def verify(self, token: str | None) -> Principal:
-        if not token:
-            raise GatewayError(Reason.TOKEN_MISSING)
-        if len(token) > self._max_bytes:
-            raise GatewayError(Reason.TOKEN_TOO_LARGE)
-        key = hashlib.sha256(token.encode()).digest()
-        now = self._clock()
+        """Verify, using the cache; revocation and key rotation are checked even on a hit."""
+        key = self._precheck(token)
         principal = self._cache.get(key)
-        if principal is None or principal.expires_at + self._leeway <= now:
-            principal = self._verify_uncached(token, now)
+        stale = principal is None or principal.expires_at + self._leeway <= self._clock()
+        if stale or not self._key_current(principal):  # type: ignore[arg-type]
+            principal = self._verify_uncached(token or "", self._clock())
             self._cache[key] = principal
         self._check_revocation(principal)
         return principal
 
+    def verify_uncached(self, token: str | None) -> Principal:
+        """The full check with no cache (what every call would cost without it; used by benchmarks)."""
+        self._precheck(token)
+        principal = self._verify_uncached(token or "", self._clock())
+        self._check_revocation(principal)
+        return principal
+
+    async def verify_async(self, token: str | None) -> Principal:
+        """As ``verify``; an unknown ``kid`` first makes the issuer's key set refresh (rate-limited), once."""
+        try:
+            return self.verify(token)
+        except GatewayError as exc:
+            if exc.reason is not Reason.UNKNOWN_KEY:
+                raise
+            keys = self._keys_of_token(token or "")
+            if keys is None:
+                raise
+            await keys.refresh()   # rate-limited and single-flight in the key set
+        return self.verify(token)
+
+    def _precheck(self, token: str | None) -> bytes:
+        if not token:
+            raise GatewayError(Reason.TOKEN_MISSING)
+        if len(token) > self._max_bytes:
+            raise GatewayError(Reason.TOKEN_TOO_LARGE)
+        return hashlib.sha256(token.encode()).digest()
+
+    def _key_current(self, p: Principal) -> bool:
+        issuer = self._issuer_ids.get(p.issuer)
+        return issuer is not None and p.kid in issuer.keys
+
+    def _keys_of_token(self, token: str) -> RefreshableKeys | None:
+        try:
+            iss = jwt.decode(token, options={"verify_signature": False}).get("iss")
+        except jwt.InvalidTokenError:
+            return None
+        issuer = self._issuers.get(str(iss))
+        keys = issuer.keys if issuer else None
+        return keys if isinstance(keys, RefreshableKeys) else None
+
     def _check_revocation(self, p: Principal) -> None:
-        if p.jti in self.revoked_jtis or (p.kind == "consumer" and p.id in self.revoked_consumers):
-            raise GatewayError(Reason.TOKEN_REVOKED)
+        detail = self.revocations.refusal(jti=p.jti, consumer=p.id if p.kind == "consumer" else "", kid=p.kid)
+        if detail:
+            raise GatewayError(Reason.TOKEN_REVOKED, detail)
+
+    # Kept for callers of the first API; prefer the revocation binding, which also persists.
+    @property
+    def revoked_jtis(self) -> set[str]:
+        return self.revocations.jtis
+
+    @property
+    def revoked_consumers(self) -> set[str]:
+        return self.revocations.consumers
 
     def revoke_jti(self, jti: str) -> None:
-        self.revoked_jtis.add(jti)
+        self.revocations.jtis.add(jti)
 
     def revoke_consumer(self, consumer: str) -> None:
-        self.revoked_consumers.add(consumer)
+        self.revocations.consumers.add(consumer)
 
     def _verify_uncached(self, token: str, now: float) -> Principal:
         try:
@@ -115,24 +216,34 @@ class TokenVerifier:
             unverified = jwt.decode(token, options={"verify_signature": False})
         except jwt.InvalidTokenError:
             raise GatewayError(Reason.TOKEN_MALFORMED) from None
-        issuer = self._issuers.get(str(unverified.get("iss", "")))
+        for claim in REQUIRED_CLAIMS:
+            if claim not in unverified:
+                raise GatewayError(Reason.TOKEN_CLAIM_MISSING, f"The token has no '{claim}' claim",
+                                   metadata={"claim": claim})
+        issuer = self._issuers.get(str(unverified["iss"]))
         if issuer is None:
             raise GatewayError(Reason.UNKNOWN_ISSUER)
         alg = header.get("alg")
         if alg not in issuer.algorithms:
             raise GatewayError(Reason.TOKEN_INVALID, "The token's algorithm is not allowed for its issuer")
-        public_key = self._key_for(issuer, header.get("kid"))
-        claims = self._decode(token, public_key, alg, issuer, now)
-        if int(claims["exp"]) - int(claims["iat"]) > self._max_lifetime:
-            raise GatewayError(Reason.TOKEN_LIFETIME_TOO_LONG)
-        return self._principal(issuer, claims)
+        kid = header.get("kid")
+        public_key = self._key_for(issuer, kid)
+        claims = self._decode(token, public_key, str(alg), issuer)
+        self._check_times(claims, now)
+        return self._principal(issuer, claims, str(kid))
 
     def _key_for(self, issuer: Issuer, kid: object) -> Any:
-        if not isinstance(kid, str) or kid not in issuer.keys:
+        if not isinstance(kid, str) or len(kid) > 256:
             raise GatewayError(Reason.UNKNOWN_KEY)
-        return issuer.keys[kid]
+        key = issuer.keys.get(kid)
+        if key is None and isinstance(issuer.keys, RefreshableKeys):
+            issuer.keys.request_refresh()   # a file reloads now; a URL fetches in the background
+            key = issuer.keys.get(kid)
+        if key is None:
+            raise GatewayError(Reason.UNKNOWN_KEY)
+        return key
 
-    def _decode(self, token: str, key: Any, alg: str, issuer: Issuer, now: float) -> dict[str, Any]:
+    def _decode(self, token: str, key: Any, alg: str, issuer: Issuer) -> dict[str, Any]:
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
@@ -140,16 +251,31 @@ class TokenVerifier:
                 algorithms=[alg],
                 audience=self._audience,
                 issuer=issuer.issuer,
-                leeway=self._leeway,
-                options={"require": REQUIRED_CLAIMS, "verify_iat": True, "strict_aud": False},
+                # Times are checked against our clock below, not pyjwt's.
+                options={"require": list(REQUIRED_CLAIMS), "verify_exp": False, "verify_nbf": False,
+                         "verify_iat": False, "strict_aud": False},
             )
         except Exception as exc:  # pyjwt raises several families; map each once here
             raise GatewayError(_map_pyjwt(exc)) from None
-        if float(claims["iat"]) > now + self._leeway:
-            raise GatewayError(Reason.TOKEN_NOT_YET_VALID)
+        for name in ("sub", "jti"):
+            if not isinstance(claims[name], str) or not claims[name]:
+                raise GatewayError(Reason.TOKEN_INVALID, f"The '{name}' claim must be a non-empty string")
         return claims
 
-    def _principal(self, issuer: Issuer, claims: Mapping[str, Any]) -> Principal:
+    def _check_times(self, claims: Mapping[str, Any], now: float) -> None:
+        exp, iat, nbf = claims["exp"], claims["iat"], claims.get("nbf", claims["iat"])
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (exp, iat, nbf)):
+            raise GatewayError(Reason.TOKEN_INVALID, "The token's time claims must be numbers")
+        if exp + self._leeway <= now:
+            raise GatewayError(Reason.TOKEN_EXPIRED)
+        if iat > now + self._leeway or nbf > now + self._leeway:
+            raise GatewayError(Reason.TOKEN_NOT_YET_VALID)
+        if exp <= iat:
+            raise GatewayError(Reason.TOKEN_INVALID, "The token expires before it was issued")
+        if exp - iat > self._max_lifetime:
+            raise GatewayError(Reason.TOKEN_LIFETIME_TOO_LONG)
+
+    def _principal(self, issuer: Issuer, claims: Mapping[str, Any], kid: str) -> Principal:
         sub = str(claims["sub"])
         scopes = frozenset(str(claims.get("scope", "")).split())
         if issuer.role == "agency":
@@ -161,7 +287,30 @@ class TokenVerifier:
             kind, ident = "citizen", sub
         else:
             kind, ident = "staff", sub
-        return Principal(kind, ident, issuer.id, str(claims["jti"]), float(claims["exp"]), scopes, dict(claims))
+        return Principal(kind, ident, issuer.id, str(claims["jti"]), float(claims["exp"]), scopes, dict(claims), kid)
+
+    # --- sender constraints ----------------------------------------------------------------------
+
+    def sender_mode(self, principal: Principal) -> str:
+        if principal.kind == "consumer":
+            return self._sender_modes.get(principal.id, self._default_sender_mode)
+        return self._default_sender_mode
+
+    def check_sender(
+        self, principal: Principal, *, token: str, cert_sha256: str = "", dpop_proof: str = "",
+        method: str = "", url: str = "",
+    ) -> None:
+        """Refuse unless the caller proves it holds what the token is bound to (``cnf``)."""
+        mode = self.sender_mode(principal)
+        jkt = ""
+        if dpop_proof and mode != "off":
+            jkt = verify_proof(
+                dpop_proof, method=method, url=url, access_token=token, now=self._clock(),
+                max_age_s=self._dpop_max_age, leeway_s=self._leeway, replay=self._replay,
+            )
+        refusal = sender_refusal(principal.claims.get("cnf"), mode, SenderEvidence(cert_sha256, jkt))
+        if refusal is not None:
+            raise GatewayError(*refusal)
 
 
 def _map_pyjwt(exc: Exception) -> Reason:

@@ -37,10 +37,13 @@ class Reason(StrEnum):
     TOKEN_LIFETIME_TOO_LONG = "TOKEN_LIFETIME_TOO_LONG"
     TOKEN_REVOKED = "TOKEN_REVOKED"
     TOKEN_TOO_LARGE = "TOKEN_TOO_LARGE"
+    TOKEN_CLAIM_MISSING = "TOKEN_CLAIM_MISSING"
+    TOKEN_WRONG_AUDIENCE = "TOKEN_WRONG_AUDIENCE"
     UNKNOWN_ISSUER = "UNKNOWN_ISSUER"
     UNKNOWN_KEY = "UNKNOWN_KEY"
     UNKNOWN_CONSUMER = "UNKNOWN_CONSUMER"
     SENDER_CONSTRAINT_FAILED = "SENDER_CONSTRAINT_FAILED"
+    DPOP_PROOF_INVALID = "DPOP_PROOF_INVALID"
     WRONG_TOKEN_SCOPE = "WRONG_TOKEN_SCOPE"
     INVALID_ARGUMENT = "INVALID_ARGUMENT"
     PURPOSE_MISSING = "PURPOSE_MISSING"
@@ -59,6 +62,7 @@ class Reason(StrEnum):
     CONSENT_EXPIRED = "CONSENT_EXPIRED"
     CONSENT_SPENT = "CONSENT_SPENT"
     CONSENT_MISMATCH = "CONSENT_MISMATCH"
+    SUBJECT_MISMATCH = "SUBJECT_MISMATCH"
     RATE_LIMITED = "RATE_LIMITED"
     CONCURRENCY_LIMITED = "CONCURRENCY_LIMITED"
     SUBJECT_NOT_FOUND = "SUBJECT_NOT_FOUND"
@@ -86,12 +90,15 @@ REASONS: dict[Reason, ReasonInfo] = {
     Reason.TOKEN_LIFETIME_TOO_LONG: ReasonInfo(_S.UNAUTHENTICATED, 401, "The token lives longer than allowed"),
     Reason.TOKEN_REVOKED: ReasonInfo(_S.UNAUTHENTICATED, 401, "The token or its consumer was revoked"),
     Reason.TOKEN_TOO_LARGE: ReasonInfo(_S.UNAUTHENTICATED, 401, "The token exceeds the size limit"),
+    Reason.TOKEN_CLAIM_MISSING: ReasonInfo(_S.UNAUTHENTICATED, 401, "The token lacks a required claim"),
+    Reason.TOKEN_WRONG_AUDIENCE: ReasonInfo(_S.UNAUTHENTICATED, 401, "The token is meant for another audience"),
     Reason.UNKNOWN_ISSUER: ReasonInfo(_S.UNAUTHENTICATED, 401, "The token's issuer is not trusted"),
     Reason.UNKNOWN_KEY: ReasonInfo(_S.UNAUTHENTICATED, 401, "The token's signing key is unknown"),
     Reason.UNKNOWN_CONSUMER: ReasonInfo(_S.UNAUTHENTICATED, 401, "The token's subject is not a registered consumer"),
     Reason.SENDER_CONSTRAINT_FAILED: ReasonInfo(
         _S.UNAUTHENTICATED, 401, "The token is not bound to this sender"
     ),
+    Reason.DPOP_PROOF_INVALID: ReasonInfo(_S.UNAUTHENTICATED, 401, "The DPoP proof is missing, invalid or reused"),
     Reason.WRONG_TOKEN_SCOPE: ReasonInfo(_S.PERMISSION_DENIED, 403, "The token's scope does not allow this"),
     Reason.INVALID_ARGUMENT: ReasonInfo(_S.INVALID_ARGUMENT, 400, "A request field is invalid"),
     Reason.PURPOSE_MISSING: ReasonInfo(_S.INVALID_ARGUMENT, 400, "The request states no purpose (x-purpose)"),
@@ -112,6 +119,7 @@ REASONS: dict[Reason, ReasonInfo] = {
     Reason.CONSENT_MISMATCH: ReasonInfo(
         _S.PERMISSION_DENIED, 403, "The consent does not cover this consumer, purpose or subject"
     ),
+    Reason.SUBJECT_MISMATCH: ReasonInfo(_S.PERMISSION_DENIED, 403, "A citizen may act only for themselves"),
     Reason.RATE_LIMITED: ReasonInfo(_S.RESOURCE_EXHAUSTED, 429, "Rate limit exceeded"),
     Reason.CONCURRENCY_LIMITED: ReasonInfo(_S.RESOURCE_EXHAUSTED, 429, "Too many concurrent requests"),
     Reason.SUBJECT_NOT_FOUND: ReasonInfo(_S.NOT_FOUND, 404, "The registry has no entry for this subject"),

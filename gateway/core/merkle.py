@@ -84,6 +84,8 @@ class RangeHasher:
         self.offset = offset
         self.size = offset + len(leaves)
         self._prefix: dict[tuple[int, int], bytes] = {}
+        if offset:  # the whole purged prefix (a fully purged log's head)
+            self._prefix[(0, offset)] = frontier_root(frontier)
         start = offset
         for node in reversed(frontier):  # smallest subtree is rightmost
             width = start & -start if start else 0

@@ -2,17 +2,21 @@
 
 Every exchange by an authenticated consumer produces exactly one audit record,
 allowed or refused, and no data leaves before its record is committed.
-Refusals before authentication are security events, not exchange records.
+Refusals before authentication, and refusals by admission control (quotas:
+nothing was asked of a registry), are security events, not exchange records,
+so that a flood cannot flood the log.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from google.protobuf.message import Message
+from opentelemetry import trace
 
 from consent import Decision, Mandate, Policy, allowed_fields, check_consent
 from gateway.core.auth import Principal, TokenVerifier
@@ -21,7 +25,8 @@ from gateway.core.errors import GatewayError, Reason
 from gateway.core.minimise import minimise
 from gateway.core.ports import AuditLog, ConsentStore, ExchangeObserver, RegistryAdapter, SecurityEvents
 from gateway.core.pseudonym import Pseudonymiser
-from gateway.core.types import AuditRecord, EventKind, Outcome
+from gateway.core.quotas import Admission
+from gateway.core.types import AuditRecord, EventKind, ExchangeTiming, Outcome
 from gateway.core.validation import format_problem
 
 __all__ = ["CallContext", "ExchangePipeline", "Registry"]
@@ -38,6 +43,29 @@ _FAILURES = frozenset(
 )
 #: Time kept back from the caller's deadline to record the exchange and answer.
 _DEADLINE_MARGIN_S = 0.005
+_tracer = trace.get_tracer("passerelle.pipeline")
+
+
+def _scalar_fields(request: Message) -> dict[str, object]:
+    """The request's scalar fields by name: what mandate limits are evaluated on."""
+    out: dict[str, object] = {}
+    for fd in request.DESCRIPTOR.fields:
+        value = getattr(request, fd.name)
+        if isinstance(value, str | int | float | bool):
+            out[fd.name] = value
+    return out
+
+
+@contextmanager
+def _stage(name: str) -> Iterator[trace.Span]:
+    """A child span per pipeline stage; a refusal marks it with its reason code only (no message)."""
+    with _tracer.start_as_current_span(name, record_exception=False, set_status_on_exception=False) as span:
+        try:
+            yield span
+        except GatewayError as exc:
+            span.set_status(trace.StatusCode.ERROR, str(exc.reason))
+            span.set_attribute("passerelle.reason", str(exc.reason))
+            raise
 
 
 @dataclass(slots=True)
@@ -84,6 +112,13 @@ class _Trail:
     fields: tuple[str, ...] = ()
     hidden_until_us: int = 0
     hidden_reason: str = ""
+    # For telemetry only (ExchangeTiming): the registry leg and message sizes.
+    registry: str = ""
+    registry_start_us: int = 0
+    registry_end_us: int = 0
+    request_bytes: int = 0
+    registry_response_bytes: int = 0
+    response_bytes: int = 0
 
 
 class ExchangePipeline:
@@ -99,6 +134,7 @@ class ExchangePipeline:
         security: SecurityEvents,
         observer: ExchangeObserver,
         clock_us: Callable[[], int],
+        admission: Admission | None = None,
     ) -> None:
         self._verifier = verifier
         self.policy = policy
@@ -109,21 +145,55 @@ class ExchangePipeline:
         self._security = security
         self._observer = observer
         self._clock_us = clock_us
+        self._admission = admission
 
     def authenticate(self, ctx: CallContext, *, kind: str = "consumer") -> Principal:
-        """Verify the bearer token; refusals here are security events."""
+        """Verify the bearer token and its sender binding; refusals here are security events."""
         try:
-            principal = self._verifier.verify(ctx.token)
-            if principal.kind != kind:
-                raise GatewayError(Reason.WRONG_TOKEN_SCOPE, f"This operation needs a {kind} token")
+            return self._authorised_sender(self._verifier.verify(ctx.token), ctx, kind)
         except GatewayError as exc:
-            self._security.record(exc.reason, ctx.protocol)
+            self.record_security_event(exc.reason, ctx.protocol)
             raise
+
+    async def authenticate_async(self, ctx: CallContext, *, kind: str = "consumer") -> Principal:
+        """As ``authenticate``; an unknown signing key first refreshes the issuer's keys (rate-limited)."""
+        try:
+            return self._authorised_sender(await self._verifier.verify_async(ctx.token), ctx, kind)
+        except GatewayError as exc:
+            self.record_security_event(exc.reason, ctx.protocol)
+            raise
+
+    def _authorised_sender(self, principal: Principal, ctx: CallContext, kind: str) -> Principal:
+        self._verifier.check_sender(
+            principal, token=ctx.token or "", cert_sha256=ctx.peer_cert_sha256, dpop_proof=ctx.dpop_proof,
+            method=ctx.http_method, url=ctx.http_url,
+        )
+        if principal.kind != kind:
+            raise GatewayError(Reason.WRONG_TOKEN_SCOPE, f"This operation needs a {kind} token")
         return principal
+
+    def record_security_event(self, reason: str, protocol: str) -> None:
+        """For front doors refusing before the pipeline runs (oversized headers ...)."""
+        self._security.record(reason, protocol)
 
     async def exchange(self, op: Operation, request: Message, ctx: CallContext) -> Message:
         started = time.perf_counter()
-        principal = self.authenticate(ctx)
+        with _stage("authenticate"):
+            principal = await self.authenticate_async(ctx)
+        if self._admission is None:
+            return await self._audited(op, request, ctx, principal, started)
+        try:
+            self._admission.acquire(principal.id, time.monotonic())
+        except GatewayError as exc:
+            self.record_security_event(exc.reason, ctx.protocol)
+            raise
+        try:
+            return await self._audited(op, request, ctx, principal, started)
+        finally:
+            self._admission.release(principal.id)
+
+    async def _audited(self, op: Operation, request: Message, ctx: CallContext, principal: Principal,
+                       started: float) -> Message:
         trail = _Trail(consumer=principal.id)
         try:
             response = await self._checked_call(op, request, ctx, trail, started)
@@ -142,16 +212,29 @@ class ExchangePipeline:
         if not ctx.purpose:
             raise GatewayError(Reason.PURPOSE_MISSING)
         now_us = self._clock_us()
-        mandate = self._authorise(op, ctx, trail, now_us)
-        wanted = self._fields_wanted(op, mandate, ctx)
+        with _stage("authorise"):
+            mandate = self._authorise(op, ctx, trail, now_us, request)
+            wanted = self._fields_wanted(op, mandate, ctx)
         if mandate.needs_consent:
-            await self._check_consent(ctx, trail, now_us)
+            with _stage("consent"):
+                needed = frozenset(op.field_categories[f] for f in wanted if op.field_categories.get(f))
+                await self._check_consent(ctx, trail, now_us, mandate, needed)
         registry = self._registries.get(op.service)
         if registry is None:
             raise GatewayError(Reason.UNKNOWN_SERVICE)
         timeout = self._timeout(registry, ctx, started)
-        answer = await registry.adapter.call(op.method, request, timeout=timeout, metadata=ctx.metadata)
-        trail.fields = minimise(answer, wanted)
+        trail.registry, trail.request_bytes = registry.id, request.ByteSize()
+        trail.registry_start_us = int((time.perf_counter() - started) * 1e6)
+        try:
+            with _stage("adapter call") as span:
+                span.set_attribute("passerelle.registry", registry.id)
+                answer = await registry.adapter.call(op.method, request, timeout=timeout, metadata=ctx.metadata)
+        finally:
+            trail.registry_end_us = int((time.perf_counter() - started) * 1e6)
+        trail.registry_response_bytes = answer.ByteSize()
+        with _stage("minimise"):
+            trail.fields = minimise(answer, wanted)
+        trail.response_bytes = answer.ByteSize()
         return answer
 
     def _validate(self, op: Operation, request: Message) -> None:
@@ -163,9 +246,10 @@ class ExchangePipeline:
             if problem:
                 raise GatewayError(Reason.INVALID_ARGUMENT, f"{name}: {problem}", field=name)
 
-    def _authorise(self, op: Operation, ctx: CallContext, trail: _Trail, now_us: int) -> Mandate:
+    def _authorise(self, op: Operation, ctx: CallContext, trail: _Trail, now_us: int, request: Message) -> Mandate:
         decision: Decision = self.policy().decide(
-            consumer=trail.consumer, service=op.full_name, purpose=ctx.purpose, now_us=now_us
+            consumer=trail.consumer, service=op.full_name, purpose=ctx.purpose, now_us=now_us,
+            request_fields=_scalar_fields(request),   # for the mandate's limits
         )
         if not decision.allowed or decision.mandate is None:
             raise GatewayError(Reason(decision.reason), decision.explanation)
@@ -186,7 +270,9 @@ class ExchangePipeline:
             raise GatewayError(Reason.INVALID_ARGUMENT, f"unknown field in field mask: {unknown[0]}", field="fields")
         return allowed & {by_any_name[n] for n in ctx.field_mask}
 
-    async def _check_consent(self, ctx: CallContext, trail: _Trail, now_us: int) -> None:
+    async def _check_consent(
+        self, ctx: CallContext, trail: _Trail, now_us: int, mandate: Mandate, needed: frozenset[str]
+    ) -> None:
         candidates = await self._consents.for_subject(trail.subject, trail.consumer, ctx.purpose)
         verdict = check_consent(
             candidates,
@@ -195,6 +281,9 @@ class ExchangePipeline:
             purpose=ctx.purpose,
             now_us=now_us,
             consent_id=ctx.consent_id,
+            needed_categories=needed,
+            case_id=ctx.case_id,
+            explicit_only=mandate.explicit_request,
         )
         if verdict.consent is not None:
             trail.consent_id = verdict.consent.id
@@ -243,11 +332,17 @@ class ExchangePipeline:
             hidden_until_us=trail.hidden_until_us,
             hidden_reason=trail.hidden_reason,
         )
+        audit_started = time.perf_counter()
         try:
-            await self._audit.append(record)
+            with _stage("audit"):
+                await self._audit.append(record)
         except GatewayError:
             if reason is None:
                 raise   # fail closed: the data does not leave
             # A refusal carries no data; the caller still gets the refusal.
         finally:
-            self._observer.on_exchange(record, op.provider)
+            timing = ExchangeTiming(
+                trail.registry, trail.registry_start_us, trail.registry_end_us, trail.request_bytes,
+                trail.registry_response_bytes, trail.response_bytes, int((time.perf_counter() - audit_started) * 1e6),
+            )
+            self._observer.on_exchange(record, op.provider, timing)

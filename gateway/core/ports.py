@@ -9,7 +9,7 @@ from typing import Protocol
 from google.protobuf.message import Message
 
 from consent.model import Consent
-from gateway.core.types import AuditReceipt, AuditRecord, StoredAuditRecord
+from gateway.core.types import AuditReceipt, AuditRecord, ExchangeTiming, StoredAuditRecord
 
 __all__ = [
     "AuditLog",
@@ -75,4 +75,4 @@ class SecurityEvents(Protocol):
 class ExchangeObserver(Protocol):
     """Telemetry hook called once per exchange by an authenticated consumer."""
 
-    def on_exchange(self, record: AuditRecord, provider: str) -> None: ...
+    def on_exchange(self, record: AuditRecord, provider: str, timing: ExchangeTiming) -> None: ...

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-__all__ = ["AuditReceipt", "AuditRecord", "EventKind", "Outcome", "StoredAuditRecord"]
+__all__ = ["AuditReceipt", "AuditRecord", "EventKind", "ExchangeTiming", "Outcome", "StoredAuditRecord"]
 
 
 class Outcome(StrEnum):
@@ -50,6 +50,23 @@ class AuditRecord:
     hidden_until_us: int = 0          # embargo: not shown to the citizen before this time
     hidden_reason: str = ""
     extra: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangeTiming:
+    """Where an exchange's time went and how big its messages were: for telemetry, never audited.
+
+    Offsets are microseconds from the exchange's start at the gateway (the audit
+    record's ``time_us - latency_us``); 0 where the step did not happen.
+    """
+
+    registry: str = ""                # registry id, "" when no registry was called
+    registry_start_us: int = 0        # request out to the registry
+    registry_end_us: int = 0          # response (or failure) in from the registry
+    request_bytes: int = 0            # the caller's request, serialised
+    registry_response_bytes: int = 0  # the registry's answer, before minimisation
+    response_bytes: int = 0           # the minimised answer the caller got
+    audit_us: int = 0                 # waiting for the audit record to be committed
 
 
 @dataclass(frozen=True, slots=True)

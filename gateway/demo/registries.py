@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
+import os
 import random
 import signal
 import socket
@@ -55,6 +56,8 @@ from gateway.demo.data import (
     Sex,
     generate,
 )
+from observability.frontdoor import FASTAPI_TELEMETRY_OFF, AsgiTelemetry, GrpcServerTelemetry
+from observability.tracing import configure_tracing
 
 __all__ = [
     "Faults",
@@ -100,6 +103,8 @@ _COMPANY_STATUS = {
     CompanyStatus.STRUCK_OFF: business_pb2.COMPANY_STATUS_STRUCK_OFF,
 }
 _GRPC_SERVICES = ("registry.population.v1.PopulationRegistry", "registry.business.v1.BusinessRegistry")
+_GRPC_METHODS = frozenset({"/registry.population.v1.PopulationRegistry/GetPerson",
+                           "/registry.business.v1.BusinessRegistry/GetCompany"})
 _GARBAGE = b"\x1f\x8b<attestation><contribuable>\x00\xff tronqu"
 
 
@@ -254,7 +259,8 @@ async def start_grpc_registry(
     Returns the started server and its bound port; the caller stops the server.
     """
     faults = Faults() if faults is None else faults
-    server = grpc.aio.server()
+    # A server span per call, child of the gateway's client span (W3C traceparent in the metadata).
+    server = grpc.aio.server(interceptors=[GrpcServerTelemetry(lambda: _GRPC_METHODS)])
     population_pb2_grpc.add_PopulationRegistryServicer_to_server(_PopulationRegistry(data, faults), server)
     business_pb2_grpc.add_BusinessRegistryServicer_to_server(_BusinessRegistry(data, faults), server)
     health_servicer = health.aio.HealthServicer()
@@ -310,7 +316,8 @@ def create_tax_app(
 ) -> FastAPI:
     """The tax administration's REST application; ``today`` bounds the accepted fiscal years."""
     app = FastAPI(
-        title="ACD - attestations de revenu (démo)", docs_url=None, redoc_url=None, openapi_url=None
+        title="ACD - attestations de revenu (démo)", docs_url=None, redoc_url=None, openapi_url=None,
+        telemetry=FASTAPI_TELEMETRY_OFF,
     )
 
     @app.get("/api/v2/attestations-revenu")
@@ -326,6 +333,7 @@ def create_tax_app(
     async def sante() -> dict[str, str]:
         return {"statut": "ok"}
 
+    app.add_middleware(AsgiTelemetry, untraced=("/api/v2/sante",))  # server spans from traceparent
     return app
 
 
@@ -451,6 +459,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Generate the data set and serve the demo registries until SIGTERM or SIGINT."""
     args = _parse(argv)
+    configure_tracing(os.environ, service_name="passerelle-demo-registries")  # OTEL_*, PASSERELLE_TRACES_FILE
     data = generate(args.seed, args.persons)
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         runner.run(_serve_until_signalled(data, args))

@@ -64,6 +64,9 @@ def ensure_demo(data_dir: Path) -> Path:
     pseudonym = keys / "pseudonym.key"
     if not pseudonym.exists():
         _write_private(pseudonym, secrets.token_bytes(32))
+    from gateway.demo.pki import ensure_demo_pki
+
+    ensure_demo_pki(keys)   # CA, server and per-consumer client certificates (gRPC mutual TLS)
     config = data_dir / CONFIG_NAME
     if not config.exists():
         template = (Path(__file__).parent / "gateway.demo.toml").read_text()

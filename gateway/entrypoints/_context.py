@@ -6,6 +6,9 @@ import re
 import uuid
 from collections.abc import Callable
 
+from opentelemetry import trace
+
+from gateway.core.identifiers import national_id_problem
 from gateway.core.pipeline import CallContext
 
 __all__ = ["FORWARDED_HEADERS", "bearer_token", "call_context"]
@@ -20,23 +23,23 @@ def bearer_token(value: str | None) -> str | None:
     if not value:
         return None
     scheme, _, token = value.partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else ""
+    # "DPoP" is the scheme of DPoP-bound tokens (RFC 9449); the binding itself is in the token's cnf.
+    return token.strip() if scheme.lower() in ("bearer", "dpop") and token.strip() else ""
 
 
 def _safe(value: str | None) -> str:
     """Caller-chosen identifiers are recorded only if they look like identifiers."""
-    return value if value and _SAFE_ID.match(value) else ""
+    # ... and never if they are a national id, which would then reach the logs and traces.
+    return value if value and _SAFE_ID.match(value) and national_id_problem(value) is not None else ""
 
 
 def call_context(protocol: str, header: Callable[[str], str | None], timeout_s: float | None) -> CallContext:
     request_id = _safe(header("x-request-id")) or uuid.uuid4().hex
     traceparent = header("traceparent") or ""
     match = _TRACEPARENT.match(traceparent)
+    # The registry adapters inject the current span's context (its parent is the caller's traceparent).
     metadata = [("x-request-id", request_id)]
-    if match:
-        metadata.append(("traceparent", traceparent))
-        if header("tracestate"):
-            metadata.append(("tracestate", header("tracestate") or ""))
+    current = trace.get_current_span().get_span_context()
     fields = header("x-fields") or ""
     return CallContext(
         protocol=protocol,
@@ -46,7 +49,7 @@ def call_context(protocol: str, header: Callable[[str], str | None], timeout_s: 
         case_id=_safe(header("x-case-id")),
         officer_id=_safe(header("x-officer-id")),
         request_id=request_id,
-        trace_id=match.group(1) if match else "",
+        trace_id=f"{current.trace_id:032x}" if current.is_valid else (match.group(1) if match else ""),
         ai_system=_safe(header("x-ai-system")),
         field_mask=tuple(f.strip() for f in fields.split(",") if f.strip()),
         timeout_s=timeout_s,

@@ -26,6 +26,7 @@ from gateway.core.contracts import load_generated_modules
 from gateway.core.errors import GatewayError, Reason
 from gateway.core.pipeline import CallContext, ExchangePipeline
 from gateway.entrypoints._context import call_context
+from gateway.entrypoints._grpc_security import admit_grpc_call
 from gateway.entrypoints.grpc_server import abort_with
 from gateway.entrypoints.openapi_schema import message_ref
 
@@ -55,6 +56,8 @@ class ServiceBinding:
     handlers: Mapping[str, Handler]               # method name -> coroutine
     access: Mapping[str, Access]                  # method name -> who may call it
     tags: list[str] = field(default_factory=list)
+    #: REST answers show every field, also false, zero and empty ones (stable JSON shapes for pages).
+    print_defaults: bool = False
 
     def methods(self) -> list[MethodDescriptor]:
         load_generated_modules()
@@ -65,10 +68,10 @@ class ServiceBinding:
         return list(svc.methods)
 
 
-def _authorise(pipeline: ExchangePipeline, access: Access, ctx: CallContext) -> Principal | None:
+async def _authorise(pipeline: ExchangePipeline, access: Access, ctx: CallContext) -> Principal | None:
     if access.kind == "public":
         return None
-    principal = pipeline.authenticate(ctx, kind=access.kind)
+    principal = await pipeline.authenticate_async(ctx, kind=access.kind)
     if access.scope and access.scope not in principal.scopes:
         raise GatewayError(Reason.WRONG_TOKEN_SCOPE, f"This operation needs the '{access.scope}' scope")
     return principal
@@ -85,7 +88,8 @@ def _grpc_handler(pipeline: ExchangePipeline, b: ServiceBinding, m: MethodDescri
         md = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
         ctx = call_context("grpc", md.get, context.time_remaining())
         try:
-            principal = _authorise(pipeline, access, ctx)
+            admit_grpc_call(pipeline, context, ctx)
+            principal = await _authorise(pipeline, access, ctx)
             try:
                 request = req_cls.FromString(raw)
             except DecodeError:
@@ -169,12 +173,14 @@ def _rest_endpoint(
         ctx.http_method, ctx.http_url = request.method, str(request.url)
         ctx.dpop_proof = request.headers.get("dpop", "")
         try:
-            principal = _authorise(pipeline, access, ctx)
+            principal = await _authorise(pipeline, access, ctx)
             message = await _rest_request(req_cls, request, body_rule)
             response = await handler(message, Call(principal, ctx))
         except GatewayError as err:
             return problem_response(err, ctx.request_id)
-        body = json_format.MessageToJson(response, indent=None, ensure_ascii=False)
+        body = json_format.MessageToJson(
+            response, indent=None, ensure_ascii=False, always_print_fields_with_no_presence=b.print_defaults
+        )
         return Response(body, media_type="application/json", headers={"x-request-id": ctx.request_id})
 
     endpoint.__name__ = m.name

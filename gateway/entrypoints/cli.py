@@ -14,10 +14,18 @@ from typing import Annotated
 import typer
 
 from gateway.config import Config, ConfigError, load_config
+from gateway.entrypoints.cli_audit import audit_app
+from gateway.entrypoints.cli_consent import app as consent_app
+from gateway.entrypoints.cli_report import report_app
+from gateway.entrypoints.cli_security import security_app
 
 app = typer.Typer(help="Passerelle: once-only data-exchange gateway.", no_args_is_help=True, add_completion=False)
 demo_app = typer.Typer(help="The demo data set.", no_args_is_help=True)
 app.add_typer(demo_app, name="demo")
+app.add_typer(audit_app, name="audit")
+app.add_typer(consent_app, name="consent")
+app.add_typer(report_app, name="report")
+app.add_typer(security_app, name="security")
 
 DataDir = Annotated[Path, typer.Option("--data-dir", help="Folder for demo keys, config and stores.")]
 DEFAULT_DATA_DIR = Path(".gateway-demo")
@@ -70,11 +78,12 @@ def serve(
     rest_port: Annotated[int | None, typer.Option("--rest-port")] = None,
     grpc_port: Annotated[int | None, typer.Option("--grpc-port")] = None,
     persons: Annotated[int, typer.Option("--persons", help="Demo data set size.")] = 10_000,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Gateway processes sharing the ports.")] = 1,
 ) -> None:
     """Run the gateway (REST on 127.0.0.1:8080, gRPC on 127.0.0.1:50051 by default)."""
     from gateway.bootstrap import resolve_demo_addresses
     from gateway.demo.setup import ensure_demo
-    from gateway.entrypoints.server import serve_forever
+    from gateway.entrypoints.workers import run_gateway
     from observability.logs import configure_logging
 
     if not demo and config is None:
@@ -83,13 +92,14 @@ def serve(
     path = config or ensure_demo(data_dir)
     conf = _load(path)
     updates = {k: v for k, v in {"rest_port": rest_port, "grpc_port": grpc_port}.items() if v is not None}
+    updates |= {"demo": True} if demo else {}   # demo-only routes (citizen sign-in on /me/)
     conf = conf.model_copy(update={"gateway": conf.gateway.model_copy(update=updates)})
     if not demo:
-        _run(serve_forever(conf))
+        run_gateway(conf, workers)
         return
     with _demo_registries(persons) as (g, t):
         typer.echo(f"demo registries: gRPC 127.0.0.1:{g}, tax REST http://127.0.0.1:{t}", err=True)
-        _run(serve_forever(resolve_demo_addresses(conf, g, t)))
+        run_gateway(resolve_demo_addresses(conf, g, t), workers)
 
 
 @app.command()

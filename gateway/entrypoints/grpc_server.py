@@ -22,6 +22,7 @@ from gateway.core.contracts import Operation
 from gateway.core.errors import DOMAIN, GatewayError, Reason
 from gateway.core.pipeline import ExchangePipeline
 from gateway.entrypoints._context import call_context
+from gateway.entrypoints._grpc_security import TRANSPORT_METADATA_BYTES, admit_grpc_call
 
 __all__ = ["abort_with", "create_grpc_server", "rich_status"]
 
@@ -52,6 +53,7 @@ def _exchange_handler(pipeline: ExchangePipeline, op: Operation) -> grpc.RpcMeth
         ctx = call_context("grpc", md.get, context.time_remaining())
         await context.send_initial_metadata((("x-request-id", ctx.request_id),))
         try:
+            admit_grpc_call(pipeline, context, ctx)
             try:
                 request = op.request_cls.FromString(raw)
             except DecodeError:
@@ -87,12 +89,21 @@ async def create_grpc_server(
     port: int = 0,
     max_request_bytes: int = 64 * 1024,
     extra: list[ExtraServices] | None = None,
+    interceptors: list[grpc.aio.ServerInterceptor] | None = None,
+    tls: tuple[grpc.ServerCredentials, int, bool] | None = None,
+    bound_ports: dict[str, int] | None = None,
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
-    """Build and start the server; return it with its bound port and health servicer."""
+    """Build and start the server; return it with its bound port and health servicer.
+
+    ``tls`` = (credentials, port, keep the plaintext port): adds a TLS port; ``bound_ports``
+    receives ``grpc`` and ``grpc_tls``.
+    """
     server = grpc.aio.server(
+        interceptors=interceptors or None,
         options=[
             ("grpc.max_receive_message_length", max_request_bytes),
-            ("grpc.max_metadata_size", 16 * 1024),
+            ("grpc.max_metadata_size", TRANSPORT_METADATA_BYTES),
+            ("grpc.absolute_max_metadata_size", TRANSPORT_METADATA_BYTES),
             ("grpc.so_reuseport", 1),
         ]
     )
@@ -113,6 +124,9 @@ async def create_grpc_server(
     names += [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME]
     reflection.enable_server_reflection(names, server)
     server.add_generic_rpc_handlers([_UnknownService()])
-    bound = server.add_insecure_port(f"{host}:{port}")
+    bound = server.add_insecure_port(f"{host}:{port}") if tls is None or tls[2] else 0
+    tls_bound = server.add_secure_port(f"{host}:{tls[1]}", tls[0]) if tls else 0
+    if bound_ports is not None:
+        bound_ports.update(grpc=bound, grpc_tls=tls_bound)
     await server.start()
     return server, bound, health_servicer

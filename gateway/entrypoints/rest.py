@@ -23,6 +23,7 @@ from gateway.core.errors import REASONS, GatewayError, Reason
 from gateway.core.pipeline import ExchangePipeline
 from gateway.entrypoints._context import call_context
 from gateway.entrypoints.openapi_schema import message_ref, path_parameters
+from observability.frontdoor import FASTAPI_TELEMETRY_OFF
 
 __all__ = ["PROBLEM_SCHEMA", "create_rest_app", "problem_response"]
 
@@ -71,7 +72,9 @@ def problem_response(err: GatewayError, request_id: str = "", instance: str = ""
         headers["x-request-id"] = request_id
     if err.retry_after is not None:
         headers["retry-after"] = str(max(1, round(err.retry_after)))
-    if info.http == 401:
+    if err.reason is Reason.DPOP_PROOF_INVALID:
+        headers["www-authenticate"] = 'DPoP error="invalid_dpop_proof", algs="ES256 EdDSA PS256 RS256"'
+    elif info.http == 401:
         headers["www-authenticate"] = 'Bearer error="invalid_token"'
     return JSONResponse(body, status_code=info.http, headers=headers, media_type="application/problem+json")
 
@@ -79,17 +82,21 @@ def problem_response(err: GatewayError, request_id: str = "", instance: str = ""
 class SizeLimits:
     """ASGI middleware: refuse oversized headers (431) and bodies (413) before any parsing."""
 
-    def __init__(self, app: Any, *, max_header_bytes: int, max_body_bytes: int) -> None:
+    def __init__(self, app: Any, *, max_header_bytes: int, max_body_bytes: int,
+                 on_refusal: Callable[[Reason], None] | None = None) -> None:
         self.app, self.max_header_bytes, self.max_body_bytes = app, max_header_bytes, max_body_bytes
+        self.on_refusal = on_refusal or (lambda _reason: None)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
             headers = scope["headers"]
             if sum(len(k) + len(v) for k, v in headers) > self.max_header_bytes:
+                self.on_refusal(Reason.HEADERS_TOO_LARGE)
                 await problem_response(GatewayError(Reason.HEADERS_TOO_LARGE))(scope, receive, send)
                 return
             for k, v in headers:
                 if k == b"content-length" and (not v.isdigit() or int(v) > self.max_body_bytes):
+                    self.on_refusal(Reason.REQUEST_TOO_LARGE)
                     await problem_response(GatewayError(Reason.REQUEST_TOO_LARGE))(scope, receive, send)
                     return
         await self.app(scope, receive, send)
@@ -98,6 +105,8 @@ class SizeLimits:
 def _endpoint(pipeline: ExchangePipeline, op: Operation) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         ctx = call_context("rest", request.headers.get, None)
+        ctx.http_method, ctx.http_url = request.method, str(request.url)
+        ctx.dpop_proof = request.headers.get("dpop", "")
         try:
             message = _request_message(op, request)
             if not ctx.field_mask and "fields" in request.query_params:
@@ -152,7 +161,8 @@ def create_rest_app(
     installers: list[Callable[[FastAPI], dict[str, Any]]] | None = None,
 ) -> FastAPI:
     """``installers`` add further routes (the gateway's own services) and return their schemas."""
-    app = FastAPI(title=title, version=version, docs_url="/docs", redoc_url=None, openapi_url=None)
+    app = FastAPI(title=title, version=version, docs_url="/docs", redoc_url=None, openapi_url=None,
+                  telemetry=FASTAPI_TELEMETRY_OFF)   # our own spans (observability.frontdoor)
     components: dict[str, Any] = {"Problem": PROBLEM_SCHEMA}
     for op in operations.values():
         if not op.http_method:
@@ -171,7 +181,8 @@ def create_rest_app(
     _install_health(app, ready)
     _install_error_handlers(app)
     _install_openapi(app, components)
-    app.add_middleware(SizeLimits, max_header_bytes=max_header_bytes, max_body_bytes=max_body_bytes)
+    app.add_middleware(SizeLimits, max_header_bytes=max_header_bytes, max_body_bytes=max_body_bytes,
+                       on_refusal=lambda reason: pipeline.record_security_event(reason, "rest"))
     return app
 
 

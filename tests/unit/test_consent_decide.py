@@ -10,8 +10,12 @@ PURPOSE = Purpose("student-aid", {"fr": "a", "de": "b", "en": "c"}, {})
 
 def mandate(**kw: object) -> Mandate:
     base: dict[str, object] = dict(
-        id="m1", consumer="cedies", service=SERVICE, purposes=frozenset({"student-aid"}),
-        legal_basis="A6-1-e", fields=frozenset({"given_names"}),
+        id="m1",
+        consumer="cedies",
+        service=SERVICE,
+        purposes=frozenset({"student-aid"}),
+        legal_basis="A6-1-e",
+        fields=frozenset({"given_names"}),
     )
     base.update(kw)
     return Mandate(**base)  # type: ignore[arg-type]

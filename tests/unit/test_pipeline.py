@@ -61,7 +61,7 @@ class NullEvents:
     def record(self, reason: str, protocol: str, detail: str = "") -> None:
         self.events.append(str(reason))
 
-    def on_exchange(self, record: object, provider: str) -> None:
+    def on_exchange(self, record: object, provider: str, timing: object) -> None:
         return None
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from consent import allowed_fields
+from consent import allowed_fields, describe_limit
 from gateway._pb.passerelle.gateway.v1 import catalogue_pb2 as pb
 from gateway.entrypoints.binding import Access, Call, ServiceBinding
 
@@ -24,6 +24,7 @@ def catalogue_binding(gateway: Gateway) -> ServiceBinding:
         assert call.principal is not None
         consumer = call.principal.id
         policy = gateway.pipeline.policy()
+        now = int(datetime.now(UTC).timestamp() * 1_000_000)
         answer = pb.ListServicesResponse(consumer=consumer)
         for op in sorted(gateway.operations.values(), key=lambda o: o.full_name):
             info = answer.services.add(
@@ -39,6 +40,7 @@ def catalogue_binding(gateway: Gateway) -> ServiceBinding:
                         legal_reference=m.legal_reference, needs_consent=m.needs_consent,
                         allowed_fields=sorted(allowed_fields(m, op.field_categories)),
                         valid_from=_date(m.valid_from_us), valid_until=_date(m.valid_until_us),
+                        limits=[describe_limit(lim, now) for lim in m.limits], explicit_request=m.explicit_request,
                     )
         return answer
 

@@ -1,0 +1,180 @@
+"""The citizen's view of the exchange log: who accessed my data, when, why, under which law.
+
+Pure functions over stored records and the configured catalogue (agency names,
+purpose titles, the contracts' field categories); time is passed in. The
+subject filter is applied by the caller from the token, never from a parameter.
+
+Embargo: a record whose ``hidden_until_us`` is still in the future (set from the
+mandate's ``hidden_days``, e.g. during an investigation) is counted but not
+shown; once that time has passed it appears like any other.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+from gateway.core.errors import REASONS, GatewayError, Reason
+from gateway.core.types import EventKind, StoredAuditRecord
+
+__all__ = [
+    "EXPORT_COLUMNS",
+    "AccessEntry",
+    "Catalogue",
+    "Page",
+    "entry_of",
+    "export_row",
+    "iso_time",
+    "page_of",
+    "page_token",
+    "parse_bound",
+    "parse_page_token",
+    "split_embargo",
+]
+
+MAX_PAGE_SIZE = 200
+DEFAULT_PAGE_SIZE = 50
+
+
+@dataclass(frozen=True, slots=True)
+class Catalogue:
+    """What turns codes into words: agencies, purposes, legal bases, field categories, reasons."""
+
+    agencies: Mapping[str, str]                        # consumer id -> display name
+    purposes: Mapping[str, Mapping[str, str]]          # code -> {fr, de, en}
+    legal_bases: Mapping[str, str]                     # code -> title
+    categories: Mapping[str, Mapping[str, str]]        # service full name -> field -> category
+
+
+@dataclass(frozen=True, slots=True)
+class AccessEntry:
+    id: int
+    time_us: int
+    agency_id: str
+    agency_name: str
+    service: str
+    data_fields: tuple[tuple[str, str], ...]           # (field, category)
+    purpose: str
+    purpose_title: Mapping[str, str]
+    legal_basis: str
+    legal_basis_title: str
+    legal_reference: str
+    consent_id: str
+    outcome: str
+    reason: str
+    reason_title: str
+    ai_system: str
+    record_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    entries: list[AccessEntry]
+    next_after: int            # 0 when this is the last page
+    total: int                 # visible entries over all pages
+    hidden: int
+
+
+def iso_time(time_us: int) -> str:
+    return datetime.fromtimestamp(time_us / 1e6, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def entry_of(stored: StoredAuditRecord, cat: Catalogue) -> AccessEntry:
+    r = stored.record
+    categories = cat.categories.get(r.service, {})
+    reason_title = ""
+    if r.reason:
+        try:
+            reason_title = REASONS[Reason(r.reason)].title
+        except ValueError:
+            reason_title = ""
+    return AccessEntry(
+        id=stored.seq, time_us=r.time_us, agency_id=r.consumer, agency_name=cat.agencies.get(r.consumer, r.consumer),
+        service=r.service, data_fields=tuple((f, categories.get(f, "")) for f in r.fields),
+        purpose=r.purpose, purpose_title=dict(cat.purposes.get(r.purpose, {})), legal_basis=r.legal_basis,
+        legal_basis_title=cat.legal_bases.get(r.legal_basis, ""), legal_reference=r.legal_reference,
+        consent_id=r.consent_id, outcome=r.outcome.value, reason=r.reason, reason_title=reason_title,
+        ai_system=r.ai_system, record_hash=stored.hash,
+    )  # fmt: skip
+
+
+def split_embargo(records: Iterable[StoredAuditRecord], now_us: int) -> tuple[list[StoredAuditRecord], int]:
+    """Exchanges the citizen may see now, and how many are still under embargo."""
+    shown: list[StoredAuditRecord] = []
+    hidden = 0
+    for s in records:
+        if s.record.kind is not EventKind.EXCHANGE:
+            continue
+        if s.record.hidden_until_us > now_us:
+            hidden += 1
+        else:
+            shown.append(s)
+    return shown, hidden
+
+
+def page_of(visible: Sequence[StoredAuditRecord], hidden: int, *, after: int, size: int, cat: Catalogue) -> Page:
+    """One page of ``visible`` (ascending seq) after seq ``after``."""
+    size = DEFAULT_PAGE_SIZE if size <= 0 else min(size, MAX_PAGE_SIZE)
+    rest = [s for s in visible if s.seq > after]
+    chosen = rest[:size]
+    next_after = chosen[-1].seq if len(rest) > size else 0
+    return Page([entry_of(s, cat) for s in chosen], next_after, len(visible), hidden)
+
+
+def page_token(after: int) -> str:
+    return base64.urlsafe_b64encode(f"after:{after}".encode()).decode().rstrip("=")
+
+
+def parse_page_token(token: str) -> int:
+    """The seq a page token continues after; ``INVALID_ARGUMENT`` if it is not one of ours."""
+    if not token:
+        return 0
+    try:
+        text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        kind, _, value = text.partition(":")
+        after = int(value)
+    except (ValueError, UnicodeDecodeError, binascii.Error):
+        after, kind = -1, ""
+    if kind != "after" or after < 0:
+        raise GatewayError(Reason.INVALID_ARGUMENT, "page_token is not from a previous page", field="page_token")
+    return after
+
+
+def parse_bound(value: str, *, name: str, end: bool) -> int | None:
+    """An RFC 3339 date or timestamp as epoch µs; a date as ``until`` includes the whole day."""
+    if not value:
+        return None
+    try:
+        if len(value) == 10:
+            d = date.fromisoformat(value)
+            start = datetime(d.year, d.month, d.day, tzinfo=UTC)
+            moment = start + timedelta(days=1) if end else start
+        else:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)
+    except ValueError:
+        problem = f"{name} is not an RFC 3339 date or timestamp"
+        raise GatewayError(Reason.INVALID_ARGUMENT, problem, field=name) from None
+    return int(moment.timestamp() * 1_000_000)
+
+
+EXPORT_COLUMNS = (
+    "id", "time", "agency_id", "agency_name", "service", "data_fields", "purpose", "purpose_title_fr",
+    "purpose_title_de", "purpose_title_en", "legal_basis", "legal_basis_title", "legal_reference",
+    "consent_id", "outcome", "reason", "reason_title", "ai_system", "record_hash",
+)  # fmt: skip
+
+
+def export_row(e: AccessEntry) -> tuple[str, ...]:
+    """One CSV row per access; data fields as ``name (CATEGORY)`` separated by ``; ``."""
+    fields = "; ".join(f"{n} ({c})" if c else n for n, c in e.data_fields)
+    t = e.purpose_title
+    return (
+        str(e.id), iso_time(e.time_us), e.agency_id, e.agency_name, e.service, fields, e.purpose,
+        t.get("fr", ""), t.get("de", ""), t.get("en", ""), e.legal_basis, e.legal_basis_title,
+        e.legal_reference, e.consent_id, e.outcome, e.reason, e.reason_title, e.ai_system, e.record_hash,
+    )  # fmt: skip

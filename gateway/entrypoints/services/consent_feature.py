@@ -1,0 +1,44 @@
+"""Wiring of the consent-and-purpose feature onto a built gateway (one FEATURES entry in bootstrap).
+
+- the pipeline's policy becomes the live snapshot (configured mandates + run-time changes);
+- ``ConsentService``, ``MandateAdmin`` and ``AccessCheck`` are served on both doors;
+- the receipt key is published at ``/.well-known/jwks.json``.
+
+Run-time mandate changes live in the consents database (table ``mandate_overrides``),
+so every instance that shares the consents store shares the mandates too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from adapters.stores.mandate_live import LivePolicy
+from adapters.stores.mandate_sqlite import SqliteMandateStore
+from gateway.entrypoints.services.access_checks import access_check_binding
+from gateway.entrypoints.services.admin import mandate_admin_binding
+from gateway.entrypoints.services.consents import consent_binding
+from gateway.entrypoints.services.receipts import ReceiptSigner, jwks_installer
+
+if TYPE_CHECKING:
+    from gateway.bootstrap import Gateway
+
+__all__ = ["install_consent_and_purpose"]
+
+
+async def install_consent_and_purpose(gateway: Gateway, clock_us: Callable[[], int]) -> LivePolicy:
+    conf = gateway.config.gateway
+    configured = gateway.pipeline.policy()
+    store = SqliteMandateStore(gateway.config.path(conf.consents.removeprefix("sqlite:")))
+    live = LivePolicy(configured.purposes.values(), configured.mandates, store)
+    await live.start()
+    gateway.pipeline.policy = live.current
+    gateway.closers.append(live.close)
+    signer = ReceiptSigner(gateway.config.path(conf.signing_key).read_bytes(), issuer=conf.audience)
+    gateway.bindings += [
+        consent_binding(gateway, signer, clock_us),
+        mandate_admin_binding(gateway, live, clock_us),
+        access_check_binding(gateway, clock_us),
+    ]
+    gateway.rest_installers.append(jwks_installer(signer))
+    return live

@@ -1,0 +1,128 @@
+"""Wiring telemetry onto a built gateway: metrics and ``/metrics``, front-door spans, ops records and API,
+per-registry readiness. The process-wide tracer provider is configured once by the CLI (``serve``)."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI, Response
+from google.protobuf import descriptor_pool
+from grpc_health.v1 import health_pb2
+
+from gateway.core.contracts import load_generated_modules
+from gateway.entrypoints.services.ops import ops_binding
+from observability.exchange_telemetry import MetricsObserver
+from observability.frontdoor import AsgiTelemetry, GrpcServerTelemetry
+from observability.metrics import GatewayMetrics, otlp_metric_readers
+from observability.ops import OpsRecorder
+from observability.ops_store import open_ops_store
+from observability.registry_health import RegistryHealth, RegistryProbe
+
+if TYPE_CHECKING:
+    from gateway.bootstrap import Gateway
+
+__all__ = ["install_observability"]
+
+_PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def _grpc_methods(gateway: Gateway) -> set[str]:
+    """Every unary method the gRPC door serves (read once all features have added theirs)."""
+    load_generated_modules()
+    pool = descriptor_pool.Default()
+    names = {op.grpc_path for op in gateway.operations.values()}
+    for b in gateway.bindings:
+        names |= {f"/{b.service}/{m.name}" for m in pool.FindServiceByName(b.service).methods}
+    health = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+    return names | {f"/{health}/Check"}
+
+
+def _probes(gateway: Gateway) -> list[RegistryProbe]:
+    return [
+        RegistryProbe(r.id, r.adapter, r.target if r.adapter == "grpc" else r.base_url, r.contract)
+        for r in gateway.config.registries
+    ]
+
+
+def _gauges(gateway: Gateway, metrics: GatewayMetrics, health: RegistryHealth, ops: Any) -> None:
+    writer = getattr(gateway.audit, "writer", None)
+    if writer is not None:
+        metrics.gauge(
+            "passerelle.audit.queue.depth",
+            "Audit records waiting for the writer",
+            lambda: [({}, float(writer.queue_depth))],
+        )
+        writer.on_commit = lambda n, seconds: metrics.audit_commit.record(seconds)
+    metrics.gauge(
+        "passerelle.ops.queue.depth",
+        "Operational records waiting to be written",
+        lambda: [({}, float(ops.queue_depth))],
+    )
+    metrics.counter(
+        "passerelle.ops.dropped", "Operational records dropped (writer behind)", lambda: [({}, float(ops.dropped))]
+    )
+    metrics.gauge("passerelle.registry.up", "1 when the registry is believed up", health.up)
+    metrics.counter(
+        "passerelle.security.events",
+        "Refusals before authentication",
+        lambda: [({"reason": r, "protocol": p}, float(n)) for (r, p), n in list(gateway.security.counts.items())],
+    )
+    verifier = gateway.verifier
+    if hasattr(verifier, "cache_hits") and hasattr(verifier, "cache_misses"):
+        metrics.counter(
+            "passerelle.cache.requests",
+            "Cache lookups by result",
+            lambda: [
+                ({"cache": "token", "result": "hit"}, float(verifier.cache_hits)),
+                ({"cache": "token", "result": "miss"}, float(verifier.cache_misses)),
+            ],
+        )
+
+
+async def install_observability(gateway: Gateway) -> None:
+    env = os.environ  # read once, here at start-up
+    metrics = GatewayMetrics(service_name="passerelle-gateway", push_readers=otlp_metric_readers(env))
+    breakers = {r.id: getattr(r.adapter, "breaker", None) for r in gateway.registries.values()}
+    health = RegistryHealth(
+        _probes(gateway), clock_us=_now_us, breakers={k: v for k, v in breakers.items() if v is not None}
+    )
+    ops = open_ops_store(gateway.config.gateway.audit, gateway.config.path)
+    await ops.start()
+
+    def purposes() -> Any:
+        return gateway.pipeline.policy().purposes
+
+    gateway.observers.add(MetricsObserver(metrics, health, known_purposes=purposes))
+    versions = {name: op.version for name, op in gateway.operations.items()}
+    gateway.observers.add(OpsRecorder(ops, versions=lambda s: versions.get(s, ""), known_purposes=purposes))
+    _gauges(gateway, metrics, health, ops)
+    gateway.grpc_interceptors.append(GrpcServerTelemetry(lambda: _grpc_methods(gateway), metrics))
+    gateway.rest_installers.append(_rest_installer(metrics))
+    gateway.readiness.append(health.readiness)
+    gateway.bindings.append(ops_binding(ops, _now_us))
+
+    async def close() -> None:
+        await health.close()
+        await ops.close()
+        metrics.shutdown()
+
+    gateway.closers.append(close)
+
+
+def _rest_installer(metrics: GatewayMetrics) -> Any:
+    def install(app: FastAPI) -> dict[str, Any]:
+        @app.get("/metrics", include_in_schema=False)
+        async def scrape() -> Response:
+            return Response(metrics.prometheus_text(), media_type=_PROMETHEUS)
+
+        app.add_middleware(AsgiTelemetry, metrics=metrics)
+        return {}
+
+    return install
+
+
+def _now_us() -> int:
+    import time
+
+    return time.time_ns() // 1000

@@ -1,0 +1,155 @@
+"""Consent receipts: compact JWS (ES256) by the gateway's signing key, and the key published as JWKS.
+
+The payload follows the Kantara Consent Receipt v1.1 field names, with the
+ISO/IEC TS 27560 record fields that Kantara lacks (lawful basis, retention,
+validity, events). Anyone can verify a receipt with ``GET /.well-known/jwks.json``
+(``verify_receipt`` below, or ``gateway consent verify-receipt FILE``).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from fastapi import FastAPI
+from starlette.responses import JSONResponse
+
+from consent import LEGAL_BASES, Consent, Purpose
+
+__all__ = ["RECEIPT_TYPE", "ReceiptError", "ReceiptSigner", "jwks_installer", "receipt_claims", "verify_receipt"]
+
+RECEIPT_TYPE = "consent-receipt+jwt"
+_ALGORITHM = "ES256"
+
+
+class ReceiptError(Exception):
+    """The receipt does not verify (bad signature, unknown key, malformed)."""
+
+
+def _thumbprint(jwk: Mapping[str, str]) -> str:
+    canonical = json.dumps({k: jwk[k] for k in ("crv", "kty", "x", "y")}, separators=(",", ":"), sort_keys=True)
+    return base64.urlsafe_b64encode(hashlib.sha256(canonical.encode()).digest()).rstrip(b"=").decode()
+
+
+class ReceiptSigner:
+    def __init__(self, private_key_pem: bytes, *, issuer: str) -> None:
+        key = serialization.load_pem_private_key(private_key_pem, password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
+            raise ValueError("the gateway signing key must be an EC P-256 (ES256) key")
+        self._key = key
+        self.issuer = issuer
+        public = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key()))
+        self.kid = _thumbprint(public)
+        self.public_jwk = {**public, "kid": self.kid, "use": "sig", "alg": _ALGORITHM}
+
+    def jwks(self) -> dict[str, Any]:
+        return {"keys": [self.public_jwk]}
+
+    def sign(self, claims: Mapping[str, Any]) -> str:
+        return jwt.encode(dict(claims), self._key, algorithm=_ALGORITHM, headers={"kid": self.kid, "typ": RECEIPT_TYPE})
+
+
+def _rfc3339(us: int) -> str:
+    return datetime.fromtimestamp(us / 1e6, UTC).isoformat().replace("+00:00", "Z") if us else ""
+
+
+def receipt_claims(
+    c: Consent,
+    purpose: Purpose,
+    *,
+    issuer: str,
+    consumer_name: str,
+    legal_basis: str,
+    legal_reference: str,
+    services: list[str],
+    language: str,
+    jurisdiction: str = "LU",
+) -> dict[str, Any]:
+    """The receipt's payload. ``piiPrincipalId`` is the keyed pseudonym, never the national id."""
+    return {
+        "iss": issuer,
+        "iat": c.granted_us // 1_000_000,
+        "jti": c.id,
+        "version": "KI-CR-v1.1.0",
+        "schemaVersion": "ISO/IEC TS 27560:2023",
+        "jurisdiction": jurisdiction,
+        "consentTimestamp": c.granted_us // 1_000_000,
+        "collectionMethod": "Passerelle citizen API (POST /v1/me/consents)",
+        "consentReceiptID": c.id,
+        "language": language,
+        "piiPrincipalId": c.subject,
+        "piiControllers": [{"piiController": consumer_name, "controllerId": c.consumer}],
+        "policyUrl": purpose.legal_url,
+        "services": [
+            {
+                "service": s,
+                "purposes": [
+                    {
+                        "purpose": purpose.title.get(language, purpose.code),
+                        "purposeCategory": [purpose.code],
+                        "consentType": "EXPLICIT",
+                        "piiCategory": sorted(c.categories),
+                        "primaryPurpose": True,
+                        "termination": _rfc3339(c.expires_us) or "on revocation",
+                        "thirdPartyDisclosure": False,
+                    }
+                ],
+            }
+            for s in services
+        ],
+        "sensitive": legal_basis.startswith("A9"),
+        "lawfulBasis": {"code": legal_basis, "title": LEGAL_BASES.get(legal_basis, ""), "reference": legal_reference},
+        "retentionDays": purpose.retention_days,
+        "validity": {"from": _rfc3339(c.granted_us), "until": _rfc3339(c.expires_us), "singleUse": c.single_use},
+        "procedureId": c.procedure_id,
+        "withdrawalMethod": f"DELETE /v1/me/consents/{c.id}",
+        "events": [{"time": _rfc3339(c.granted_us), "type": "Given", "state": "ACTIVE"}],
+    }
+
+
+def verify_receipt(token: str, jwks: Mapping[str, Any]) -> dict[str, Any]:
+    """Check the receipt's signature against the published keys; return its payload."""
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.InvalidTokenError as exc:
+        raise ReceiptError(f"not a JWS: {exc}") from None
+    if header.get("alg") != _ALGORITHM or header.get("typ") != RECEIPT_TYPE:
+        raise ReceiptError("not a Passerelle consent receipt (alg or typ)")
+    keys = {k.get("kid"): k for k in jwks.get("keys", [])}
+    jwk = keys.get(header.get("kid"))
+    if jwk is None:
+        raise ReceiptError("signed by a key that is not published")
+    try:
+        public = jwt.PyJWK.from_dict(dict(jwk)).key
+        claims: dict[str, Any] = jwt.decode(
+            token, public, algorithms=[_ALGORITHM], options={"verify_aud": False, "verify_exp": False}
+        )
+    except jwt.InvalidTokenError as exc:
+        raise ReceiptError(f"signature check failed: {exc}") from None
+    return claims
+
+
+def jwks_installer(signer: ReceiptSigner) -> Callable[[FastAPI], dict[str, Any]]:
+    """A REST installer publishing the gateway's public signing key at ``/.well-known/jwks.json``."""
+
+    def install(app: FastAPI) -> dict[str, Any]:
+        async def jwks() -> JSONResponse:
+            return JSONResponse(signer.jwks(), headers={"cache-control": "public, max-age=300"})
+
+        app.add_api_route(
+            "/.well-known/jwks.json",
+            jwks,
+            methods=["GET"],
+            tags=["keys"],
+            summary="The gateway's public signing keys (consent receipts)",
+        )
+        return {}
+
+    return install

@@ -1,0 +1,82 @@
+"""Revocations for staff (scope "admin"): tokens by ``jti``, consumers, signing keys; on both doors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+from gateway._pb.passerelle.gateway.v1 import revocations_pb2 as pb
+from gateway.core.errors import GatewayError, Reason
+from gateway.core.revocation import KINDS, Revocation, RevocationList, RevocationStore
+from gateway.entrypoints.binding import Access, Call, ServiceBinding
+from gateway.entrypoints.services._changes import record_change
+
+if TYPE_CHECKING:
+    from gateway.bootstrap import Gateway
+
+__all__ = ["RevocationSync", "revocations_binding"]
+
+SERVICE = "passerelle.gateway.v1.Revocations"
+
+
+class RevocationSync:
+    """Keeps a process's ``RevocationList`` equal to the store plus the configuration's static list."""
+
+    def __init__(self, store: RevocationStore, view: RevocationList, static: Iterable[Revocation],
+                 clock_us: Callable[[], int]) -> None:
+        self.store, self.view, self.static, self._clock_us = store, view, list(static), clock_us
+
+    async def reload(self) -> None:
+        self.view.replace([*self.static, *await self.store.active(self._clock_us())])
+
+    async def poll(self, *, force: bool = False) -> None:
+        if await self.store.changed() or force:
+            await self.reload()
+
+
+def _entry(r: Revocation) -> pb.RevocationEntry:
+    return pb.RevocationEntry(kind=r.kind, value=r.value, reason=r.reason, created_us=r.created_us,
+                              until_us=r.until_us, by=r.by)
+
+
+def _validate(gateway: Gateway, kind: str, value: str) -> None:
+    if kind not in KINDS:
+        raise GatewayError(Reason.INVALID_ARGUMENT, f"kind must be one of {', '.join(KINDS)}", field="kind")
+    if not value or len(value) > 256:
+        raise GatewayError(Reason.INVALID_ARGUMENT, "value must be 1 to 256 characters", field="value")
+    if kind == "consumer" and value not in {c.id for c in gateway.config.consumers}:
+        raise GatewayError(Reason.INVALID_ARGUMENT, "no such consumer", field="value")
+
+
+def revocations_binding(gateway: Gateway, sync: RevocationSync, clock_us: Callable[[], int]) -> ServiceBinding:
+    async def revoke(request: pb.RevokeRequest, call: Call) -> pb.RevocationEntry:
+        _validate(gateway, request.kind, request.value)
+        assert call.principal is not None
+        r = Revocation(request.kind, request.value, request.reason[:200], clock_us(), max(0, request.until_us),
+                       call.principal.id)
+        await sync.store.add(r)
+        sync.view.add(r)   # at once in this process; other processes on their next poll
+        await record_change(gateway.audit, clock_us, call, service=f"{SERVICE}/Revoke",
+                            consumer=r.value if r.kind == "consumer" else "", extra={"revoked": r.kind})
+        return _entry(r)
+
+    async def reinstate(request: pb.ReinstateRequest, call: Call) -> pb.ReinstateResponse:
+        _validate(gateway, request.kind, request.value)
+        removed = await sync.store.remove(request.kind, request.value)
+        await sync.reload()
+        await record_change(gateway.audit, clock_us, call, service=f"{SERVICE}/Reinstate",
+                            consumer=request.value if request.kind == "consumer" else "",
+                            extra={"reinstated": request.kind})
+        return pb.ReinstateResponse(removed=removed)
+
+    async def list_revocations(request: pb.ListRevocationsRequest, call: Call) -> pb.ListRevocationsResponse:
+        rows = [*sync.static, *await sync.store.active(clock_us())]
+        return pb.ListRevocationsResponse(revocations=[_entry(r) for r in rows])
+
+    admin = Access("staff", "admin")
+    return ServiceBinding(
+        service=SERVICE,
+        handlers={"Revoke": revoke, "Reinstate": reinstate, "ListRevocations": list_revocations},
+        access={"Revoke": admin, "Reinstate": admin, "ListRevocations": admin},
+        tags=["admin"],
+    )

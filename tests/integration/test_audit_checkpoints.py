@@ -1,0 +1,83 @@
+"""Signing checkpoints incrementally, over the fake, SQLite and PostgreSQL stores."""
+
+from __future__ import annotations
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from adapters.stores.audit_checkpoints import CheckpointSigner, IncrementalTree, TamperedLog, make_proof
+from adapters.stores.audit_signing import verify_checkpoint
+from gateway.core.audit_chain import Tamper
+from gateway.core.audit_proof import check_proof
+from tests.integration.conftest import Harness
+from tests.integration.test_audit_stores import T0, fill, record
+
+
+def _pem() -> bytes:
+    key = ec.generate_private_key(ec.SECP256R1())
+    enc, fmt = serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8
+    return key.private_bytes(enc, fmt, serialization.NoEncryption())
+
+
+def _signer(h: Harness, pem: bytes | None = None) -> CheckpointSigner:
+    clock = iter(range(T0, T0 + 10_000))
+    return CheckpointSigner(h.store, pem or _pem(), clock_us=lambda: next(clock))
+
+
+async def test_the_incremental_tree_agrees_with_the_full_tree_head(harness: Harness) -> None:
+    tree = IncrementalTree(harness.store)
+    for n in (1, 6, 0, 25):
+        for i in range(n):
+            await harness.store.append(record(1000 + i))
+        assert await tree.advance() == await harness.store.tree_head()
+
+
+async def test_the_tree_follows_a_purge_past_what_it_had_seen(harness: Harness) -> None:
+    await fill(harness, 10)
+    tree = IncrementalTree(harness.store)
+    await tree.advance()
+    for i in range(100, 110):
+        await harness.store.append(record(i))
+    assert await harness.store.purge_before(T0 + 105) == 15   # beyond the tree's last size
+    assert await tree.advance() == await harness.store.tree_head()
+    await harness.store.purge_before(T0 + 1000)                # everything
+    assert await tree.advance() == await harness.store.tree_head()
+
+
+async def test_signed_checkpoints_verify_and_prove_inclusion(harness: Harness) -> None:
+    signer = _signer(harness)
+    assert await signer.checkpoint() is None          # empty log: nothing to sign
+    await fill(harness, 9)
+    cp = await signer.checkpoint()
+    assert cp is not None and cp.tree_size == 9 and verify_checkpoint(cp, signer.public_key)
+    assert await signer.checkpoint() is None          # no growth: no new checkpoint
+    await fill(harness, 3)
+    second = await signer.checkpoint()
+    assert second is not None and second.tree_size == 12
+    assert (await harness.store.verify(checkpoint_valid=signer.valid)).checkpoints == 2
+    proof = await make_proof(harness.store, 4, second)
+    assert proof is not None
+    assert check_proof(proof, lambda payload, sig: verify_checkpoint(second, signer.public_key)) == []
+    assert await make_proof(harness.store, 13, second) is None
+
+
+async def test_two_signers_on_one_log_never_sign_one_size_twice(harness: Harness) -> None:
+    pem = _pem()
+    a, b = _signer(harness, pem), _signer(harness, pem)
+    await fill(harness, 5)
+    assert await a.checkpoint() is not None
+    assert await b.checkpoint() is None
+    assert [c.tree_size for c in await harness.store.checkpoints()] == [5]
+
+
+async def test_a_tampered_log_is_not_signed(harness: Harness) -> None:
+    signer = _signer(harness)
+    await fill(harness, 6)
+    await signer.checkpoint()
+    await fill(harness, 6)
+    harness.alter_subject(9, "someone-else")
+    with pytest.raises(TamperedLog) as caught:
+        await signer.checkpoint()
+    assert (caught.value.result.tamper, caught.value.result.seq) == (Tamper.ALTERED, 9)
+    assert [c.tree_size for c in await harness.store.checkpoints()] == [6]

@@ -1,0 +1,116 @@
+"""``gateway audit verify | checkpoint | prove | check-proof | purge`` on a real SQLite log."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from adapters.stores.audit_sqlite import SqliteAuditLog
+from gateway.demo.setup import ensure_demo
+from gateway.entrypoints.cli import app
+from tests.integration.test_audit_stores import record
+
+runner = CliRunner()
+
+
+def audit(*args: str) -> tuple[int, str]:
+    result = runner.invoke(app, ["audit", *args])
+    return result.exit_code, result.output
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    """A demo data folder whose log holds 12 records."""
+    ensure_demo(tmp_path)
+
+    async def fill() -> None:
+        store = SqliteAuditLog(tmp_path / "audit.db")
+        await store.start()
+        for i in range(1, 13):
+            await store.append(record(i))
+        await store.close()
+
+    asyncio.run(fill())
+    return tmp_path
+
+
+def tamper(data_dir: Path, sql: str) -> None:
+    conn = sqlite3.connect(data_dir / "audit.db", isolation_level=None)
+    conn.execute("DROP TRIGGER IF EXISTS audit_log_append_only")
+    conn.execute(sql)
+    conn.close()
+
+
+def test_verify_passes_on_an_untouched_log_and_counts_checkpoints(data_dir: Path) -> None:
+    assert audit("checkpoint", "--data-dir", str(data_dir))[0] == 0
+    code, out = audit("verify", "--data-dir", str(data_dir))
+    assert code == 0, out
+    assert "12 records verified" in out and "1 of 1 signed checkpoints" in out
+
+
+@pytest.mark.parametrize(
+    ("sql", "named"),
+    [
+        ("UPDATE audit_log SET consumer = 'police' WHERE seq = 7", "record 7: altered"),
+        ("DELETE FROM audit_log WHERE seq = 7", "record 7: deleted"),
+    ],
+    ids=["altered", "deleted"],
+)
+def test_verify_fails_and_names_the_tampered_record(data_dir: Path, sql: str, named: str) -> None:
+    tamper(data_dir, sql)
+    code, out = audit("verify", "--data-dir", str(data_dir))
+    assert code == 1
+    assert named in out and "intact up to seq 6" in out
+
+
+def test_verify_catches_a_rewritten_tail_against_the_signed_checkpoint(data_dir: Path) -> None:
+    audit("checkpoint", "--data-dir", str(data_dir))
+    tamper(data_dir, "DELETE FROM audit_log WHERE seq = 12")
+    tamper(data_dir, "UPDATE audit_head SET seq = 11, hash = (SELECT hash FROM audit_log WHERE seq = 11)")
+    code, out = audit("verify", "--data-dir", str(data_dir))
+    assert code == 1 and "record 12: truncated" in out
+
+
+def test_prove_writes_a_proof_that_checks_offline_and_fails_once_altered(data_dir: Path, tmp_path: Path) -> None:
+    code, out = audit("prove", "5", "--data-dir", str(data_dir))
+    assert code == 1 and "not in the latest signed checkpoint" in out
+    audit("checkpoint", "--data-dir", str(data_dir))
+    proof_file = tmp_path / "proof.json"
+    code, out = audit("prove", "5", "--data-dir", str(data_dir), "-o", str(proof_file))
+    assert code == 0, out
+    code, out = audit("check-proof", str(proof_file))
+    assert code == 0 and "OK: record 5 is in the checkpoint of tree size 12" in out
+    proof = json.loads(proof_file.read_text())
+    proof["canonical"] = proof["canonical"].replace("caf", "tax")
+    proof_file.write_text(json.dumps(proof))
+    code, out = audit("check-proof", str(proof_file))
+    assert code == 1 and "does not hash to record_hash" in out
+
+
+def test_check_proof_with_a_pinned_key_refuses_another_key(data_dir: Path, tmp_path: Path) -> None:
+    audit("checkpoint", "--data-dir", str(data_dir))
+    proof_file = tmp_path / "proof.json"
+    audit("prove", "3", "--data-dir", str(data_dir), "-o", str(proof_file))
+    other = ensure_demo(tmp_path / "other").parent / "keys" / "demo-staff.jwks.json"
+    assert other.exists()
+    from cryptography.hazmat.primitives import serialization
+
+    staff = serialization.load_pem_private_key((other.parent / "demo-staff.pem").read_bytes(), password=None)
+    pem = tmp_path / "pinned.pem"
+    pem.write_bytes(staff.public_key().public_bytes(serialization.Encoding.PEM,
+                                                    serialization.PublicFormat.SubjectPublicKeyInfo))  # fmt: skip
+    code, out = audit("check-proof", str(proof_file), "--public-key", str(pem))
+    assert code == 1 and "signature is not valid" in out
+
+
+def test_purge_keeps_the_log_verifiable(data_dir: Path) -> None:
+    # The records are from 2025 (T0), so a one-day retention purges them all.
+    code, out = audit("purge", "--data-dir", str(data_dir), "--older-than-days", "1")
+    assert code == 0 and "purged 12 records" in out
+    code, out = audit("verify", "--data-dir", str(data_dir))
+    assert code == 0 and "records before 13 were purged" in out, out
