@@ -140,7 +140,7 @@ async def stack(tmp_path_factory: pytest.TempPathFactory, log_capture: io.String
             await rest.aclose()
             await channel.close()
             await running.stop(1.0)
-            spans.clear()
+            spans.shutdown()   # later tests' spans are not kept
     finally:
         proc.terminate()
         proc.wait(10)

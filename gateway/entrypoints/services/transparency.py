@@ -201,9 +201,25 @@ def export_installer(gateway: Gateway) -> Any:
         return Response(body, media_type=media, headers=headers)
 
     def install(app: FastAPI) -> dict[str, Any]:
+        problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        doc = {
+            "security": [{"bearer": []}],
+            "parameters": [
+                {"name": "format", "in": "query", "required": False,
+                 "schema": {"type": "string", "enum": ["json", "csv"], "default": "json"}},
+                {"name": "since", "in": "query", "required": False, "schema": {"type": "string"}},
+                {"name": "until", "in": "query", "required": False, "schema": {"type": "string"}},
+            ],
+            "responses": {
+                "200": {"description": "The copy", "content": {"application/json": {"schema": {"type": "object"}},
+                                                               "text/csv": {"schema": {"type": "string"}}}},
+                **{str(code): {"description": text, "content": problem}
+                   for code, text in [(400, "Invalid request"), (401, "Not authenticated"), (403, "Refused"),
+                                      (429, "Quota exceeded")]},
+            },
+        }  # fmt: skip
         app.add_api_route("/v1/me/accesses/export", export, methods=["GET"], tags=["citizen"],
-                          summary="GDPR Art. 15 copy of my accesses (json or csv)",
-                          openapi_extra={"security": [{"bearer": []}]})  # fmt: skip
+                          summary="GDPR Art. 15 copy of my accesses (json or csv)", openapi_extra=doc)  # fmt: skip
         return {}
 
     return install
