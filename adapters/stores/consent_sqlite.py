@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -63,6 +64,13 @@ class SqliteConsentStore:
     def __init__(self, path: Path) -> None:
         self._path = path
         self._db: sqlite3.Connection | None = None
+        # One connection, used from the loop and from worker threads: statements are serialised so
+        # that no thread reads another's results (sqlite3's rowcount is per connection).
+        self._lock = threading.Lock()
+
+    def _rows(self, sql: str, params: tuple[object, ...]) -> list[tuple]:  # type: ignore[type-arg]
+        with self._lock:
+            return self._conn().execute(sql, params).fetchall()
 
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:
@@ -75,31 +83,23 @@ class SqliteConsentStore:
         return self._db
 
     async def for_subject(self, subject: str, consumer: str, purpose: str) -> Sequence[Consent]:
-        rows = (
-            self._conn()
-            .execute(
-                f"SELECT {_COLUMNS} FROM consents WHERE subject=? AND consumer=? AND purpose=?",
-                (subject, consumer, purpose),
-            )
-            .fetchall()
+        rows = self._rows(
+            f"SELECT {_COLUMNS} FROM consents WHERE subject=? AND consumer=? AND purpose=?",
+            (subject, consumer, purpose),
         )
         return [_row(r) for r in rows]
 
     async def of_subject(self, subject: str) -> Sequence[Consent]:
-        rows = (
-            self._conn()
-            .execute(f"SELECT {_COLUMNS} FROM consents WHERE subject=? ORDER BY granted_us DESC", (subject,))
-            .fetchall()
-        )
+        rows = self._rows(f"SELECT {_COLUMNS} FROM consents WHERE subject=? ORDER BY granted_us DESC", (subject,))
         return [_row(r) for r in rows]
 
     async def get(self, consent_id: str) -> Consent | None:
-        r = self._conn().execute(f"SELECT {_COLUMNS} FROM consents WHERE id=?", (consent_id,)).fetchone()
-        return _row(r) if r else None
+        rows = self._rows(f"SELECT {_COLUMNS} FROM consents WHERE id=?", (consent_id,))
+        return _row(rows[0]) if rows else None
 
     async def add(self, c: Consent) -> None:
         await asyncio.to_thread(
-            self._conn().execute,
+            self._rows,
             f"INSERT INTO consents ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 c.id,
@@ -118,18 +118,19 @@ class SqliteConsentStore:
         )
 
     async def revoke(self, consent_id: str, subject: str, now_us: int) -> bool:
-        cur = await asyncio.to_thread(
-            self._conn().execute,
-            "UPDATE consents SET revoked_us=? WHERE id=? AND subject=? AND revoked_us=0",
+        rows = await asyncio.to_thread(
+            self._rows,
+            "UPDATE consents SET revoked_us=? WHERE id=? AND subject=? AND revoked_us=0 RETURNING id",
             (now_us, consent_id, subject),
         )
-        return cur.rowcount == 1
+        return len(rows) == 1
 
     async def spend(self, consent_id: str, now_us: int) -> bool:
-        cur = self._conn().execute(
-            "UPDATE consents SET used_us=? WHERE id=? AND (single_use=0 OR used_us=0)", (now_us, consent_id)
+        # RETURNING makes the answer this statement's own, whatever runs on other connections.
+        rows = self._rows(
+            "UPDATE consents SET used_us=? WHERE id=? AND (single_use=0 OR used_us=0) RETURNING id", (now_us, consent_id)
         )
-        return cur.rowcount == 1
+        return len(rows) == 1
 
     async def close(self) -> None:
         if self._db is not None:
