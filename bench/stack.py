@@ -157,6 +157,11 @@ class Stack:
         assert text.count(grpc_block) == 2 and text.count(rest_block) == 1, "demo configuration changed shape"
         text = text.replace(grpc_block, f'adapter = "grpc"\ntarget = "127.0.0.1:{self.grpc_registry}"')
         text = text.replace(rest_block, f'adapter = "rest"\nbase_url = "http://127.0.0.1:{self.tax_registry}"')
+        # The benchmark drives one consumer far past the demo quota (1,000/s): lift it, or the gateway
+        # would be measured answering RATE_LIMITED, which is cheaper than an exchange.
+        quota = "rate_per_s = 1000\nburst = 2000\nmax_concurrent = 128"
+        assert quota in text, "demo quota lines changed shape"
+        text = text.replace(quota, "rate_per_s = 0\nburst = 2000\nmax_concurrent = 0")
         path = self.data_dir / "bench.toml"
         path.write_text(text)
         return path

@@ -33,6 +33,7 @@ FASTAPI_TELEMETRY_OFF: Any = {"tracing": False, "metrics": False, "logs": False,
 _tracer = trace.get_tracer("passerelle.frontdoor")
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _TRACE_HEADERS = (b"traceparent", b"tracestate")
+_TRACE_KEYS = frozenset({"traceparent", "tracestate"})
 
 
 def _status_name(code: Any) -> str:
@@ -57,6 +58,7 @@ class GrpcServerTelemetry(grpc.aio.ServerInterceptor):
     ) -> None:
         self._known_source = known
         self._known: frozenset[str] | None = None
+        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}   # per method, built once
         self._metrics = metrics
         self._system = system
 
@@ -71,21 +73,28 @@ class GrpcServerTelemetry(grpc.aio.ServerInterceptor):
         if self._known is None:
             self._known = frozenset(self._known_source())
         method = details.method if details.method in self._known else "/_OTHER/_OTHER"  # type: ignore[attr-defined]
-        carrier = {k: v for k, v in (details.invocation_metadata or ()) if isinstance(v, str)}  # type: ignore[attr-defined]
-        return grpc.unary_unary_rpc_method_handler(
-            self._wrap(handler.unary_unary, method, carrier),
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        key = details.method if method != "/_OTHER/_OTHER" else method  # type: ignore[attr-defined]
+        wrapped = self._wrapped.get(key)
+        if wrapped is None or wrapped.unary_unary is None:
+            wrapped = grpc.unary_unary_rpc_method_handler(
+                self._wrap(handler.unary_unary, method),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+            if method != "/_OTHER/_OTHER":   # unknown methods get a fresh handler each time
+                self._wrapped[key] = wrapped
+        return wrapped
 
-    def _wrap(self, inner: Callable[..., Awaitable[Any]], method: str, carrier: dict[str, str]) -> Callable[..., Any]:
+    def _wrap(self, inner: Callable[..., Awaitable[Any]], method: str) -> Callable[..., Any]:
         service, _, name = method[1:].partition("/")
         attributes = {"rpc.system": self._system, "rpc.service": service, "rpc.method": name}
 
         async def behaviour(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             started = time.perf_counter()
+            carrier = {k: v for k, v in (context.invocation_metadata() or ()) if k in _TRACE_KEYS}
             span = _tracer.start_span(
-                method[1:], context=propagate.extract(carrier), kind=SpanKind.SERVER, attributes=attributes
+                method[1:], context=propagate.extract(carrier) if carrier else None, kind=SpanKind.SERVER,
+                attributes=attributes,
             )
             status = "OK"
             try:

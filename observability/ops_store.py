@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import operator
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
@@ -23,6 +24,8 @@ __all__ = ["InMemoryOpsStore", "PostgresOpsStore", "SqliteOpsStore", "open_ops_s
 
 _COLUMNS = [f.name for f in fields(OpsRecord) if f.name != "id"]
 _MANUAL = ["time_us", "consumer", "procedure", "documents", "case_id"]
+#: A record's column values, in ``_COLUMNS`` order (``dataclasses.astuple`` deep-copies: too dear per exchange).
+_OPS_ROW = operator.attrgetter(*_COLUMNS)
 
 
 def _matches(r: OpsRecord, q: OpsQuery) -> bool:
@@ -135,7 +138,7 @@ class _SqlOpsStore:
             marks = ", ".join([self._param] * len(_COLUMNS))
             sql = f"INSERT INTO ops_exchange ({', '.join(_COLUMNS)}) VALUES ({marks})"
             try:
-                self._executemany(sql, [astuple(r)[:-1] for r in batch])
+                self._executemany(sql, [_OPS_ROW(r) for r in batch])
                 self._commit()
             except Exception:
                 self._rollback()

@@ -19,7 +19,15 @@ _TRACE_KEYS = frozenset({"traceparent", "tracestate"})
 
 @contextmanager
 def client_span(name: str, attributes: Mapping[str, str | int]) -> Iterator[trace.Span]:
-    """A CLIENT span, current while the call runs; a failure marks it with its reason code only."""
+    """A CLIENT span, current while the call runs; a failure marks it with its reason code only.
+
+    Unsampled exchanges get none: the (non-recording) server span's context is propagated instead,
+    so the registry still sees the trace id.
+    """
+    parent = trace.get_current_span()
+    if not parent.is_recording():
+        yield parent
+        return
     with _tracer.start_as_current_span(
         name,
         kind=SpanKind.CLIENT,

@@ -44,14 +44,16 @@ def rich_status(err: GatewayError, request_id: str = "") -> grpc.Status:
 
 async def abort_with(context: grpc.aio.ServicerContext[Any, Any], err: GatewayError, request_id: str = "") -> None:
     status = rich_status(err, request_id)
-    await context.abort(status.code, status.details, trailing_metadata=status.trailing_metadata)
+    trailing = (*status.trailing_metadata, ("x-request-id", request_id)) if request_id else status.trailing_metadata
+    await context.abort(status.code, status.details, trailing_metadata=trailing)
 
 
 def _exchange_handler(pipeline: ExchangePipeline, op: Operation) -> grpc.RpcMethodHandler:
     async def handle(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
         md = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
         ctx = call_context("grpc", md.get, context.time_remaining())
-        await context.send_initial_metadata((("x-request-id", ctx.request_id),))
+        # Echoed in the trailers: an explicit send of initial metadata costs a transport batch per call.
+        context.set_trailing_metadata((("x-request-id", ctx.request_id),))
         try:
             admit_grpc_call(pipeline, context, ctx)
             try:
