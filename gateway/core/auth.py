@@ -132,6 +132,8 @@ class TokenVerifier:
         self._dpop_max_age = dpop_max_age_s
         self._replay = ReplayCache(ttl_s=dpop_max_age_s + 2 * leeway_s, clock=clock)
         self.revocations = revocations if revocations is not None else RevocationList()
+        self.cache_hits = 0      # verified-token cache, read by the metrics (hit ratio)
+        self.cache_misses = 0
 
     def key_sets(self) -> list[Mapping[str, Any]]:
         """Each issuer's key set (the composition root starts and closes the live ones)."""
@@ -145,8 +147,11 @@ class TokenVerifier:
         principal = self._cache.get(key)
         stale = principal is None or principal.expires_at + self._leeway <= self._clock()
         if stale or not self._key_current(principal):  # type: ignore[arg-type]
+            self.cache_misses += 1
             principal = self._verify_uncached(token or "", self._clock())
             self._cache[key] = principal
+        else:
+            self.cache_hits += 1
         self._check_revocation(principal)
         return principal
 

@@ -325,3 +325,23 @@ async def test_catalogue_tells_a_consumer_what_its_mandates_allow(demo: DemoStac
     stub = catalogue_pb2_grpc.ServiceCatalogueStub(demo.channel)
     answer = await stub.ListServices(catalogue_pb2.ListServicesRequest(), metadata=demo.metadata("sandbox"))
     assert answer.consumer == "sandbox" and all(not s.mandates for s in answer.services)
+
+
+async def test_token_cache_hit_ratio_is_exposed_as_a_metric(demo: DemoStack) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def token_cache(text: str, result: str) -> float:
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.labels.get("cache") == "token" and sample.labels.get("result") == result:
+                    return sample.value
+        return 0.0
+
+    headers = demo.headers()
+    nid = adult_with_household(demo)
+    hits_before = token_cache((await demo.rest.get("/metrics")).text, "hit")
+    for _ in range(3):
+        assert (await demo.rest.get(f"/v1/population/persons/{nid}", headers=headers)).status_code == 200
+    text = (await demo.rest.get("/metrics")).text
+    assert token_cache(text, "hit") - hits_before >= 2      # the same token, verified once, then from the cache
+    assert token_cache(text, "miss") >= 1
