@@ -37,7 +37,7 @@ def _bars(
     """Horizontal bars, one row per label; each row has one or more (series, value) segments."""
     if not rows:
         return f"<figure><figcaption>{escape(title)}: no data</figcaption></figure>"
-    label_w, bar_w, row_h = 190, 520, 26
+    label_w, bar_w, row_h = 240, 480, 26   # 30 characters of 12 px text fit in 234 px
     per_row = 1 if stacked else max(len(s) for _, s in rows)
     top = max((sum(v for _, v in s) if stacked else max((v for _, v in s), default=0)) for _, s in rows) or 1
     height = len(rows) * row_h * per_row + 30

@@ -130,7 +130,7 @@ def test_a_demo_citizen_sees_the_accesses_made_by_cedies(page: Any, stack: Any) 
     assert items.count() == 2
     first = items.first.inner_text()
     assert "CEDIES" in first and "Studienbeihilfe" in first and "A6-1-e" in first and "Daten übermittelt" in first
-    assert "family_name (Name)" in first
+    assert "Name (family_name)" in first
     assert axe_violations(page, "accesses-de") == []
 
 

@@ -160,10 +160,11 @@
     row(dl, "purpose", a.purpose ? (title(a.purpose.title) || a.purpose.code) : "");
     row(dl, "fields", (a.dataFields || []).map((f) => {
       const cat = f.category ? (T[state.lang].cat[f.category] || f.category) : "";
-      return cat ? `${f.name} (${cat})` : f.name;
+      return cat ? `${cat} (${f.name})` : f.name;
     }).join(", "));
     row(dl, "service", a.service);
-    row(dl, "legalBasis", [a.legalBasis, a.legalBasisTitle].filter(Boolean).join(" – "));
+    const basis = (T[state.lang].basis || {})[a.legalBasis] || a.legalBasisTitle;
+    row(dl, "legalBasis", [a.legalBasis, basis].filter(Boolean).join(" – "));
     row(dl, "legalReference", a.legalReference);
     row(dl, "consent", a.consentId);
     row(dl, "outcome", el("span", { class: `badge ${outcome}`, text: t(outcome) }));

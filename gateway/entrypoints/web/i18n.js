@@ -27,6 +27,7 @@ window.PASSERELLE_I18N = {
     revoke: "Retirer ce consentement", revoked: "Consentement retiré.", revokeLabel: (who) => `Retirer ce consentement : ${who}`,
     statusActive: "Actif", statusRevoked: "Retiré", statusExpired: "Expiré", statusSpent: "Utilisé", categories: "Catégories",
     expired: "Votre session a expiré ; veuillez vous reconnecter.",
+    basis: { "A6-1-a": "RGPD art. 6(1)(a) – consentement", "A6-1-b": "RGPD art. 6(1)(b) – contrat", "A6-1-c": "RGPD art. 6(1)(c) – obligation légale", "A6-1-d": "RGPD art. 6(1)(d) – intérêts vitaux", "A6-1-e": "RGPD art. 6(1)(e) – mission d'intérêt public", "A6-1-f": "RGPD art. 6(1)(f) – intérêts légitimes" },
     cat: { IDENTIFIER: "identifiant", NAME: "nom", BIRTH: "naissance", SEX: "sexe", NATIONALITY: "nationalité", ADDRESS: "adresse", CIVIL_STATUS: "état civil", HOUSEHOLD: "ménage", INCOME: "revenus", TAX_STATUS: "situation fiscale", COMPANY: "société", COMPANY_OFFICERS: "dirigeants" },
   },
   de: {
@@ -55,6 +56,7 @@ window.PASSERELLE_I18N = {
     revoke: "Einwilligung widerrufen", revoked: "Die Einwilligung ist widerrufen.", revokeLabel: (who) => `Einwilligung widerrufen: ${who}`,
     statusActive: "Aktiv", statusRevoked: "Widerrufen", statusExpired: "Abgelaufen", statusSpent: "Verbraucht", categories: "Kategorien",
     expired: "Ihre Sitzung ist abgelaufen; bitte melden Sie sich erneut an.",
+    basis: { "A6-1-a": "DSGVO Art. 6(1)(a) – Einwilligung", "A6-1-b": "DSGVO Art. 6(1)(b) – Vertrag", "A6-1-c": "DSGVO Art. 6(1)(c) – rechtliche Verpflichtung", "A6-1-d": "DSGVO Art. 6(1)(d) – lebenswichtige Interessen", "A6-1-e": "DSGVO Art. 6(1)(e) – Aufgabe im öffentlichen Interesse", "A6-1-f": "DSGVO Art. 6(1)(f) – berechtigte Interessen" },
     cat: { IDENTIFIER: "Kennnummer", NAME: "Name", BIRTH: "Geburt", SEX: "Geschlecht", NATIONALITY: "Staatsangehörigkeit", ADDRESS: "Adresse", CIVIL_STATUS: "Familienstand", HOUSEHOLD: "Haushalt", INCOME: "Einkommen", TAX_STATUS: "Steuerstatus", COMPANY: "Unternehmen", COMPANY_OFFICERS: "Geschäftsführung" },
   },
   en: {
@@ -83,6 +85,7 @@ window.PASSERELLE_I18N = {
     revoke: "Withdraw this consent", revoked: "Consent withdrawn.", revokeLabel: (who) => `Withdraw this consent: ${who}`,
     statusActive: "Active", statusRevoked: "Withdrawn", statusExpired: "Expired", statusSpent: "Used", categories: "Categories",
     expired: "Your session has expired; please sign in again.",
+    basis: { "A6-1-a": "GDPR Art. 6(1)(a) – consent", "A6-1-b": "GDPR Art. 6(1)(b) – contract", "A6-1-c": "GDPR Art. 6(1)(c) – legal obligation", "A6-1-d": "GDPR Art. 6(1)(d) – vital interests", "A6-1-e": "GDPR Art. 6(1)(e) – public task", "A6-1-f": "GDPR Art. 6(1)(f) – legitimate interests" },
     cat: { IDENTIFIER: "identifier", NAME: "name", BIRTH: "birth", SEX: "sex", NATIONALITY: "nationality", ADDRESS: "address", CIVIL_STATUS: "civil status", HOUSEHOLD: "household", INCOME: "income", TAX_STATUS: "tax status", COMPANY: "company", COMPANY_OFFICERS: "company officers" },
   },
 };
