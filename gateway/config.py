@@ -34,12 +34,12 @@ class TlsSection(_Strict):
     """gRPC over (mutual) TLS on its own port, beside the plaintext port (docs/security.md)."""
 
     port: int = Field(50052, ge=0, le=65535)
-    cert: str                              # server certificate chain (PEM)
-    key: str                               # its private key (PEM)
+    cert: str  # server certificate chain (PEM)
+    key: str  # its private key (PEM)
     # CA for client certificates (PEM). Set: every TLS client must present one (grpcio can require
     # client certificates or not ask for them, nothing between). Empty: server-authenticated TLS only.
     client_ca: str = ""
-    plaintext: bool = True                 # keep serving the plaintext gRPC port as well
+    plaintext: bool = True  # keep serving the plaintext gRPC port as well
 
 
 class GatewaySection(_Strict):
@@ -49,7 +49,7 @@ class GatewaySection(_Strict):
     rest_port: int = Field(8080, ge=0, le=65535)
     grpc_host: str = "127.0.0.1"
     grpc_port: int = Field(50051, ge=0, le=65535)
-    audit: str = "sqlite:audit.db"           # "sqlite:PATH" or a postgresql:// DSN
+    audit: str = "sqlite:audit.db"  # "sqlite:PATH" or a postgresql:// DSN
     consents: str = "sqlite:consents.db"
     signing_key: str = "keys/gateway-signing.pem"
     pseudonym_key: str = "keys/pseudonym.key"
@@ -58,28 +58,28 @@ class GatewaySection(_Strict):
     token_max_lifetime_s: int = Field(900, gt=0, le=86_400)
     token_leeway_s: int = Field(30, ge=0, le=300)
     default_timeout_s: float = Field(5.0, gt=0)
-    shutdown_grace_s: float = Field(10.0, gt=0, le=300)   # SIGTERM: drain in-flight exchanges, flush audit
-    checkpoint_interval_s: float = Field(60.0, ge=0)       # sign an audit checkpoint this often; 0: never
-    audit_retention_days: int = Field(0, ge=0)             # purge audit records older than this; 0: keep all
-    retention_interval_s: float = Field(3600.0, gt=0)      # how often the retention purge runs
-    demo: bool = False   # set by `gateway serve --demo`: enables demo-only routes (citizen sign-in)
+    shutdown_grace_s: float = Field(10.0, gt=0, le=300)  # SIGTERM: drain in-flight exchanges, flush audit
+    checkpoint_interval_s: float = Field(60.0, ge=0)  # sign an audit checkpoint this often; 0: never
+    audit_retention_days: int = Field(0, ge=0)  # purge audit records older than this; 0: keep all
+    retention_interval_s: float = Field(3600.0, gt=0)  # how often the retention purge runs
+    demo: bool = False  # set by `gateway serve --demo`: enables demo-only routes (citizen sign-in)
     tls: TlsSection | None = None
-    revocations: str = "sqlite:revocations.db"              # durable token/consumer/key revocations
-    sender_constraint: SenderConstraint = "optional"        # default for consumers (cnf: mTLS / DPoP)
-    dpop_max_age_s: int = Field(60, gt=0, le=600)           # how old a DPoP proof may be
-    rate_per_s: float = Field(1000.0, ge=0)                 # per-consumer quota defaults; 0: no rate limit
+    revocations: str = "sqlite:revocations.db"  # durable token/consumer/key revocations
+    sender_constraint: SenderConstraint = "optional"  # default for consumers (cnf: mTLS / DPoP)
+    dpop_max_age_s: int = Field(60, gt=0, le=600)  # how old a DPoP proof may be
+    rate_per_s: float = Field(1000.0, ge=0)  # per-consumer quota defaults; 0: no rate limit
     burst: int = Field(2000, ge=1)
-    max_concurrent: int = Field(128, ge=0)                  # 0: no concurrency limit
+    max_concurrent: int = Field(128, ge=0)  # 0: no concurrency limit
 
 
 class IssuerSection(_Strict):
     id: str
     issuer: str
     role: Literal["agency", "citizen", "staff"]
-    jwks_file: str = ""                   # a JWKS file, re-read when it changes
-    jwks_url: str = ""                    # or the issuer's JWKS URL, fetched and cached
+    jwks_file: str = ""  # a JWKS file, re-read when it changes
+    jwks_url: str = ""  # or the issuer's JWKS URL, fetched and cached
     jwks_ttl_s: float = Field(300.0, gt=0)
-    jwks_min_refresh_s: float = Field(30.0, ge=0)   # unknown kid: at most one fetch per this many seconds
+    jwks_min_refresh_s: float = Field(30.0, ge=0)  # unknown kid: at most one fetch per this many seconds
     algorithms: list[Literal["ES256", "ES384", "EdDSA", "RS256", "RS384", "PS256", "PS384"]] = ["ES256"]
 
     @model_validator(mode="after")
@@ -96,8 +96,8 @@ class ConsumerSection(_Strict):
     name: str
     issuer: str
     client_id: str
-    sender_constraint: SenderConstraint | None = None   # default: [gateway].sender_constraint
-    rate_per_s: float | None = Field(None, ge=0)         # default: the [gateway] quota values
+    sender_constraint: SenderConstraint | None = None  # default: [gateway].sender_constraint
+    rate_per_s: float | None = Field(None, ge=0)  # default: the [gateway] quota values
     burst: int | None = Field(None, ge=1)
     max_concurrent: int | None = Field(None, ge=0)
 
@@ -107,7 +107,7 @@ class RevokedSection(_Strict):
 
     jtis: list[str] = []
     consumers: list[str] = []
-    keys: list[str] = []                  # kids
+    keys: list[str] = []  # kids
 
 
 class FieldMappingSection(_Strict):
@@ -129,18 +129,18 @@ class RestOperationSection(_Strict):
 class RegistrySection(_Strict):
     id: str
     name: str = ""
-    contract: str                         # fully-qualified gRPC service name
+    contract: str  # fully-qualified gRPC service name
     adapter: Literal["grpc", "rest"]
-    target: str = ""                      # host:port, for grpc
-    base_url: str = ""                    # for rest
+    target: str = ""  # host:port, for grpc
+    base_url: str = ""  # for rest
     timeout_s: float = Field(2.0, gt=0, le=60)
     max_concurrency: int = Field(256, gt=0)  # bulkhead: calls in flight to this registry
-    max_queue: int = Field(256, ge=0)         # bulkhead: calls waiting for a slot; beyond, refused at once
-    retries: int = Field(2, ge=0, le=5)       # idempotent reads only, inside the caller's deadline
-    breaker_failures: int = Field(5, ge=1)    # consecutive failures that open the circuit
+    max_queue: int = Field(256, ge=0)  # bulkhead: calls waiting for a slot; beyond, refused at once
+    retries: int = Field(2, ge=0, le=5)  # idempotent reads only, inside the caller's deadline
+    breaker_failures: int = Field(5, ge=1)  # consecutive failures that open the circuit
     breaker_open_s: float = Field(5.0, gt=0)  # how long it stays open before one probe
     operations: dict[str, RestOperationSection] = {}
-    demo: bool = False                    # served by the demo registries (address set at start)
+    demo: bool = False  # served by the demo registries (address set at start)
 
 
 class PurposeSection(_Strict):
@@ -171,7 +171,7 @@ class LimitSection(_Strict):
 class MandateSection(_Strict):
     id: str
     consumer: str
-    service: str                          # "package.Service/Method"
+    service: str  # "package.Service/Method"
     purposes: list[str] = Field(min_length=1)
     legal_basis: str
     legal_reference: str = ""
@@ -181,9 +181,9 @@ class MandateSection(_Strict):
     valid_until: date | None = None
     hidden_days: int = Field(0, ge=0)
     hidden_reason: str = ""
-    limits: list[LimitSection] = []       # all must hold (docs/consent.md)
-    consent_required: bool = False        # only subjects that consented, whatever the legal basis
-    explicit_request: bool = False        # each lookup needs the subject's explicit request (EU OOTS)
+    limits: list[LimitSection] = []  # all must hold (docs/consent.md)
+    consent_required: bool = False  # only subjects that consented, whatever the legal basis
+    explicit_request: bool = False  # each lookup needs the subject's explicit request (EU OOTS)
 
     @field_validator("legal_basis")
     @classmethod
@@ -253,8 +253,11 @@ def cross_check(config: Config) -> list[str]:
     for n, c in enumerate(config.consumers):
         if c.issuer not in issuers:
             problems.append(f"consumers[{n}].issuer: unknown issuer {c.issuer!r}")
-    problems += [f"revoked.consumers[{n}]: unknown consumer {c!r}" for n, c in enumerate(config.revoked.consumers)
-                 if c not in consumers]
+    problems += [
+        f"revoked.consumers[{n}]: unknown consumer {c!r}"
+        for n, c in enumerate(config.revoked.consumers)
+        if c not in consumers
+    ]
     ops = {}
     for n, r in enumerate(config.registries):
         try:
@@ -287,7 +290,9 @@ def _check_adapter(n: int, r: RegistrySection, found: dict[str, object]) -> list
         out = [] if r.base_url or r.demo else [f"{where}.base_url: a rest registry needs a base URL"]
         methods = {k.split("/")[1] for k in found}
         out += [f"{where}.operations.{m}: no mapping for this operation" for m in sorted(methods - set(r.operations))]
-        out += [f"{where}.operations.{m}: not an operation of {r.contract}" for m in sorted(set(r.operations) - methods)]
+        out += [
+            f"{where}.operations.{m}: not an operation of {r.contract}" for m in sorted(set(r.operations) - methods)
+        ]
         return out
     return []
 

@@ -46,11 +46,11 @@ class FieldMapping:
 
 @dataclass(frozen=True)
 class RestOperationSpec:
-    method: str                              # HTTP method
-    path: str                                # "/api/v2/x/{national_id}" — placeholders are request fields
-    query: Mapping[str, str] = field(default_factory=dict)   # dialect param -> "{request_field}"
-    root: str = ""                           # dotted path of the object holding the answer
-    response: Mapping[str, FieldMapping] = field(default_factory=dict)   # contract field -> mapping
+    method: str  # HTTP method
+    path: str  # "/api/v2/x/{national_id}" — placeholders are request fields
+    query: Mapping[str, str] = field(default_factory=dict)  # dialect param -> "{request_field}"
+    root: str = ""  # dotted path of the object holding the answer
+    response: Mapping[str, FieldMapping] = field(default_factory=dict)  # contract field -> mapping
     not_found_status: tuple[int, ...] = (404,)
 
 
@@ -74,7 +74,9 @@ class RestRegistryAdapter:
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
             # Stock httpx's pool collapses under concurrency; keep its API on aiohttp's transport.
-            limits = httpx.Limits(max_connections=self._max_connections, max_keepalive_connections=self._max_connections)
+            limits = httpx.Limits(
+                max_connections=self._max_connections, max_keepalive_connections=self._max_connections
+            )
             self._client = httpx.AsyncClient(
                 base_url=self._base_url, transport=AiohttpTransport(limits=limits), limits=limits
             )
@@ -85,8 +87,12 @@ class RestRegistryAdapter:
     ) -> Message:
         spec, url = self._specs[method], httpx.URL(self._base_url)
         # The path template, never the path itself: paths and queries hold national ids.
-        attributes = {"http.request.method": spec.method, "url.template": spec.path,
-                      "server.address": url.host, "server.port": url.port or (443 if url.scheme == "https" else 80)}
+        attributes = {
+            "http.request.method": spec.method,
+            "url.template": spec.path,
+            "server.address": url.host,
+            "server.port": url.port or (443 if url.scheme == "https" else 80),
+        }
         with client_span(f"{spec.method} {spec.path}", attributes):
             return await self._call(method, request, timeout=timeout, metadata=outgoing_metadata(metadata))
 
@@ -94,7 +100,9 @@ class RestRegistryAdapter:
         self, method: str, request: Message, *, timeout: float, metadata: Sequence[tuple[str, str]]
     ) -> Message:
         op, spec = self._ops[method], self._specs[method]
-        values = json_format.MessageToDict(request, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+        values = json_format.MessageToDict(
+            request, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+        )
         url = spec.path.format_map({k: str(v) for k, v in values.items()})
         params = {k: str(v).format_map({f: str(x) for f, x in values.items()}) for k, v in spec.query.items()}
         headers = {k: v for k, v in metadata if k in ("traceparent", "tracestate", "x-request-id")}

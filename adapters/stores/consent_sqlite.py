@@ -128,7 +128,8 @@ class SqliteConsentStore:
     async def spend(self, consent_id: str, now_us: int) -> bool:
         # RETURNING makes the answer this statement's own, whatever runs on other connections.
         rows = self._rows(
-            "UPDATE consents SET used_us=? WHERE id=? AND (single_use=0 OR used_us=0) RETURNING id", (now_us, consent_id)
+            "UPDATE consents SET used_us=? WHERE id=? AND (single_use=0 OR used_us=0) RETURNING id",
+            (now_us, consent_id),
         )
         return len(rows) == 1
 

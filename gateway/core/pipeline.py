@@ -76,6 +76,12 @@ def _stage(name: str) -> Iterator[trace.Span]:
             raise
 
 
+def _outcome_of(reason: Reason | None) -> Outcome:
+    if reason is None:
+        return Outcome.OK
+    return Outcome.ERROR if reason in _FAILURES else Outcome.REFUSED
+
+
 @dataclass(slots=True)
 class CallContext:
     """What a front door extracted from the call, protocol-neutral."""
@@ -313,10 +319,7 @@ class ExchangePipeline:
     async def _record(
         self, op: Operation, ctx: CallContext, trail: _Trail, reason: Reason | None, started: float
     ) -> None:
-        if reason is None:
-            outcome = Outcome.OK
-        else:
-            outcome = Outcome.ERROR if reason in _FAILURES else Outcome.REFUSED
+        outcome = _outcome_of(reason)
         record = AuditRecord(
             time_us=self._clock_us(),
             kind=EventKind.EXCHANGE,

@@ -34,7 +34,7 @@ class AuditLog(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class AuditQuery:
-    subject: str | None = None          # pseudonym
+    subject: str | None = None  # pseudonym
     consumer: str | None = None
     purpose: str | None = None
     since_us: int | None = None
@@ -50,8 +50,9 @@ class AuditReader(Protocol):
 class RegistryAdapter(Protocol):
     """Calls one registry operation. Raises ``GatewayError`` with a registry reason on failure."""
 
-    async def call(self, method: str, request: Message, *, timeout: float, metadata: Sequence[tuple[str, str]]) -> Message:
-        ...
+    async def call(
+        self, method: str, request: Message, *, timeout: float, metadata: Sequence[tuple[str, str]]
+    ) -> Message: ...
 
     async def close(self) -> None: ...
 

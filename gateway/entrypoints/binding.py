@@ -52,9 +52,9 @@ Handler = Callable[[Any, Call], Awaitable[Message]]
 
 @dataclass
 class ServiceBinding:
-    service: str                                  # "passerelle.gateway.v1.ServiceCatalogue"
-    handlers: Mapping[str, Handler]               # method name -> coroutine
-    access: Mapping[str, Access]                  # method name -> who may call it
+    service: str  # "passerelle.gateway.v1.ServiceCatalogue"
+    handlers: Mapping[str, Handler]  # method name -> coroutine
+    access: Mapping[str, Access]  # method name -> who may call it
     tags: list[str] = field(default_factory=list)
     #: REST answers show every field, also false, zero and empty ones (stable JSON shapes for pages).
     print_defaults: bool = False
@@ -198,8 +198,12 @@ def install_rest(pipeline: ExchangePipeline, bindings: list[ServiceBinding]) -> 
                 if not verb:
                     continue
                 app.add_api_route(
-                    path, _rest_endpoint(pipeline, b, m, body_rule), methods=[verb], tags=b.tags or [b.service],
-                    summary=f"{b.service}/{m.name}", operation_id=f"{b.service}.{m.name}",
+                    path,
+                    _rest_endpoint(pipeline, b, m, body_rule),
+                    methods=[verb],
+                    tags=b.tags or [b.service],
+                    summary=f"{b.service}/{m.name}",
+                    operation_id=f"{b.service}.{m.name}",
                     openapi_extra=_doc(m, path, verb, body_rule, b.access[m.name], components),
                 )
         return components
@@ -207,7 +211,9 @@ def install_rest(pipeline: ExchangePipeline, bindings: list[ServiceBinding]) -> 
     return add
 
 
-def _doc(m: MethodDescriptor, path: str, verb: str, body_rule: str, access: Access, components: dict[str, Any]) -> dict[str, Any]:
+def _doc(
+    m: MethodDescriptor, path: str, verb: str, body_rule: str, access: Access, components: dict[str, Any]
+) -> dict[str, Any]:
     import re
 
     params: list[dict[str, Any]] = [
@@ -217,7 +223,10 @@ def _doc(m: MethodDescriptor, path: str, verb: str, body_rule: str, access: Acce
     doc: dict[str, Any] = {
         "parameters": params,
         "responses": {
-            "200": {"description": "OK", "content": {"application/json": {"schema": message_ref(m.output_type, components)}}},
+            "200": {
+                "description": "OK",
+                "content": {"application/json": {"schema": message_ref(m.output_type, components)}},
+            },
             "400": {"description": "Invalid request", "content": problem},
             "401": {"description": "Not authenticated", "content": problem},
             "403": {"description": "Refused", "content": problem},
@@ -225,7 +234,10 @@ def _doc(m: MethodDescriptor, path: str, verb: str, body_rule: str, access: Acce
         },
     }
     if body_rule == "*":
-        doc["requestBody"] = {"required": True, "content": {"application/json": {"schema": message_ref(m.input_type, components)}}}
+        doc["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": message_ref(m.input_type, components)}},
+        }
     if access.kind != "public":
         doc["security"] = [{"bearer": []}]
     return doc

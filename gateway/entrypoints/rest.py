@@ -82,8 +82,14 @@ def problem_response(err: GatewayError, request_id: str = "", instance: str = ""
 class SizeLimits:
     """ASGI middleware: refuse oversized headers (431) and bodies (413) before any parsing."""
 
-    def __init__(self, app: Any, *, max_header_bytes: int, max_body_bytes: int,
-                 on_refusal: Callable[[Reason], None] | None = None) -> None:
+    def __init__(
+        self,
+        app: Any,
+        *,
+        max_header_bytes: int,
+        max_body_bytes: int,
+        on_refusal: Callable[[Reason], None] | None = None,
+    ) -> None:
         self.app, self.max_header_bytes, self.max_body_bytes = app, max_header_bytes, max_body_bytes
         self.on_refusal = on_refusal or (lambda _reason: None)
 
@@ -142,9 +148,16 @@ def _route_doc(op: Operation) -> dict[str, Any]:
     responses: dict[str, Any] = {
         "200": {"description": "The minimised answer", "content": {"application/json": {"schema": {}}}},
     }
-    for status, text in [(400, "Invalid request"), (401, "Not authenticated"), (403, "Refused"),
-                         (404, "Not found"), (429, "Quota exceeded"), (502, "Bad registry answer"),
-                         (503, "Registry or audit unavailable"), (504, "Registry timeout")]:
+    for status, text in [
+        (400, "Invalid request"),
+        (401, "Not authenticated"),
+        (403, "Refused"),
+        (404, "Not found"),
+        (429, "Quota exceeded"),
+        (502, "Bad registry answer"),
+        (503, "Registry or audit unavailable"),
+        (504, "Registry timeout"),
+    ]:
         responses[str(status)] = {"description": text, "content": problem}
     return {"parameters": params, "responses": responses, "security": [{"bearer": []}]}
 
@@ -161,8 +174,14 @@ def create_rest_app(
     installers: list[Callable[[FastAPI], dict[str, Any]]] | None = None,
 ) -> FastAPI:
     """``installers`` add further routes (the gateway's own services) and return their schemas."""
-    app = FastAPI(title=title, version=version, docs_url="/docs", redoc_url=None, openapi_url=None,
-                  telemetry=FASTAPI_TELEMETRY_OFF)   # our own spans (observability.frontdoor)
+    app = FastAPI(
+        title=title,
+        version=version,
+        docs_url="/docs",
+        redoc_url=None,
+        openapi_url=None,
+        telemetry=FASTAPI_TELEMETRY_OFF,
+    )  # our own spans (observability.frontdoor)
     components: dict[str, Any] = {"Problem": PROBLEM_SCHEMA}
     for op in operations.values():
         if not op.http_method:
@@ -172,17 +191,26 @@ def create_rest_app(
             op.response_cls.DESCRIPTOR, components
         )
         app.add_api_route(
-            op.http_path, _endpoint(pipeline, op), methods=[op.http_method], tags=[op.service],
-            summary=f"{op.service}/{op.method}", openapi_extra=doc, include_in_schema=True,
-            operation_id=op.full_name.replace("/", ".")
+            op.http_path,
+            _endpoint(pipeline, op),
+            methods=[op.http_method],
+            tags=[op.service],
+            summary=f"{op.service}/{op.method}",
+            openapi_extra=doc,
+            include_in_schema=True,
+            operation_id=op.full_name.replace("/", "."),
         )
     for install in installers or []:
         components.update(install(app))
     _install_health(app, ready)
     _install_error_handlers(app)
     _install_openapi(app, components)
-    app.add_middleware(SizeLimits, max_header_bytes=max_header_bytes, max_body_bytes=max_body_bytes,
-                       on_refusal=lambda reason: pipeline.record_security_event(reason, "rest"))
+    app.add_middleware(
+        SizeLimits,
+        max_header_bytes=max_header_bytes,
+        max_body_bytes=max_body_bytes,
+        on_refusal=lambda reason: pipeline.record_security_event(reason, "rest"),
+    )
     return app
 
 
@@ -221,7 +249,9 @@ def _install_openapi(app: FastAPI, components: dict[str, Any]) -> None:
         if app.openapi_schema is None:
             spec = get_openapi(title=app.title, version=app.version, routes=app.routes)
             spec.setdefault("components", {}).setdefault("schemas", {}).update(components)
-            spec["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}
+            spec["components"]["securitySchemes"] = {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            }
             app.openapi_schema = spec
         return app.openapi_schema
 

@@ -36,7 +36,9 @@ class DemoStack:
     def headers(self, consumer: str = "cedies", purpose: str = "student-aid", **extra: str) -> dict[str, str]:
         return {"authorization": f"Bearer {self.token(consumer)}", "x-purpose": purpose, **extra}
 
-    def metadata(self, consumer: str = "cedies", purpose: str = "student-aid", **extra: str) -> tuple[tuple[str, str], ...]:
+    def metadata(
+        self, consumer: str = "cedies", purpose: str = "student-aid", **extra: str
+    ) -> tuple[tuple[str, str], ...]:
         return tuple(self.headers(consumer, purpose, **extra).items())
 
 

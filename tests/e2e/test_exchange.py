@@ -49,7 +49,9 @@ def error_info(err: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
     raise AssertionError("no ErrorInfo detail")
 
 
-async def grpc_get_person(demo: DemoStack, nid: str, md: tuple[tuple[str, str], ...], timeout: float = 5) -> population_pb2.Person:
+async def grpc_get_person(
+    demo: DemoStack, nid: str, md: tuple[tuple[str, str], ...], timeout: float = 5
+) -> population_pb2.Person:
     stub = population_pb2_grpc.PopulationRegistryStub(demo.channel)
     return await stub.GetPerson(population_pb2.GetPersonRequest(national_id=nid), metadata=md, timeout=timeout)
 
@@ -71,7 +73,11 @@ async def test_grpc_lookup_returns_only_the_mandated_fields(demo: DemoStack) -> 
     nid = adult_with_household(demo)
     person = await grpc_get_person(demo, nid, demo.metadata())
     assert {f.name for f, _ in person.ListFields()} == {
-        "given_names", "family_name", "birth_date", "address", "household_members"
+        "given_names",
+        "family_name",
+        "birth_date",
+        "address",
+        "household_members",
     }
 
 
@@ -230,7 +236,7 @@ async def test_slow_registry_is_cut_at_the_callers_deadline(demo: DemoStack) -> 
         started = loop.time()
         r = await demo.rest.get(f"/v1/population/persons/{adult_with_household(demo)}", headers=demo.headers())
         assert (r.status_code, r.json()["reason"]) == (504, "REGISTRY_TIMEOUT")
-        assert loop.time() - started < 2.9   # the registry's configured timeout (2 s), not its 3 s delay
+        assert loop.time() - started < 2.9  # the registry's configured timeout (2 s), not its 3 s delay
     finally:
         demo.faults.delay_s = 0.0
 
@@ -263,7 +269,9 @@ async def test_every_authenticated_exchange_has_its_audit_row(demo: DemoStack) -
     nid = adult_with_household(demo)
     cases = [("ok", "cedies", "student-aid"), ("nm", "sandbox", "student-aid"), ("up", "cedies", "curiosity")]
     for tag, consumer, purpose in cases:
-        await demo.rest.get(f"/v1/population/persons/{nid}", headers=demo.headers(consumer, purpose, **{"x-request-id": f"rest-{tag}"}))
+        await demo.rest.get(
+            f"/v1/population/persons/{nid}", headers=demo.headers(consumer, purpose, **{"x-request-id": f"rest-{tag}"})
+        )
         with pytest.raises(grpc.aio.AioRpcError) if tag != "ok" else _nothing():
             await grpc_get_person(demo, nid, demo.metadata(consumer, purpose, **{"x-request-id": f"grpc-{tag}"}))
     rows = await demo.running.gateway.audit.query(AuditQuery(limit=10_000))
@@ -297,12 +305,17 @@ async def test_grpc_health_and_reflection(demo: DemoStack) -> None:
 
 async def test_openapi_describes_the_contract_routes_truly(demo: DemoStack) -> None:
     spec = (await demo.rest.get("/openapi.json")).json()
-    assert {"/v1/population/persons/{national_id}", "/v1/business/companies/{rcs_number}",
-            "/v1/tax/income-certificates/{national_id}/{fiscal_year}"} <= set(spec["paths"])
+    assert {
+        "/v1/population/persons/{national_id}",
+        "/v1/business/companies/{rcs_number}",
+        "/v1/tax/income-certificates/{national_id}/{fiscal_year}",
+    } <= set(spec["paths"])
     person = spec["components"]["schemas"]["registry.population.v1.Person"]
     assert person["properties"]["givenNames"]["x-data-category"] == "NAME"
     op = spec["paths"]["/v1/population/persons/{national_id}"]["get"]
-    assert op["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("registry.population.v1.Person")
+    assert op["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "registry.population.v1.Person"
+    )
     assert {p["name"] for p in op["parameters"]} >= {"national_id", "x-purpose"}
 
 
@@ -318,7 +331,9 @@ async def test_catalogue_tells_a_consumer_what_its_mandates_allow(demo: DemoStac
     services = {s["service"]: s for s in r.json()["services"]}
     person = services["registry.population.v1.PopulationRegistry/GetPerson"]
     (mandate,) = person["mandates"]
-    assert mandate["allowedFields"] == sorted(["given_names", "family_name", "birth_date", "address", "household_members"])
+    assert mandate["allowedFields"] == sorted(
+        ["given_names", "family_name", "birth_date", "address", "household_members"]
+    )
     assert "mandates" not in services["registry.business.v1.BusinessRegistry/GetCompany"]
     from gateway._pb.passerelle.gateway.v1 import catalogue_pb2, catalogue_pb2_grpc
 
@@ -343,5 +358,5 @@ async def test_token_cache_hit_ratio_is_exposed_as_a_metric(demo: DemoStack) -> 
     for _ in range(3):
         assert (await demo.rest.get(f"/v1/population/persons/{nid}", headers=headers)).status_code == 200
     text = (await demo.rest.get("/metrics")).text
-    assert token_cache(text, "hit") - hits_before >= 2      # the same token, verified once, then from the cache
+    assert token_cache(text, "hit") - hits_before >= 2  # the same token, verified once, then from the cache
     assert token_cache(text, "miss") >= 1

@@ -27,7 +27,9 @@ TAX_SPEC = RestOperationSpec(
         "national_id": FieldMapping("contribuable.matricule"),
         "fiscal_year": FieldMapping("exercice", "int"),
         "taxable_income": FieldMapping("revenuImposable.montant", "money", currency="revenuImposable.devise"),
-        "tax_class": FieldMapping("classeImpot", "enum", values={"1": "TAX_CLASS_1", "1a": "TAX_CLASS_1A", "2": "TAX_CLASS_2"}),
+        "tax_class": FieldMapping(
+            "classeImpot", "enum", values={"1": "TAX_CLASS_1", "1a": "TAX_CLASS_1A", "2": "TAX_CLASS_2"}
+        ),
         "issued_on": FieldMapping("dateEmission", "date"),
     },
 )
@@ -91,7 +93,9 @@ async def test_rest_dialect_is_mapped_onto_the_contract(registries: Registries) 
     adapter = rest_adapter(registries)
     op = registries.ops[f"{TAX}/GetIncomeCertificate"]
     try:
-        cert = await adapter.call("GetIncomeCertificate", op.request_cls(national_id=nid, fiscal_year=year), timeout=2, metadata=())
+        cert = await adapter.call(
+            "GetIncomeCertificate", op.request_cls(national_id=nid, fiscal_year=year), timeout=2, metadata=()
+        )
     finally:
         await adapter.close()
     record = registries.data.income(nid, year)
@@ -154,8 +158,13 @@ async def test_answer_that_does_not_fit_the_contract_is_bad_response(registries:
     nid, year = taxpayer(registries)
     req = registries.ops[f"{TAX}/GetIncomeCertificate"].request_cls(national_id=nid, fiscal_year=year)
     ops = {o.method: o for o in registries.ops.values() if o.service == TAX}
-    wrong = RestOperationSpec("GET", TAX_SPEC.path, TAX_SPEC.query, "attestation",
-                              {"tax_class": FieldMapping("classeImpot", "enum", values={})})
+    wrong = RestOperationSpec(
+        "GET",
+        TAX_SPEC.path,
+        TAX_SPEC.query,
+        "attestation",
+        {"tax_class": FieldMapping("classeImpot", "enum", values={})},
+    )
     adapter = RestRegistryAdapter(f"http://127.0.0.1:{registries.tax_port}", ops, {"GetIncomeCertificate": wrong})
     try:
         await expect(Reason.REGISTRY_BAD_RESPONSE, adapter.call("GetIncomeCertificate", req, timeout=2, metadata=()), 2)

@@ -34,15 +34,31 @@ def broken(tmp_path: Path, old: str, new: str) -> str:
 @pytest.mark.parametrize(
     ("old", "new", "expected"),
     [
-        ('fields = ["given_names"', 'fields = ["shoe_size", "given_names"', "mandates[0].fields: 'shoe_size' is not a field"),
+        (
+            'fields = ["given_names"',
+            'fields = ["shoe_size", "given_names"',
+            "mandates[0].fields: 'shoe_size' is not a field",
+        ),
         ('legal_basis = "A6-1-e"', 'legal_basis = "A6-1-z"', "mandates[0].legal_basis"),
         ('consumer = "procurement"', 'consumer = "nobody"', "mandates[2].consumer: unknown consumer 'nobody'"),
         ('purposes = ["student-aid"]', 'purposes = ["gossip"]', "mandates[0].purposes: unknown purpose 'gossip'"),
-        ('contract = "registry.tax.v1.TaxRegistry"', 'contract = "registry.tax.v9.TaxRegistry"', "registries[2].contract"),
+        (
+            'contract = "registry.tax.v1.TaxRegistry"',
+            'contract = "registry.tax.v9.TaxRegistry"',
+            "registries[2].contract",
+        ),
         ('adapter = "grpc"', 'adapter = "soap"', "registries[0].adapter"),
         ("rest_port = 8080", "rest_port = 99999", "gateway.rest_port"),
-        ('categories = ["INCOME"', 'categories = ["SHOE"', "no field of registry.tax.v1.IncomeCertificate has category 'SHOE'"),
-        ('issuer = "demo-agencies"\nclient_id = "cedies"', 'issuer = "nowhere"\nclient_id = "cedies"', "consumers[0].issuer"),
+        (
+            'categories = ["INCOME"',
+            'categories = ["SHOE"',
+            "no field of registry.tax.v1.IncomeCertificate has category 'SHOE'",
+        ),
+        (
+            'issuer = "demo-agencies"\nclient_id = "cedies"',
+            'issuer = "nowhere"\nclient_id = "cedies"',
+            "consumers[0].issuer",
+        ),
         ("[[purposes]]", "[[porpoises]]", "porpoises"),
     ],
 )

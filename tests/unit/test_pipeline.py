@@ -22,7 +22,7 @@ from tests.support import TestIssuer, verifier_for
 
 POP = "registry.population.v1.PopulationRegistry"
 TAX = "registry.tax.v1.TaxRegistry"
-NOW_US = 1_767_225_600_000_000    # 2026-01-01
+NOW_US = 1_767_225_600_000_000  # 2026-01-01
 
 
 def valid_nid() -> str:
@@ -40,7 +40,9 @@ class FakeRegistry:
     delay: float = 0.0
     calls: list[tuple[str, Message, float]] = field(default_factory=list)
 
-    async def call(self, method: str, request: Message, *, timeout: float, metadata: Sequence[tuple[str, str]]) -> Message:
+    async def call(
+        self, method: str, request: Message, *, timeout: float, metadata: Sequence[tuple[str, str]]
+    ) -> Message:
         self.calls.append((method, request, timeout))
         if self.delay:
             await asyncio.sleep(self.delay)
@@ -86,17 +88,31 @@ class Stack:
 def stack() -> Stack:
     ops = load_operations([POP, TAX])
     person_op = ops[f"{POP}/GetPerson"]
-    person = person_op.response_cls(national_id=valid_nid(), given_names="Anne", family_name="Weber", birth_place="Esch")
+    person = person_op.response_cls(
+        national_id=valid_nid(), given_names="Anne", family_name="Weber", birth_place="Esch"
+    )
     person.nationalities.append("LUX")
     cert_op = ops[f"{TAX}/GetIncomeCertificate"]
     cert = cert_op.response_cls(national_id=valid_nid(), fiscal_year=2024, tax_class=2)
     registry = FakeRegistry({"GetPerson": person, "GetIncomeCertificate": cert})
     purposes = [Purpose("student-aid", {"fr": "", "de": "", "en": ""}, {})]
     mandates = [
-        Mandate("m1", "cedies", f"{POP}/GetPerson", frozenset({"student-aid"}), "A6-1-e",
-                fields=frozenset({"given_names", "family_name"})),
-        Mandate("m2", "cedies", f"{TAX}/GetIncomeCertificate", frozenset({"student-aid"}), "A6-1-a",
-                categories=frozenset({"TAX_STATUS", "INCOME"})),
+        Mandate(
+            "m1",
+            "cedies",
+            f"{POP}/GetPerson",
+            frozenset({"student-aid"}),
+            "A6-1-e",
+            fields=frozenset({"given_names", "family_name"}),
+        ),
+        Mandate(
+            "m2",
+            "cedies",
+            f"{TAX}/GetIncomeCertificate",
+            frozenset({"student-aid"}),
+            "A6-1-a",
+            categories=frozenset({"TAX_STATUS", "INCOME"}),
+        ),
     ]
     policy = Policy.of(purposes, mandates)
     issuer = TestIssuer()
@@ -104,9 +120,15 @@ def stack() -> Stack:
     audit, consents, events = InMemoryAuditLog(), InMemoryConsentStore(), NullEvents()
     pseudo = Pseudonymiser(b"k" * 32)
     pipeline = ExchangePipeline(
-        verifier=verifier, policy=lambda: policy, consents=consents,
+        verifier=verifier,
+        policy=lambda: policy,
+        consents=consents,
         registries={POP: Registry("rnpp", registry, 1.0), TAX: Registry("acd", registry, 1.0)},
-        audit=audit, pseudonymise=pseudo, security=events, observer=events, clock_us=lambda: NOW_US,
+        audit=audit,
+        pseudonymise=pseudo,
+        security=events,
+        observer=events,
+        clock_us=lambda: NOW_US,
     )
     return Stack(pipeline, issuer, audit, consents, registry, events, ops, pseudo)
 
@@ -132,7 +154,12 @@ async def test_allowed_lookup_is_audited_with_pseudonymised_subject(stack: Stack
     await stack.pipeline.exchange(op, req, stack.ctx(case_id="case-1"))  # type: ignore[arg-type]
     (row,) = await stack.audit.query(AuditQuery())
     rec = row.record
-    assert (rec.outcome, rec.consumer, rec.fields, rec.case_id) == (Outcome.OK, "cedies", ("given_names", "family_name"), "case-1")
+    assert (rec.outcome, rec.consumer, rec.fields, rec.case_id) == (
+        Outcome.OK,
+        "cedies",
+        ("given_names", "family_name"),
+        "case-1",
+    )
     assert rec.subject == stack.pseudo(valid_nid()) and valid_nid() not in rec.subject
 
 
@@ -202,12 +229,15 @@ async def test_single_use_consent_serves_once_under_concurrency(stack: Stack) ->
     await stack.consents.add(Consent("c1", subject, "cedies", "student-aid", granted_us=1, single_use=True))
     op, req = cert_request(stack)
     results = await asyncio.gather(
-        *(stack.pipeline.exchange(op, req, stack.ctx()) for _ in range(5)), return_exceptions=True  # type: ignore[arg-type]
+        *(stack.pipeline.exchange(op, req, stack.ctx()) for _ in range(5)),
+        return_exceptions=True,  # type: ignore[arg-type]
     )
     assert sum(not isinstance(r, Exception) for r in results) == 1
 
 
-@pytest.mark.parametrize("reason", [Reason.REGISTRY_UNAVAILABLE, Reason.SUBJECT_NOT_FOUND, Reason.REGISTRY_BAD_RESPONSE])
+@pytest.mark.parametrize(
+    "reason", [Reason.REGISTRY_UNAVAILABLE, Reason.SUBJECT_NOT_FOUND, Reason.REGISTRY_BAD_RESPONSE]
+)
 async def test_registry_failures_are_audited_as_errors(stack: Stack, reason: Reason) -> None:
     stack.registry.error = reason
     op, req = person_request(stack)
