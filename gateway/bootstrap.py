@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
@@ -213,6 +212,3 @@ def resolve_demo_addresses(config: Config, grpc_port: int, tax_port: int) -> Con
         registries.append(r)
     return config.model_copy(update={"registries": registries})
 
-
-def data_path(config: Config, value: str) -> Path:
-    return config.path(value)

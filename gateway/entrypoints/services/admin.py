@@ -12,14 +12,13 @@ import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from adapters.stores.mandate_live import LivePolicy, MandateEntry
 from consent import LEGAL_BASES, Limit, Mandate, limit_error, mandate_from_dict, mandate_to_dict
 from gateway._pb.passerelle.gateway.v1 import admin_pb2 as pb
 from gateway.core.contracts import Operation
 from gateway.core.errors import GatewayError, Reason
 from gateway.entrypoints.binding import Access, Call, ServiceBinding
+from gateway.entrypoints.services import timestamp
 from gateway.entrypoints.services._changes import record_change
 
 if TYPE_CHECKING:
@@ -71,12 +70,7 @@ def _limit_problems(limits: tuple[Limit, ...], op: Operation) -> list[str]:
     return out
 
 
-def _ts(us: int) -> Timestamp | None:
-    if not us:
-        return None
-    ts = Timestamp()
-    ts.FromMicroseconds(us)
-    return ts
+_ts = timestamp
 
 
 def to_proto(e: MandateEntry) -> pb.Mandate:

@@ -15,12 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from consent import Consent, Mandate, Policy, Purpose, consent_status
 from gateway._pb.passerelle.gateway.v1 import consent_pb2 as pb
 from gateway.core.errors import GatewayError, Reason
 from gateway.entrypoints.binding import Access, Call, ServiceBinding
+from gateway.entrypoints.services import timestamp
 from gateway.entrypoints.services._changes import record_change
 from gateway.entrypoints.services.receipts import ReceiptSigner, receipt_claims
 
@@ -45,12 +44,7 @@ class ConsentDefaults:
     max_categories: int = 32
 
 
-def _ts(us: int) -> Timestamp | None:
-    if not us:
-        return None
-    ts = Timestamp()
-    ts.FromMicroseconds(us)
-    return ts
+_ts = timestamp
 
 
 def _bad(field: str, detail: str) -> GatewayError:
