@@ -11,8 +11,8 @@ from fastapi import FastAPI
 
 from adapters.registries import FieldMapping, GrpcRegistryAdapter, RestOperationSpec, RestRegistryAdapter
 from adapters.stores.consent_cache import CachedConsentStore
-from adapters.stores.consent_sqlite import SqliteConsentStore
 from consent import Policy, Purpose, mandate_from_dict
+from gateway.bootstrap_consent import consent_store_for
 from gateway.bootstrap_security import admission_for, install_security, revocation_list_for, sender_modes_for
 from gateway.config import Config, FieldMappingSection, RegistrySection
 from gateway.core.auth import Issuer, TokenVerifier
@@ -145,7 +145,7 @@ async def build_gateway(config: Config) -> Gateway:
     policy = _policy(config)
     audit = _audit_store(config)
     await audit.start()
-    consents = CachedConsentStore(SqliteConsentStore(config.path(gw.consents.removeprefix("sqlite:"))))
+    consents = CachedConsentStore(consent_store_for(config))
     security = RateLimitedSecurityLog()
     observers = ExchangeObservers(LoggingObserver(known_purposes=lambda: pipeline.policy().purposes))
     pipeline = ExchangePipeline(

@@ -20,6 +20,7 @@ from gateway.config import Config, IssuerSection
 from gateway.core.auth import Issuer
 from gateway.core.quotas import Admission, Quota
 from gateway.core.revocation import Revocation, RevocationList
+from gateway.quota_sync import HEARTBEAT_S, TTL_S, QuotaSync
 
 if TYPE_CHECKING:
     from gateway.bootstrap import Gateway
@@ -75,9 +76,45 @@ def _revocation_store(config: Config) -> Any:
         from adapters.stores.revocations_memory import InMemoryRevocationStore
 
         return InMemoryRevocationStore()
+    if target.startswith(("postgresql://", "postgres://")):
+        from adapters.stores.revocations_postgres import PostgresRevocationStore
+
+        return PostgresRevocationStore(target)
     from adapters.stores.revocations_sqlite import SqliteRevocationStore
 
     return SqliteRevocationStore(config.path(target.removeprefix("sqlite:")))
+
+
+def _quota_board(config: Config) -> Any:
+    """The heartbeat board that shares quotas between processes, or None (each process admits it all)."""
+    gw = config.gateway
+    target = gw.quotas or (gw.audit if gw.audit.startswith(("postgresql://", "postgres://")) else "local")
+    if target == "local":
+        return None
+    if not target.startswith(("postgresql://", "postgres://")):
+        raise ValueError(f'gateway.quotas must be "", "local" or a postgresql:// DSN, not {target!r}')
+    from adapters.stores.quota_postgres import PostgresQuotaBoard
+
+    return PostgresQuotaBoard(target, ttl_s=TTL_S)
+
+
+async def _share_quotas(gateway: Gateway) -> None:
+    """When a board is configured: join it now (the first shares hold before serving), then beat."""
+    board, admission = _quota_board(gateway.config), gateway.pipeline.admission
+    if board is None or admission is None:
+        return
+    sync = QuotaSync(board, admission)
+    await sync.step()
+    task = asyncio.create_task(sync.run(HEARTBEAT_S))
+
+    async def close() -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        with contextlib.suppress(Exception):  # the board may be down: the others drop us after its TTL
+            await sync.stop()
+
+    gateway.closers.append(close)
 
 
 async def install_security(gateway: Gateway) -> None:
@@ -107,6 +144,7 @@ async def install_security(gateway: Gateway) -> None:
                 await keys.close()
 
     gateway.closers.append(close)
+    await _share_quotas(gateway)
 
 
 async def _poll(sync: Any) -> None:

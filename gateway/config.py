@@ -50,7 +50,7 @@ class GatewaySection(_Strict):
     grpc_host: str = "127.0.0.1"
     grpc_port: int = Field(50051, ge=0, le=65535)
     audit: str = "sqlite:audit.db"  # "sqlite:PATH" or a postgresql:// DSN
-    consents: str = "sqlite:consents.db"
+    consents: str = "sqlite:consents.db"  # "sqlite:PATH" or a postgresql:// DSN (consents and run-time mandates)
     signing_key: str = "keys/gateway-signing.pem"
     pseudonym_key: str = "keys/pseudonym.key"
     max_request_bytes: int = Field(64 * 1024, gt=0)
@@ -64,12 +64,15 @@ class GatewaySection(_Strict):
     retention_interval_s: float = Field(3600.0, gt=0)  # how often the retention purge runs
     demo: bool = False  # set by `gateway serve --demo`: enables demo-only routes (citizen sign-in)
     tls: TlsSection | None = None
-    revocations: str = "sqlite:revocations.db"  # durable token/consumer/key revocations
+    revocations: str = "sqlite:revocations.db"  # durable token/consumer/key revocations; or a postgresql:// DSN
     sender_constraint: SenderConstraint = "optional"  # default for consumers (cnf: mTLS / DPoP)
     dpop_max_age_s: int = Field(60, gt=0, le=600)  # how old a DPoP proof may be
     rate_per_s: float = Field(1000.0, ge=0)  # per-consumer quota defaults; 0: no rate limit
     burst: int = Field(2000, ge=1)
     max_concurrent: int = Field(128, ge=0)  # 0: no concurrency limit
+    # Quotas shared by the processes on one PostgreSQL: "" (through `audit` when it is PostgreSQL),
+    # "local" (each process admits the whole quota), or a postgresql:// DSN. docs/scaling.md.
+    quotas: str = ""
 
 
 class IssuerSection(_Strict):

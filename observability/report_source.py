@@ -58,6 +58,27 @@ class AuditSource:
                     yield ExchangeRow(*row)
 
 
+_REVOKED_SQL = "SELECT consumer, COUNT(*) FROM {t} WHERE revoked_us >= {p} AND revoked_us < {p} GROUP BY consumer"
+
+
+def consent_revocations_at(
+    target: str, resolve: Callable[[str], Path], period: Period, *, schema: str = "passerelle_consent"
+) -> dict[str, int]:
+    """Consents revoked during the period, per consumer, from the configured consent store (read only)."""
+    if target.startswith(("postgresql://", "postgres://")):
+        import psycopg
+
+        with psycopg.connect(target, autocommit=True) as conn:
+            try:
+                rows = conn.execute(
+                    _REVOKED_SQL.format(t=f"{schema}.consents", p="%s"), (period.since_us, period.until_us)
+                ).fetchall()
+            except psycopg.errors.UndefinedTable:  # no consent was ever stored
+                return {}
+        return {consumer: int(n) for consumer, n in rows}
+    return consent_revocations(resolve(target.removeprefix("sqlite:")), period)
+
+
 def consent_revocations(consents: Path, period: Period) -> dict[str, int]:
     """Consents revoked during the period, per consumer (read-only on the consent store's file)."""
     if not consents.exists():
@@ -65,8 +86,7 @@ def consent_revocations(consents: Path, period: Period) -> dict[str, int]:
     with closing(sqlite3.connect(f"file:{consents}?mode=ro", uri=True)) as conn:
         try:
             rows = conn.execute(
-                "SELECT consumer, COUNT(*) FROM consents WHERE revoked_us >= ? AND revoked_us < ? GROUP BY consumer",
-                (period.since_us, period.until_us),
+                _REVOKED_SQL.format(t="consents", p="?"), (period.since_us, period.until_us)
             ).fetchall()
         except sqlite3.OperationalError:  # no consent was ever stored
             return {}

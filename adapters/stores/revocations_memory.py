@@ -24,7 +24,8 @@ class InMemoryRevocationStore:
         return found
 
     async def active(self, now_us: int) -> Sequence[Revocation]:
-        return [r for r in self._rows.values() if not r.until_us or r.until_us > now_us]
+        live = [r for r in self._rows.values() if not r.until_us or r.until_us > now_us]
+        return sorted(live, key=lambda r: (r.created_us, r.kind, r.value))  # as the SQL stores
 
     async def changed(self) -> bool:
         changed, self._seen = self._seen != self._version, self._version

@@ -161,6 +161,11 @@ class ExchangePipeline:
         self._clock_us = clock_us
         self._admission = admission
 
+    @property
+    def admission(self) -> Admission | None:
+        """Per-consumer quotas (shared between processes by ``gateway.quota_sync`` when configured)."""
+        return self._admission
+
     def authenticate(self, ctx: CallContext, *, kind: str = "consumer") -> Principal:
         """Verify the bearer token and its sender binding; refusals here are security events."""
         try:

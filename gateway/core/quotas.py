@@ -5,6 +5,11 @@ Pure state machines; the time is passed in. A refusal is a ``GatewayError``
 both front doors render (``Retry-After`` header, gRPC ``RetryInfo``). One
 consumer's buckets and counters are its own: a flood by one never spends
 another's allowance.
+
+Several gateway processes share one quota by each admitting a *share* of it
+(``set_shares``): ``fair_shares`` is the pure decision, computed from every live
+process's recent demand (the heartbeat board, ``gateway/quota_sync.py``). With
+one process every share is 1 and nothing changes. See docs/scaling.md for the bound.
 """
 
 from __future__ import annotations
@@ -15,7 +20,11 @@ from dataclasses import dataclass
 
 from gateway.core.errors import GatewayError, Reason
 
-__all__ = ["Admission", "Quota", "TokenBucket"]
+__all__ = ["SHARE_FLOOR", "Admission", "Quota", "TokenBucket", "fair_shares", "local_concurrency"]
+
+#: Part of a consumer's quota split evenly over the live processes whatever the demand, so that a
+#: process the consumer's traffic moves to can admit at once while the next heartbeats catch up.
+SHARE_FLOOR = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,9 +41,17 @@ class TokenBucket:
 
     __slots__ = ("_last", "_tokens", "burst", "rate")
 
-    def __init__(self, rate: float, burst: int, now: float) -> None:
-        self.rate, self.burst = rate, float(max(1, burst))
+    def __init__(self, rate: float, burst: float, now: float) -> None:
+        self.rate, self.burst = rate, float(max(1.0, burst))
         self._tokens, self._last = self.burst, now
+
+    def resize(self, rate: float, burst: float, now: float) -> None:
+        """New rate and burst from ``now`` on; tokens already held are kept up to the new burst, never added."""
+        if now > self._last:
+            self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+            self._last = now
+        self.rate, self.burst = rate, float(max(1.0, burst))
+        self._tokens = min(self._tokens, self.burst)
 
     def take(self, now: float) -> float:
         if now > self._last:
@@ -46,6 +63,37 @@ class TokenBucket:
         return (1.0 - self._tokens) / self.rate if self.rate > 0 else math.inf
 
 
+def fair_shares(
+    me: str, demand: Mapping[str, Mapping[str, float]], floor: float = SHARE_FLOOR
+) -> tuple[float, dict[str, float]]:
+    """This process's share of each consumer's quota, from every live process's recent demand.
+
+    ``demand`` maps each live process (``me`` included or not) to ``{consumer: requests/s asked of it}``.
+    Returns ``(default, per_consumer)``: ``default`` (1/N) for consumers nobody asked for, and for the
+    others ``floor/N + (1 - floor) * mine / total``. Over the N processes each consumer's shares sum
+    to exactly 1 when they all computed them from the same rows, so together they admit its rate once.
+    """
+    rows = dict(demand)
+    rows.setdefault(me, {})
+    n = len(rows)
+    default = 1.0 / n
+    mine = rows[me]
+    totals: dict[str, float] = {}
+    for row in rows.values():
+        for consumer, d in row.items():
+            if d > 0:
+                totals[consumer] = totals.get(consumer, 0.0) + d
+    per = {c: floor * default + (1.0 - floor) * max(0.0, mine.get(c, 0.0)) / total for c, total in totals.items()}
+    return default, per
+
+
+def local_concurrency(max_concurrent: int, share: float) -> int:
+    """This process's part of a concurrency limit (0: none); at least 1 so that every process can serve."""
+    if not max_concurrent or share >= 1.0:
+        return max_concurrent
+    return max(1, math.floor(max_concurrent * share + 1e-9))
+
+
 class Admission:
     """Per-consumer admission: ``acquire`` before the work, ``release`` after it."""
 
@@ -54,6 +102,9 @@ class Admission:
         self._quotas = dict(per_consumer or {})
         self._buckets: dict[str, TokenBucket] = {}
         self._in_flight: dict[str, int] = {}
+        self._default_share = 1.0
+        self._shares: dict[str, float] = {}
+        self._asked: dict[str, int] = {}
 
     def quota(self, consumer: str) -> Quota:
         return self._quotas.get(consumer, self._default)
@@ -61,15 +112,33 @@ class Admission:
     def in_flight(self, consumer: str) -> int:
         return self._in_flight.get(consumer, 0)
 
+    def share(self, consumer: str) -> float:
+        """The part of ``consumer``'s quota this process admits (1.0 when it is alone)."""
+        return self._shares.get(consumer, self._default_share)
+
+    def set_shares(self, default: float, per_consumer: Mapping[str, float], now: float) -> None:
+        """Admit this share of each quota from ``now`` on (see ``fair_shares``); buckets are resized, not refilled."""
+        self._default_share, self._shares = default, dict(per_consumer)
+        for consumer, bucket in self._buckets.items():
+            q, share = self.quota(consumer), self.share(consumer)
+            bucket.resize(q.rate_per_s * share, q.burst * share, now)
+
+    def take_demand(self) -> dict[str, int]:
+        """Requests asked per consumer (admitted or not) since the last call."""
+        asked, self._asked = self._asked, {}
+        return asked
+
     def acquire(self, consumer: str, now: float) -> None:
         """Refuse (``GatewayError``), or count one more request in flight; pair with ``release``."""
         q = self.quota(consumer)
-        if q.max_concurrent and self._in_flight.get(consumer, 0) >= q.max_concurrent:
+        self._asked[consumer] = self._asked.get(consumer, 0) + 1
+        share = self._shares.get(consumer, self._default_share)
+        if q.max_concurrent and self._in_flight.get(consumer, 0) >= local_concurrency(q.max_concurrent, share):
             raise GatewayError(Reason.CONCURRENCY_LIMITED, retry_after=1.0)
         if q.rate_per_s > 0:
             bucket = self._buckets.get(consumer)
             if bucket is None:
-                bucket = self._buckets[consumer] = TokenBucket(q.rate_per_s, q.burst, now)
+                bucket = self._buckets[consumer] = TokenBucket(q.rate_per_s * share, q.burst * share, now)
             wait = bucket.take(now)
             if wait:
                 raise GatewayError(Reason.RATE_LIMITED, retry_after=float(max(1, math.ceil(wait))))

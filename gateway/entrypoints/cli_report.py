@@ -15,7 +15,7 @@ from gateway.config import Config, ConfigError, load_config
 from observability.report import Period
 from observability.report_html import render_html
 from observability.report_run import run_report
-from observability.report_source import AuditSource, consent_revocations
+from observability.report_source import AuditSource, consent_revocations_at
 
 __all__ = ["report_app"]
 
@@ -75,7 +75,7 @@ def report(
         raise typer.Exit(2) from None
     source = AuditSource(conf.gateway.audit, conf.path)
     revocations = tuple(
-        consent_revocations(conf.path(conf.gateway.consents.removeprefix("sqlite:")), p)
+        consent_revocations_at(conf.gateway.consents, conf.path, p)
         for p in (period, period.previous())
     )
     kwargs = dict(

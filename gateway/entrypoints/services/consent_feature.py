@@ -4,7 +4,7 @@
 - ``ConsentService``, ``MandateAdmin`` and ``AccessCheck`` are served on both doors;
 - the receipt key is published at ``/.well-known/jwks.json``.
 
-Run-time mandate changes live in the consents database (table ``mandate_overrides``),
+Run-time mandate changes live in the consents database (table ``mandate_overrides``; SQLite or PostgreSQL),
 so every instance that shares the consents store shares the mandates too.
 """
 
@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from adapters.stores.mandate_live import LivePolicy
-from adapters.stores.mandate_sqlite import SqliteMandateStore
+from gateway.bootstrap_consent import mandate_store_for
 from gateway.entrypoints.services.access_checks import access_check_binding
 from gateway.entrypoints.services.admin import mandate_admin_binding
 from gateway.entrypoints.services.consents import consent_binding
@@ -29,7 +29,7 @@ __all__ = ["install_consent_and_purpose"]
 async def install_consent_and_purpose(gateway: Gateway, clock_us: Callable[[], int]) -> LivePolicy:
     conf = gateway.config.gateway
     configured = gateway.pipeline.policy()
-    store = SqliteMandateStore(gateway.config.path(conf.consents.removeprefix("sqlite:")))
+    store = mandate_store_for(gateway.config)
     live = LivePolicy(configured.purposes.values(), configured.mandates, store)
     await live.start()
     gateway.pipeline.policy = live.current
