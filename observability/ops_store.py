@@ -18,6 +18,7 @@ from dataclasses import astuple, fields, replace
 from pathlib import Path
 from typing import Any
 
+from adapters.stores._sqlite import open_wal
 from observability.ops import ManualSubmission, OpsQuery, OpsRecord, OpsSummary, summarise
 
 __all__ = ["InMemoryOpsStore", "PostgresOpsStore", "SqliteOpsStore", "open_ops_store"]
@@ -260,10 +261,7 @@ class SqliteOpsStore(_SqlOpsStore):
         self.path = str(path)
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        return conn
+        return open_wal(self.path, timeout=30, synchronous="NORMAL")
 
 
 class PostgresOpsStore(_SqlOpsStore):

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from adapters.stores._sqlite import open_wal
 from gateway.core.audit_chain import (
     ROW_COLUMNS,
     Anchor,
@@ -70,11 +71,7 @@ MIGRATIONS: tuple[str, ...] = (
 
 
 def _connect(path: str) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
-    conn.execute("PRAGMA busy_timeout=30000")
-    return conn
+    return open_wal(path, isolation_level=None, timeout=30)
 
 
 def migrate(conn: sqlite3.Connection) -> int:

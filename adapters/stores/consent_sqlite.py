@@ -9,6 +9,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from adapters.stores._sqlite import open_wal
 from consent.model import Consent
 
 __all__ = ["SqliteConsentStore"]
@@ -74,9 +75,7 @@ class SqliteConsentStore:
 
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:
-            db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False, timeout=5)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
+            db = open_wal(self._path, isolation_level=None)
             db.executescript(_SCHEMA)
             _migrate(db)
             self._db = db

@@ -13,6 +13,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from adapters.stores._sqlite import open_wal
 from adapters.stores.mandate_memory import MandateOverride
 
 __all__ = ["SqliteMandateStore"]
@@ -36,9 +37,7 @@ class SqliteMandateStore:
 
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:
-            db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False, timeout=5)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
+            db = open_wal(self._path, isolation_level=None)
             db.execute("BEGIN IMMEDIATE")
             try:
                 for statement in _SCHEMA.split(";"):

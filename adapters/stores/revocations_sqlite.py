@@ -13,6 +13,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from adapters.stores._sqlite import open_wal
 from gateway.core.revocation import Revocation
 
 __all__ = ["SqliteRevocationStore"]
@@ -39,9 +40,7 @@ class SqliteRevocationStore:
         self._data_version = -1
 
     def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False, timeout=5)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")
+        db = open_wal(self._path, isolation_level=None)
         db.executescript(_SCHEMA)
         return db
 
