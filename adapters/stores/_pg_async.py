@@ -10,22 +10,17 @@ apply each step exactly once.
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Sequence
 from typing import Any
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from adapters.stores._pg_sync import check_schema
+
 __all__ = ["LazyPool", "check_schema_name", "migrate"]
 
-_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-
-
-def check_schema_name(schema: str) -> str:
-    if not _SCHEMA_NAME.match(schema):
-        raise ValueError(f"not a plain schema name: {schema!r}")
-    return schema
+check_schema_name = check_schema  # one rule for every PostgreSQL store
 
 
 async def migrate(conn: psycopg.AsyncConnection[Any], schema: str, component: str, steps: Sequence[str]) -> int:

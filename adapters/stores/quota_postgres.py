@@ -9,14 +9,13 @@ minute are deleted. One round trip per heartbeat per process, none per exchange.
 from __future__ import annotations
 
 import asyncio
-import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 import psycopg
 from psycopg.types.json import Jsonb
 
-from adapters.stores.revocations_postgres import check_schema, pg_migrate
+from adapters.stores._pg_sync import ThreadedPg
 
 __all__ = ["MIGRATIONS", "PostgresQuotaBoard"]
 
@@ -38,23 +37,9 @@ class PostgresQuotaBoard:
     """``QuotaBoard`` over PostgreSQL (psycopg 3; one connection used from a worker thread)."""
 
     def __init__(self, dsn: str, *, schema: str = "passerelle_quotas", ttl_s: float = 2.5) -> None:
-        self.dsn, self.schema, self.ttl_s = dsn, check_schema(schema), ttl_s
-        self._conn: psycopg.Connection[Any] | None = None
-        self._lock = threading.Lock()
-
-    def _connection(self) -> psycopg.Connection[Any]:
-        if self._conn is None or self._conn.closed or self._conn.broken:
-            conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=2)
-            pg_migrate(conn, self.schema, MIGRATIONS)
-            self._conn = conn
-        return self._conn
-
-    def _run(self, fn: Callable[[psycopg.Connection[Any]], T]) -> Any:
-        def locked() -> T:
-            with self._lock:
-                return fn(self._connection())
-
-        return asyncio.to_thread(locked)
+        self._db = ThreadedPg(dsn, schema, MIGRATIONS, connect_timeout=2)
+        self.dsn, self.schema, self.ttl_s = dsn, self._db.schema, ttl_s
+        self._run = self._db.run
 
     async def beat(self, process: str, demand: Mapping[str, float]) -> dict[str, dict[str, float]]:
         s = self.schema
@@ -81,10 +66,4 @@ class PostgresQuotaBoard:
         await self._run(lambda c: c.execute(sql, (process,)))
 
     async def close(self) -> None:
-        def close() -> None:
-            with self._lock:
-                if self._conn is not None:
-                    self._conn.close()
-                self._conn = None
-
-        await asyncio.to_thread(close)
+        await asyncio.to_thread(self._db.close)

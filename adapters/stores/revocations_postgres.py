@@ -11,19 +11,17 @@ schema (``schema=``), so tests can use a throw-away one.
 from __future__ import annotations
 
 import asyncio
-import re
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import psycopg
 
+from adapters.stores._pg_sync import ThreadedPg
 from gateway.core.revocation import Revocation
 
-__all__ = ["MIGRATIONS", "PostgresRevocationStore", "pg_migrate"]
+__all__ = ["MIGRATIONS", "PostgresRevocationStore"]
 
 T = TypeVar("T")
-_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 # Each step is formatted with {s}, the schema name (checked against _SCHEMA_NAME).
 MIGRATIONS: tuple[str, ...] = (
@@ -39,49 +37,14 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 
-def check_schema(schema: str) -> str:
-    if not _SCHEMA_NAME.match(schema):
-        raise ValueError(f"not a plain schema name: {schema!r}")
-    return schema
-
-
-def pg_migrate(conn: psycopg.Connection[Any], schema: str, steps: Sequence[str]) -> int:
-    """Apply the steps not yet applied, under an advisory lock (as ``PostgresAuditLog.migrate``)."""
-    s = check_schema(schema)
-    with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"passerelle-migrate:{s}",))
-        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {s}".encode())
-        conn.execute(f"CREATE TABLE IF NOT EXISTS {s}.schema_version (version int PRIMARY KEY)".encode())
-        row = conn.execute(f"SELECT COALESCE(MAX(version), 0) FROM {s}.schema_version".encode()).fetchone()
-        done = int(row[0]) if row else 0
-        for version, step in enumerate(steps[done:], start=done + 1):
-            conn.execute(step.replace("{s}", s).encode())
-            conn.execute(f"INSERT INTO {s}.schema_version VALUES (%s)".encode(), (version,))
-    return len(steps)
-
-
 class PostgresRevocationStore:
     """``RevocationStore`` over PostgreSQL (psycopg 3; one connection used from a worker thread)."""
 
     def __init__(self, dsn: str, *, schema: str = "passerelle_revocations") -> None:
-        self.dsn, self.schema = dsn, check_schema(schema)
-        self._conn: psycopg.Connection[Any] | None = None
-        self._lock = threading.Lock()
+        self._db = ThreadedPg(dsn, schema, MIGRATIONS, connect_timeout=5)
+        self.dsn, self.schema = dsn, self._db.schema
+        self._run = self._db.run
         self._version = -1
-
-    def _connection(self) -> psycopg.Connection[Any]:
-        if self._conn is None or self._conn.closed or self._conn.broken:  # first use, or lost with the server
-            conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=5)
-            pg_migrate(conn, self.schema, MIGRATIONS)
-            self._conn = conn
-        return self._conn
-
-    def _run(self, fn: Callable[[psycopg.Connection[Any]], T]) -> Any:
-        def locked() -> T:
-            with self._lock:
-                return fn(self._connection())
-
-        return asyncio.to_thread(locked)
 
     async def add(self, r: Revocation) -> None:
         s = self.schema
@@ -130,10 +93,4 @@ class PostgresRevocationStore:
         return bool(await self._run(changed))
 
     async def close(self) -> None:
-        def close() -> None:
-            with self._lock:
-                if self._conn is not None:
-                    self._conn.close()
-                self._conn = None
-
-        await asyncio.to_thread(close)
+        await asyncio.to_thread(self._db.close)
