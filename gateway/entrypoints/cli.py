@@ -99,6 +99,16 @@ def serve(
         return
     with _demo_registries(persons) as (g, t):
         typer.echo(f"demo registries: gRPC 127.0.0.1:{g}, tax REST http://127.0.0.1:{t}", err=True)
+        rest = conf.gateway.rest_port
+        dd = "" if data_dir == DEFAULT_DATA_DIR else f" --data-dir {data_dir}"
+        typer.echo(
+            "first call (another terminal):\n"
+            f"  TOKEN=$(.venv/bin/gateway token --consumer cedies{dd})\n"
+            f"  curl -s http://127.0.0.1:{rest}/v1/population/persons/1991062434054 "
+            '-H "Authorization: Bearer $TOKEN" -H "x-purpose: student-aid"\n'
+            f"citizen page: http://127.0.0.1:{rest}/me/   API: http://127.0.0.1:{rest}/docs",
+            err=True,
+        )
         run_gateway(resolve_demo_addresses(conf, g, t), workers)
 
 
