@@ -70,6 +70,25 @@ def _demo_registries(persons: int) -> Iterator[tuple[int, int]]:
             proc.kill()
 
 
+def _run_or_explain(conf: Config, workers: int) -> None:
+    """Run; a port already taken is a one-line message and exit code 2, not a traceback."""
+    from gateway.entrypoints.workers import run_gateway
+
+    try:
+        run_gateway(conf, workers)
+    except (OSError, RuntimeError) as exc:
+        text = str(exc)
+        if "in use" not in text and "bind" not in text.lower():
+            raise
+        g = conf.gateway
+        typer.echo(
+            f"cannot listen on REST {g.rest_host}:{g.rest_port} or gRPC {g.grpc_host}:{g.grpc_port}: {text}. "
+            "Free the port or choose others with --rest-port / --grpc-port.",
+            err=True,
+        )
+        raise typer.Exit(2) from None
+
+
 @app.command()
 def serve(
     demo: Annotated[bool, typer.Option("--demo", help="Demo keys, config, data and registries.")] = False,
@@ -83,7 +102,6 @@ def serve(
     """Run the gateway (REST on 127.0.0.1:8080, gRPC on 127.0.0.1:50051 by default)."""
     from gateway.bootstrap import resolve_demo_addresses
     from gateway.demo.setup import ensure_demo
-    from gateway.entrypoints.workers import run_gateway
     from observability.logs import configure_logging
 
     if not demo and config is None:
@@ -95,7 +113,7 @@ def serve(
     updates |= {"demo": True} if demo else {}   # demo-only routes (citizen sign-in on /me/)
     conf = conf.model_copy(update={"gateway": conf.gateway.model_copy(update=updates)})
     if not demo:
-        run_gateway(conf, workers)
+        _run_or_explain(conf, workers)
         return
     with _demo_registries(persons) as (g, t):
         typer.echo(f"demo registries: gRPC 127.0.0.1:{g}, tax REST http://127.0.0.1:{t}", err=True)
@@ -109,7 +127,7 @@ def serve(
             f"citizen page: http://127.0.0.1:{rest}/me/   API: http://127.0.0.1:{rest}/docs",
             err=True,
         )
-        run_gateway(resolve_demo_addresses(conf, g, t), workers)
+        _run_or_explain(resolve_demo_addresses(conf, g, t), workers)
 
 
 @app.command()
