@@ -25,8 +25,9 @@ test: gen
 bench: gen
 	$(PY) -m bench
 
-lint: $(STAMP)
+lint: gen
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 clean:
 	rm -rf $(VENV) gateway/_pb .gateway-demo
