@@ -17,6 +17,8 @@ __all__ = [
     "AuditReader",
     "ConsentStore",
     "ExchangeObserver",
+    "NoteSigner",
+    "ReceiptKey",
     "RegistryAdapter",
     "SecurityEvents",
 ]
@@ -77,3 +79,46 @@ class ExchangeObserver(Protocol):
     """Telemetry hook called once per exchange by an authenticated consumer."""
 
     def on_exchange(self, record: AuditRecord, provider: str, timing: ExchangeTiming) -> None: ...
+
+
+class NoteSigner(Protocol):
+    """An Ed25519 key that signs C2SP signed notes (checkpoints, cosignatures).
+
+    Implementations: a file key (demo mode only, in a folder of its own) and a
+    PKCS#11 token (python-pkcs11; SoftHSM2 in tests), whose private key never
+    leaves the token. ``name`` is the C2SP key name (e.g. ``passerelle.example/audit``);
+    the C2SP key id is derived from ``name`` and ``public_key`` by the note code.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def public_key(self) -> bytes:
+        """The raw 32-byte Ed25519 public key (RFC 8032)."""
+        ...
+
+    @property
+    def is_demo(self) -> bool:
+        """True for a file key (demo mode): reported by ``/readyz``."""
+        ...
+
+    def sign(self, message: bytes) -> bytes:
+        """The 64-byte Ed25519 signature of ``message``; raises ``OSError`` if the key is unreachable."""
+        ...
+
+
+class ReceiptKey(Protocol):
+    """The ES256 (P-256) key that signs consent receipts: never the checkpoint key.
+
+    ``sign`` returns the raw JWS signature (r || s, 64 bytes, RFC 7518 §3.4) of the
+    signing input; ``public_jwk`` is the public key as a JWK (RFC 7517) with its ``kid``.
+    """
+
+    @property
+    def public_jwk(self) -> dict[str, str]: ...
+
+    @property
+    def is_demo(self) -> bool: ...
+
+    def sign(self, signing_input: bytes) -> bytes: ...
