@@ -7,7 +7,8 @@ a short public title; the front doors render it as ``google.rpc.Status`` with an
 
     GatewayError
     ├── authentication  TOKEN_MISSING, TOKEN_MALFORMED, TOKEN_INVALID, TOKEN_EXPIRED, ...
-    ├── request         INVALID_ARGUMENT, PURPOSE_MISSING, UNKNOWN_SERVICE, REQUEST_TOO_LARGE, HEADERS_TOO_LARGE
+    ├── request         INVALID_ARGUMENT, PURPOSE_MISSING, UNKNOWN_SERVICE, REQUEST_TOO_LARGE, HEADERS_TOO_LARGE,
+    │                   DUPLICATE_HEADER, METHOD_NOT_ALLOWED (REST only)
     ├── authorisation   UNKNOWN_PURPOSE, NO_MANDATE, MANDATE_*, CONSENT_*
     ├── quota           RATE_LIMITED, CONCURRENCY_LIMITED
     ├── registry        SUBJECT_NOT_FOUND, REGISTRY_UNAVAILABLE, REGISTRY_TIMEOUT, REGISTRY_BAD_RESPONSE
@@ -50,6 +51,8 @@ class Reason(StrEnum):
     UNKNOWN_SERVICE = "UNKNOWN_SERVICE"
     REQUEST_TOO_LARGE = "REQUEST_TOO_LARGE"
     HEADERS_TOO_LARGE = "HEADERS_TOO_LARGE"
+    DUPLICATE_HEADER = "DUPLICATE_HEADER"
+    METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
     NOT_FOUND = "NOT_FOUND"
     UNKNOWN_PURPOSE = "UNKNOWN_PURPOSE"
     NO_MANDATE = "NO_MANDATE"
@@ -105,6 +108,8 @@ REASONS: dict[Reason, ReasonInfo] = {
     Reason.UNKNOWN_SERVICE: ReasonInfo(_S.UNIMPLEMENTED, 404, "No such service or operation"),
     Reason.REQUEST_TOO_LARGE: ReasonInfo(_S.RESOURCE_EXHAUSTED, 413, "The request exceeds the size limit"),
     Reason.HEADERS_TOO_LARGE: ReasonInfo(_S.RESOURCE_EXHAUSTED, 431, "The request headers exceed the size limit"),
+    Reason.DUPLICATE_HEADER: ReasonInfo(_S.INVALID_ARGUMENT, 400, "A single-valued header or metadata key is repeated"),
+    Reason.METHOD_NOT_ALLOWED: ReasonInfo(_S.UNIMPLEMENTED, 405, "The route does not answer this HTTP method"),
     Reason.NOT_FOUND: ReasonInfo(_S.NOT_FOUND, 404, "No such resource"),
     Reason.UNKNOWN_PURPOSE: ReasonInfo(_S.PERMISSION_DENIED, 403, "The stated purpose is not in the catalogue"),
     Reason.NO_MANDATE: ReasonInfo(_S.PERMISSION_DENIED, 403, "No mandate allows this consumer, service and purpose"),
