@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from consent.model import LEGAL_BASES
 
-__all__ = ["Config", "ConfigError", "load_config"]
+__all__ = ["Config", "ConfigError", "KeysSection", "load_config", "signing_keys_problem"]
 
 
 class ConfigError(Exception):
@@ -42,6 +42,38 @@ class TlsSection(_Strict):
     plaintext: bool = True  # keep serving the plaintext gRPC port as well
 
 
+class KeysSection(_Strict):
+    """The signing keys: a PKCS#11 token, or (demo only) files in a folder of their own (docs/security.md).
+
+    Checkpoints are signed with an Ed25519 key, consent receipts with a separate P-256 (ES256) key.
+    """
+
+    module: str = ""  # PKCS#11 library, e.g. /usr/lib/softhsm/libsofthsm2.so; empty: no token
+    token_label: str = ""
+    pin_file: str = ""  # a file holding the user PIN (mode 0600), or
+    pin_env: str = ""  # the name of an environment variable holding it
+    checkpoint_key_label: str = "passerelle-checkpoint"  # Ed25519 key pair in the token
+    receipt_key_label: str = "passerelle-receipt"  # P-256 key pair in the token
+    # DEMO ONLY: file keys, accepted when `demo` is true here or the gateway runs with `serve --demo`.
+    demo: bool = False
+    checkpoint_file: str = "demo-signing-keys/checkpoint-ed25519.pem"
+    receipt_file: str = "demo-signing-keys/receipt-p256.pem"
+
+    @model_validator(mode="after")
+    def _token_complete(self) -> KeysSection:
+        if self.module and not self.token_label:
+            raise ValueError("a PKCS#11 module needs token_label")
+        if self.module and bool(self.pin_file) == bool(self.pin_env):
+            raise ValueError("give exactly one of pin_file or pin_env for the PKCS#11 token")
+        if self.module and self.checkpoint_key_label == self.receipt_key_label:
+            raise ValueError("checkpoints and receipts need separate keys (checkpoint_key_label == receipt_key_label)")
+        return self
+
+    @property
+    def uses_token(self) -> bool:
+        return bool(self.module)
+
+
 class GatewaySection(_Strict):
     name: str = "Passerelle"
     audience: str = "urn:passerelle:gateway"
@@ -64,6 +96,7 @@ class GatewaySection(_Strict):
     retention_interval_s: float = Field(3600.0, gt=0)  # how often the retention purge runs
     demo: bool = False  # set by `gateway serve --demo`: enables demo-only routes (citizen sign-in)
     tls: TlsSection | None = None
+    keys: KeysSection = KeysSection()  # checkpoint and receipt signing keys
     revocations: str = "sqlite:revocations.db"  # durable token/consumer/key revocations; or a postgresql:// DSN
     sender_constraint: SenderConstraint = "optional"  # default for consumers (cnf: mTLS / DPoP)
     dpop_max_age_s: int = Field(60, gt=0, le=600)  # how old a DPoP proof may be
@@ -73,6 +106,8 @@ class GatewaySection(_Strict):
     # Quotas shared by the processes on one PostgreSQL: "" (through `audit` when it is PostgreSQL),
     # "local" (each process admits the whole quota), or a postgresql:// DSN. docs/scaling.md.
     quotas: str = ""
+    # /readyz: "all" configured registries must answer their probe, "any" of them, or "ignore-registries".
+    readiness: Literal["all", "any", "ignore-registries"] = "all"
 
 
 class IssuerSection(_Strict):
@@ -334,6 +369,15 @@ def _check_limits(where: str, m: MandateSection, op: object) -> list[str]:
         if problem:
             out.append(f"{where}.limits[{i}]: {problem}")
     return out
+
+
+def signing_keys_problem(config: Config) -> str:
+    """Outside demo mode a file key is refused: one line naming the key, or "" when the keys are acceptable."""
+    keys = config.gateway.keys
+    if keys.uses_token or keys.demo or config.gateway.demo:
+        return ""
+    return (f"gateway.keys: the file key {keys.checkpoint_file!r} is allowed only in demo mode; configure a PKCS#11 "
+            "token (gateway.keys.module, token_label, pin_file) as in docs/security.md, \"Signing keys in an HSM\"")
 
 
 def mandate_window_us(m: MandateSection) -> tuple[int, int]:

@@ -56,6 +56,19 @@ def _ec_key(keys: Path, name: str) -> None:
     jwks.write_text(json.dumps({"keys": [public]}, indent=2))
 
 
+def _demo_signing_keys(folder: Path) -> None:
+    """The demo's two signing keys, in a folder of their own: Ed25519 (checkpoints), P-256 (receipts)."""
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    pkcs8 = serialization.PrivateFormat.PKCS8
+    for name, generate in (("checkpoint-ed25519.pem", ed25519.Ed25519PrivateKey.generate),
+                           ("receipt-p256.pem", lambda: ec.generate_private_key(ec.SECP256R1()))):
+        if not (folder / name).exists():
+            key = generate()
+            _write_private(folder / name, key.private_bytes(serialization.Encoding.PEM, pkcs8,
+                                                            serialization.NoEncryption()))
+
+
 def ensure_demo(data_dir: Path) -> Path:
     """Create keys and configuration if missing; return the configuration file's path."""
     keys = data_dir / "keys"
@@ -67,6 +80,7 @@ def ensure_demo(data_dir: Path) -> Path:
     from gateway.demo.pki import ensure_demo_pki
 
     ensure_demo_pki(keys)   # CA, server and per-consumer client certificates (gRPC mutual TLS)
+    _demo_signing_keys(data_dir / "demo-signing-keys")   # not in keys/, and never beside the audit log
     config = data_dir / CONFIG_NAME
     if not config.exists():
         template = (Path(__file__).parent / "gateway.demo.toml").read_text()
