@@ -108,6 +108,8 @@ class GatewaySection(_Strict):
     quotas: str = ""
     # /readyz: "all" configured registries must answer their probe, "any" of them, or "ignore-registries".
     readiness: Literal["all", "any", "ignore-registries"] = "all"
+    # /readyz: "all" configured registries must answer their probe, "any" of them, or "ignore-registries".
+    readiness: Literal["all", "any", "ignore-registries"] = "all"
 
 
 class IssuerSection(_Strict):

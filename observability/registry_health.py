@@ -2,9 +2,11 @@
 
 Passive (X-Road style): last success and failure, counts, consecutive failures.
 Active: the standard gRPC health check for gRPC registries, a TCP connection for
-REST ones (a REST dialect has no standard health path). A registry being down
-does not make the gateway unready (the others still answer); it is reported
-per registry, and as ``passerelle_registry_up``.
+REST ones (a REST dialect has no standard health path). Each registry is
+reported, and exported as ``passerelle_registry_up``; whether one that is down
+makes the gateway unready is the ``[gateway] readiness`` policy: ``all`` (the
+default: every configured registry must answer its probe), ``any`` (at least one)
+or ``ignore-registries`` (only the gateway's own stores count).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from urllib.parse import urlsplit
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-__all__ = ["RegistryHealth", "RegistryProbe", "registry_result"]
+__all__ = ["READINESS_POLICIES", "RegistryHealth", "RegistryProbe", "registry_result"]
 
 _REGISTRY_RESULTS = {
     "": "ok",
@@ -30,6 +32,7 @@ _REGISTRY_RESULTS = {
 }
 #: Results that count against a registry's availability.
 FAILED = frozenset({"unavailable", "timeout", "bad_response"})
+READINESS_POLICIES = ("all", "any", "ignore-registries")
 
 
 def registry_result(reason: str) -> str:
@@ -63,7 +66,11 @@ class RegistryHealth:
         clock_us: Callable[[], int],
         timeout_s: float = 1.0,
         breakers: dict[str, Any] | None = None,
+        policy: str = "all",
     ) -> None:
+        if policy not in READINESS_POLICIES:
+            raise ValueError(f"readiness policy {policy!r}; one of {READINESS_POLICIES}")
+        self._policy = policy
         self._probes = probes
         self._seen = {p.id: _Seen() for p in probes}
         self._clock_us = clock_us
@@ -106,7 +113,11 @@ class RegistryHealth:
                 "last_failure_us": seen.last_failure_us,
                 **({"breaker": str(breaker.state)} if breaker is not None else {}),
             }
-        return {"registries": report}
+        serving = [state == "serving" for state in results]
+        ok = self._policy == "ignore-registries" or not serving or (all if self._policy == "all" else any)(serving)
+        # "ready" only when false: the gateway's own report (audit store ...) keeps the last word otherwise.
+        out = {"registries": report, "registries_ready": ok, "readiness": self._policy}
+        return out if ok else out | {"ready": False}
 
     async def _probe(self, p: RegistryProbe) -> str:
         try:

@@ -22,6 +22,7 @@ from gateway.core.contracts import Operation
 from gateway.core.errors import REASONS, GatewayError, Reason
 from gateway.core.pipeline import ExchangePipeline
 from gateway.entrypoints._context import call_context
+from gateway.entrypoints.api_docs import install_api_docs
 from gateway.entrypoints.openapi_schema import message_ref, path_parameters
 from observability.frontdoor import FASTAPI_TELEMETRY_OFF
 
@@ -177,7 +178,7 @@ def create_rest_app(
     app = FastAPI(
         title=title,
         version=version,
-        docs_url="/docs",
+        docs_url=None,   # /docs is ours: Swagger UI from an installed package, no CDN (api_docs)
         redoc_url=None,
         openapi_url=None,
         telemetry=FASTAPI_TELEMETRY_OFF,
@@ -205,6 +206,7 @@ def create_rest_app(
     _install_health(app, ready)
     _install_error_handlers(app)
     _install_openapi(app, components)
+    install_api_docs(app, title)
     app.add_middleware(
         SizeLimits,
         max_header_bytes=max_header_bytes,

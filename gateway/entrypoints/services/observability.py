@@ -85,7 +85,8 @@ async def install_observability(gateway: Gateway) -> None:
     metrics = GatewayMetrics(service_name="passerelle-gateway", push_readers=otlp_metric_readers(env))
     breakers = {r.id: getattr(r.adapter, "breaker", None) for r in gateway.registries.values()}
     health = RegistryHealth(
-        _probes(gateway), clock_us=_now_us, breakers={k: v for k, v in breakers.items() if v is not None}
+        _probes(gateway), clock_us=_now_us, breakers={k: v for k, v in breakers.items() if v is not None},
+        policy=gateway.config.gateway.readiness,
     )
     ops = open_ops_store(gateway.config.gateway.audit, gateway.config.path)
     await ops.start()
