@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from consent.fields import allowed_fields
 from consent.limits import limit_problem
 from consent.model import Consent, Mandate, Purpose
 
@@ -81,15 +82,6 @@ def _in_window(m: Mandate, now_us: int) -> bool:
     return m.valid_from_us <= now_us and (m.valid_until_us == 0 or now_us < m.valid_until_us)
 
 
-def allowed_fields(mandate: Mandate, field_categories: Mapping[str, str]) -> frozenset[str]:
-    """Response fields the mandate allows: named ones plus those of a named category."""
-    return frozenset(
-        name
-        for name, category in field_categories.items()
-        if name in mandate.fields or (category and category in mandate.categories)
-    )
-
-
 def check_consent(
     consents: Iterable[Consent],
     *,
@@ -140,7 +132,7 @@ def check_consent(
         elif c.single_use and c.used_us:
             refusal = _prefer(refusal, ConsentDecision(False, "CONSENT_SPENT", "The one-exchange consent was used.", c))
         else:
-            return ConsentDecision(True, "", f"Consent '{c.id}' is live.", c)
+            return ConsentDecision(True, "", "A live consent of the data subject covers this lookup.", c)
     return refusal
 
 

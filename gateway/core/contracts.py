@@ -2,15 +2,23 @@
 
 Everything the pipeline needs to know about a registry operation (which request
 field is the data subject, which formats to validate, which category each
-response field belongs to, its REST route) comes from the contract's options.
-No registry field name is written in the gateway.
+response field belongs to, which nested response fields identify other persons,
+its REST route) comes from the contract's options. No registry field name is
+written in the gateway.
+
+Nested fields are named by dotted paths (``household_members.given_names``); a
+repeated field's path names every element. A nested field without a category of
+its own takes the category of the field that holds it. Messages of other
+packages (``google.type.Date``, ``google.type.Money``) are leaves.
 """
 
 from __future__ import annotations
 
 import importlib
 import pkgutil
+import re
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from google.api import annotations_pb2
@@ -18,7 +26,15 @@ from google.protobuf import descriptor_pool, message_factory
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor, ServiceDescriptor
 from google.protobuf.message import Message
 
-__all__ = ["FieldSpec", "Operation", "load_generated_modules", "load_operations", "options_module"]
+__all__ = [
+    "FieldSpec",
+    "NestedSubject",
+    "Operation",
+    "load_generated_modules",
+    "load_operations",
+    "options_module",
+    "unmarked_nested_identifiers",
+]
 
 _GENERATED_PACKAGE = "gateway._pb"
 
@@ -37,9 +53,23 @@ def load_generated_modules() -> None:
 
 @dataclass(frozen=True, slots=True)
 class FieldSpec:
-    name: str
-    json_name: str
+    name: str              # "given_names"; a dotted path for a nested field: "household_members.given_names"
+    json_name: str         # "givenNames"; "householdMembers.givenNames"
     category: str          # e.g. "NAME"; "" when the contract marks none
+
+
+@dataclass(frozen=True, slots=True)
+class NestedSubject:
+    """A response field, inside a nested message, that identifies another data subject."""
+
+    path: str              # dotted path of the message that describes the person: "household_members"
+    field: str             # the identifier's name in that message: "national_id"
+    kind: str              # "NATURAL_PERSON" | "LEGAL_PERSON"
+    format: str            # "NATIONAL_ID" | ... | ""
+
+    @property
+    def identifier_path(self) -> str:
+        return f"{self.path}.{self.field}"
 
 
 @dataclass(frozen=True)
@@ -57,6 +87,8 @@ class Operation:
     idempotent: bool
     version: str           # "v1"
     provider: str
+    nested_fields: tuple[FieldSpec, ...] = ()          # fields of nested messages, dotted paths, depth first
+    nested_subjects: tuple[NestedSubject, ...] = ()    # persons an answer may disclose besides its subject
 
     @property
     def full_name(self) -> str:
@@ -66,9 +98,16 @@ class Operation:
     def grpc_path(self) -> str:
         return f"/{self.service}/{self.method}"
 
-    @property
+    @cached_property
     def field_categories(self) -> dict[str, str]:
-        return {f.name: f.category for f in self.response_fields}
+        """Every response field path (top-level names and dotted nested paths) -> its category."""
+        return {f.name: f.category for f in (*self.response_fields, *self.nested_fields)}
+
+    @cached_property
+    def json_paths(self) -> dict[str, str]:
+        """Field paths by proto3 JSON path and by field path, for field masks."""
+        fields = (*self.response_fields, *self.nested_fields)
+        return {f.name: f.name for f in fields} | {f.json_name: f.name for f in fields}
 
     @property
     def request_descriptor(self) -> Descriptor:
@@ -95,10 +134,8 @@ def _operation(service: ServiceDescriptor, method: MethodDescriptor) -> Operatio
         fmt = _enum_suffix(fo, opts.format, "IDENTIFIER_FORMAT_")
         if fmt:
             formats[f.name] = fmt
-    fields = tuple(
-        FieldSpec(f.name, f.json_name, _enum_suffix(f.GetOptions(), opts.category, "DATA_CATEGORY_"))
-        for f in resp.fields
-    )
+    fields = tuple(FieldSpec(f.name, f.json_name, _category(f)) for f in resp.fields)
+    nested_fields, nested_subjects = _nested(resp)
     http_method, http_path = _http_rule(method)
     so = service.GetOptions()
     return Operation(
@@ -115,7 +152,78 @@ def _operation(service: ServiceDescriptor, method: MethodDescriptor) -> Operatio
         idempotent=method.GetOptions().idempotency_level != 0,
         version=service.full_name.split(".")[-2],
         provider=so.Extensions[opts.provider] if so.HasExtension(opts.provider) else "",
+        nested_fields=nested_fields,
+        nested_subjects=nested_subjects,
     )
+
+
+def _category(f: FieldDescriptor, inherited: str = "") -> str:
+    return _enum_suffix(f.GetOptions(), options_module().category, "DATA_CATEGORY_") or inherited
+
+
+def _contract_message(f: FieldDescriptor) -> Descriptor | None:
+    """The message type of ``f`` when it belongs to the contract's own package (not a google.* leaf)."""
+    if f.type != FieldDescriptor.TYPE_MESSAGE or f.message_type.GetOptions().map_entry:
+        return None
+    own = f.containing_type.file.package.split(".")[0]
+    return f.message_type if f.message_type.full_name.split(".")[0] == own else None
+
+
+def _nested(resp: Descriptor) -> tuple[tuple[FieldSpec, ...], tuple[NestedSubject, ...]]:
+    """Dotted-path fields of the response's nested messages and the nested subjects among them."""
+    opts = options_module()
+    fields: list[FieldSpec] = []
+    subjects: list[NestedSubject] = []
+
+    def walk(message: Descriptor, path: str, json_path: str, category: str, seen: frozenset[str]) -> None:
+        for f in message.fields:
+            name, json_name, cat = f"{path}.{f.name}", f"{json_path}.{f.json_name}", _category(f, category)
+            fields.append(FieldSpec(name, json_name, cat))
+            kind = _enum_suffix(f.GetOptions(), opts.nested_subject, "SUBJECT_KIND_")
+            if kind:
+                fmt = _enum_suffix(f.GetOptions(), opts.format, "IDENTIFIER_FORMAT_")
+                subjects.append(NestedSubject(path, f.name, kind, fmt))
+            sub = _contract_message(f)
+            if sub is not None and sub.full_name not in seen:   # a recursive message stops at its second visit
+                walk(sub, name, json_name, cat, seen | {sub.full_name})
+
+    for f in resp.fields:
+        sub = _contract_message(f)
+        if sub is not None:
+            walk(sub, f.name, f.json_name, _category(f), frozenset({resp.full_name, sub.full_name}))
+    return tuple(fields), tuple(subjects)
+
+
+_IDENTIFIER_NAME = re.compile(r"(^|_)(national_id|matricule)$")
+
+
+def unmarked_nested_identifiers(message: Descriptor) -> list[str]:
+    """Dotted paths of fields in ``message``'s nested messages that look like a person's identifier
+    (category IDENTIFIER, format NATIONAL_ID, or a name like ``national_id``, ``*_national_id``,
+    ``matricule``) but carry no ``nested_subject`` option: persons the answer would disclose unseen."""
+    opts = options_module()
+    found: list[str] = []
+
+    def walk(desc: Descriptor, path: str, seen: frozenset[str]) -> None:
+        for f in desc.fields:
+            name = f"{path}.{f.name}"
+            fo = f.GetOptions()
+            looks_like_id = (
+                _enum_suffix(fo, opts.category, "DATA_CATEGORY_") == "IDENTIFIER"
+                or _enum_suffix(fo, opts.format, "IDENTIFIER_FORMAT_") == "NATIONAL_ID"
+                or bool(_IDENTIFIER_NAME.search(f.name))
+            )
+            if looks_like_id and not _enum_suffix(fo, opts.nested_subject, "SUBJECT_KIND_"):
+                found.append(name)
+            sub = _contract_message(f)
+            if sub is not None and sub.full_name not in seen:
+                walk(sub, name, seen | {sub.full_name})
+
+    for f in message.fields:
+        sub = _contract_message(f)
+        if sub is not None:
+            walk(sub, f.name, frozenset({message.full_name, sub.full_name}))
+    return found
 
 
 def _http_rule(method: MethodDescriptor) -> tuple[str, str]:

@@ -5,7 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-__all__ = ["AuditReceipt", "AuditRecord", "EventKind", "ExchangeTiming", "Outcome", "StoredAuditRecord"]
+__all__ = [
+    "AuditReceipt",
+    "AuditRecord",
+    "EventKind",
+    "ExchangeTiming",
+    "Outcome",
+    "StoredAuditRecord",
+    "SubjectRole",
+]
 
 
 class Outcome(StrEnum):
@@ -17,6 +25,13 @@ class Outcome(StrEnum):
 class EventKind(StrEnum):
     EXCHANGE = "exchange"  # a lookup by an authenticated consumer, allowed or not
     ADMIN = "admin"        # a change of mandates, consents ... (who changed what)
+
+
+class SubjectRole(StrEnum):
+    """What the record's subject was to the exchange (``extra["subject_role"]``, absent = data subject)."""
+
+    DATA_SUBJECT = "data_subject"  # the person or company the lookup was about
+    THIRD_PARTY = "third_party"    # another person whose data the answer disclosed (household member ...)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +65,11 @@ class AuditRecord:
     hidden_until_us: int = 0          # embargo: not shown to the citizen before this time
     hidden_reason: str = ""
     extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def subject_role(self) -> SubjectRole:
+        """Kept in ``extra`` so that it is part of the chained canonical form and older records still verify."""
+        return SubjectRole(self.extra.get("subject_role", SubjectRole.DATA_SUBJECT))
 
 
 @dataclass(frozen=True, slots=True)
