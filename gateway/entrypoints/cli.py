@@ -70,8 +70,29 @@ def _demo_registries(persons: int) -> Iterator[tuple[int, int]]:
             proc.kill()
 
 
+def _ports(conf: Config) -> list[tuple[str, str, int]]:
+    g = conf.gateway
+    ports = [("REST", g.rest_host, g.rest_port), ("gRPC", g.grpc_host, g.grpc_port)]
+    return ports + ([("gRPC+TLS", g.grpc_host, g.tls.port)] if g.tls is not None else [])
+
+
+@contextlib.contextmanager
+def _single_instance(conf: Config) -> Iterator[None]:
+    """This gateway alone on its data folder and ports, or one line naming the other process and exit code 2."""
+    from gateway.entrypoints.single_instance import InstanceConflict, check_ports_free, data_folder, hold_data_folder
+
+    folder = data_folder(conf)
+    try:
+        with hold_data_folder(folder) if folder is not None else contextlib.nullcontext():
+            check_ports_free(_ports(conf))
+            yield
+    except InstanceConflict as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+
+
 def _run_or_explain(conf: Config, workers: int) -> None:
-    """Run; a port already taken is a one-line message and exit code 2, not a traceback."""
+    """Run; a port taken meanwhile is a one-line message and exit code 2, not a traceback."""
     from gateway.entrypoints.workers import run_gateway
 
     try:
@@ -112,22 +133,36 @@ def serve(
     updates = {k: v for k, v in {"rest_port": rest_port, "grpc_port": grpc_port}.items() if v is not None}
     updates |= {"demo": True} if demo else {}   # demo-only routes (citizen sign-in on /me/)
     conf = conf.model_copy(update={"gateway": conf.gateway.model_copy(update=updates)})
-    if not demo:
-        _run_or_explain(conf, workers)
-        return
-    with _demo_registries(persons) as (g, t):
-        typer.echo(f"demo registries: gRPC 127.0.0.1:{g}, tax REST http://127.0.0.1:{t}", err=True)
-        rest = conf.gateway.rest_port
-        dd = "" if data_dir == DEFAULT_DATA_DIR else f" --data-dir {data_dir}"
-        typer.echo(
-            "first call (another terminal):\n"
-            f"  TOKEN=$(.venv/bin/gateway token --consumer cedies{dd})\n"
-            f"  curl -s http://127.0.0.1:{rest}/v1/population/persons/1991062434054 "
-            '-H "Authorization: Bearer $TOKEN" -H "x-purpose: student-aid"\n'
-            f"citizen page: http://127.0.0.1:{rest}/me/   API: http://127.0.0.1:{rest}/docs",
-            err=True,
-        )
-        _run_or_explain(resolve_demo_addresses(conf, g, t), workers)
+    with _single_instance(conf):
+        if not demo:
+            _run_or_explain(conf, workers)
+            return
+        with _demo_registries(persons) as (g, t):
+            typer.echo(f"demo registries: gRPC 127.0.0.1:{g}, tax REST http://127.0.0.1:{t}", err=True)
+            typer.echo(_first_call_hint(conf.gateway.rest_port, data_dir), err=True)
+            _run_or_explain(resolve_demo_addresses(conf, g, t), workers)
+
+
+def _own_command() -> str:
+    """How to call this very ``gateway`` again: ``gateway`` when that is the one on PATH, else its path."""
+    import shutil
+
+    argv0 = Path(sys.argv[0])
+    if argv0.name != "gateway":
+        return f"{sys.executable} -m gateway.entrypoints.cli"
+    on_path = shutil.which("gateway")
+    return "gateway" if on_path and Path(on_path).resolve() == argv0.resolve() else str(argv0)
+
+
+def _first_call_hint(rest: int, data_dir: Path) -> str:
+    dd = "" if data_dir == DEFAULT_DATA_DIR else f" --data-dir {data_dir}"
+    return (
+        "first call (another terminal, same folder):\n"
+        f"  TOKEN=$({_own_command()} token --consumer cedies{dd})\n"
+        f"  curl -s http://127.0.0.1:{rest}/v1/population/persons/1991062434054 "
+        '-H "Authorization: Bearer $TOKEN" -H "x-purpose: student-aid"\n'
+        f"citizen page: http://127.0.0.1:{rest}/me/   API documentation: http://127.0.0.1:{rest}/docs"
+    )
 
 
 @app.command()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 
@@ -21,3 +23,66 @@ def test_a_taken_port_is_a_clear_message_and_exit_code_2(tmp_path: Path) -> None
     assert result.returncode == 2, result.stderr[-2000:]
     assert f"cannot listen on REST 127.0.0.1:{port}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _serve(data_dir: Path, rest: int = 0, grpc: int = 0) -> list[str]:
+    return [sys.executable, "-m", "gateway.entrypoints.cli", "serve", "--demo", "--data-dir", str(data_dir),
+            "--persons", "200", "--rest-port", str(rest), "--grpc-port", str(grpc)]  # fmt: skip
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _started(cmd: list[str]) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 60
+    seen = []
+    while time.monotonic() < deadline and (line := proc.stderr.readline()):
+        seen.append(line)
+        if "Passerelle ready" in line:
+            return proc
+    proc.kill()
+    raise AssertionError("".join(seen)[-3000:])
+
+
+def _stop(proc: subprocess.Popen[str]) -> str:
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    return err
+
+
+def test_a_second_gateway_on_the_same_data_folder_names_the_first_and_exits_2(tmp_path: Path) -> None:
+    first = _started(_serve(tmp_path))
+    try:
+        second = subprocess.run(_serve(tmp_path), capture_output=True, text=True, timeout=60, check=False)
+    finally:
+        _stop(first)
+    assert second.returncode == 2, second.stderr[-2000:]
+    lines = [line for line in second.stderr.splitlines() if "data folder" in line]
+    assert len(lines) == 1, second.stderr[-2000:]
+    assert f"pid {first.pid}" in lines[0]
+    assert "Traceback" not in second.stderr
+
+
+def test_a_second_gateway_on_the_same_ports_names_the_first_and_exits_2(tmp_path: Path) -> None:
+    rest, grpc = _free_port(), _free_port()
+    first = _started(_serve(tmp_path / "a", rest, grpc))
+    try:
+        second = subprocess.run(_serve(tmp_path / "b", rest, grpc), capture_output=True, text=True, timeout=60,
+                                check=False)  # fmt: skip
+    finally:
+        _stop(first)
+    assert second.returncode == 2, second.stderr[-2000:]
+    assert f"cannot listen on REST 127.0.0.1:{rest}: already in use by pid {first.pid}" in second.stderr
+
+
+def test_workers_share_the_ports_and_the_data_folder(tmp_path: Path) -> None:
+    """`--workers 2`: the supervisor holds the lock; its workers bind the same ports without conflict."""
+    proc = _started([*_serve(tmp_path, _free_port(), _free_port()), "--workers", "2"])
+    err = _stop(proc)
+    assert proc.returncode == 0, err[-2000:]
+    assert "already in use" not in err
