@@ -3,8 +3,10 @@
 Rules: tokens are size-capped before any decoding; the issuer is found by
 ``iss``, the key by ``kid`` (only as a lookup in the issuer's key set), the
 algorithm must be on the issuer's allow-list (asymmetric only);
-``iss aud sub exp iat jti`` are required; lifetime is capped; a small leeway
-absorbs clock skew; times are checked against the injected clock.
+``iss aud sub exp iat jti`` are required; every claim the gateway reads has
+one type and time claims are finite NumericDates (``gateway.core.claims``:
+``"exp": NaN`` is refused, it does not "never expire"); lifetime is capped; a
+small leeway absorbs clock skew; times are checked against the injected clock.
 
 Verified tokens are kept in a bounded cache keyed by their SHA-256, each entry
 living no longer than its token. Revocation (``jti``, consumer, key) and key
@@ -12,7 +14,10 @@ rotation are checked on every call, cache hit or not, so they take effect at
 once. The consumer identity comes from the verified token, never from a header.
 
 Sender constraints (``cnf``: mTLS certificate or DPoP key) are checked per call
-by ``check_sender``: a proof is about one request, so it is never cached.
+by ``check_sender``: a proof is about one request, so it is never cached. Its
+``htu`` is compared with the configured public URL, and its reuse with a store
+shared by every process (``check_sender_async``). Citizens and staff are then
+admitted by their own quotas (``PrincipalQuotas``).
 """
 
 from __future__ import annotations
@@ -21,13 +26,17 @@ import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
+from urllib.parse import urlsplit
 
 import jwt
 from cachetools import TLRUCache
 
+from gateway.core.claims import ClaimProblem, check_claims, has_non_finite, strict_segment
 from gateway.core.cnf import SenderEvidence, sender_refusal
-from gateway.core.dpop import ReplayCache, verify_proof
+from gateway.core.dpop import CheckedProof, ReplayCache, check_proof, normalise_htu
 from gateway.core.errors import GatewayError, Reason
+from gateway.core.ports import ProofReplayStore
+from gateway.core.quotas import PrincipalQuotas
 from gateway.core.revocation import RevocationList
 
 __all__ = [
@@ -115,6 +124,8 @@ class TokenVerifier:
         default_sender_mode: str = "optional",
         dpop_max_age_s: int = 60,
         revocations: RevocationList | None = None,
+        public_url: str = "",
+        principal_quotas: PrincipalQuotas | None = None,
     ) -> None:
         self._issuers = {i.issuer: i for i in issuers.values()}
         self._issuer_ids = {i.id: i for i in issuers.values()}
@@ -131,6 +142,12 @@ class TokenVerifier:
         self._default_sender_mode = default_sender_mode
         self._dpop_max_age = dpop_max_age_s
         self._replay = ReplayCache(ttl_s=dpop_max_age_s + 2 * leeway_s, clock=clock)
+        #: Proof reuse shared by every process (set by the composition root); None: this process only.
+        self.replay_store: ProofReplayStore | None = None
+        #: Where agencies reach the gateway ("https://gw.example"): the origin of every DPoP ``htu``.
+        self.public_url = public_url.rstrip("/")
+        #: Per-principal quotas of citizens and staff (agencies have theirs in the exchange pipeline).
+        self.principal_quotas = principal_quotas
         self.revocations = revocations if revocations is not None else RevocationList()
         self.cache_hits = 0      # verified-token cache, read by the metrics (hit ratio)
         self.cache_misses = 0
@@ -217,15 +234,18 @@ class TokenVerifier:
 
     def _verify_uncached(self, token: str, now: float) -> Principal:
         try:
-            header = jwt.get_unverified_header(token)
-            unverified = jwt.decode(token, options={"verify_signature": False})
-        except jwt.InvalidTokenError:
+            header = strict_segment(token, 0)
+            unverified = strict_segment(token, 1)
+        except ValueError:
             raise GatewayError(Reason.TOKEN_MALFORMED) from None
-        for claim in REQUIRED_CLAIMS:
-            if claim not in unverified:
-                raise GatewayError(Reason.TOKEN_CLAIM_MISSING, f"The token has no '{claim}' claim",
-                                   metadata={"claim": claim})
-        issuer = self._issuers.get(str(unverified["iss"]))
+        if has_non_finite(header):
+            raise GatewayError(Reason.TOKEN_MALFORMED)
+        try:
+            check_claims(unverified, REQUIRED_CLAIMS)
+        except ClaimProblem as problem:
+            reason = Reason.TOKEN_CLAIM_MISSING if problem.missing else Reason.TOKEN_CLAIM_INVALID
+            raise GatewayError(reason, str(problem), metadata={"claim": problem.claim}) from None
+        issuer = self._issuers.get(unverified["iss"])
         if issuer is None:
             raise GatewayError(Reason.UNKNOWN_ISSUER)
         alg = header.get("alg")
@@ -262,15 +282,11 @@ class TokenVerifier:
             )
         except Exception as exc:  # pyjwt raises several families; map each once here
             raise GatewayError(_map_pyjwt(exc)) from None
-        for name in ("sub", "jti"):
-            if not isinstance(claims[name], str) or not claims[name]:
-                raise GatewayError(Reason.TOKEN_INVALID, f"The '{name}' claim must be a non-empty string")
         return claims
 
     def _check_times(self, claims: Mapping[str, Any], now: float) -> None:
+        # Types and ranges were checked by check_claims (finite NumericDates): comparisons cannot be fooled.
         exp, iat, nbf = claims["exp"], claims["iat"], claims.get("nbf", claims["iat"])
-        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (exp, iat, nbf)):
-            raise GatewayError(Reason.TOKEN_INVALID, "The token's time claims must be numbers")
         if exp + self._leeway <= now:
             raise GatewayError(Reason.TOKEN_EXPIRED)
         if iat > now + self._leeway or nbf > now + self._leeway:
@@ -301,21 +317,65 @@ class TokenVerifier:
             return self._sender_modes.get(principal.id, self._default_sender_mode)
         return self._default_sender_mode
 
+    def htu_for(self, url: str) -> str:
+        """The ``htu`` a proof must name: the public URL's origin and prefix, then the request's path.
+
+        ``url`` comes from the front door (built from the listening socket, never the ``Host``
+        header); with ``public_url`` set only its path is kept.
+        """
+        if not self.public_url:
+            return normalise_htu(url)
+        path = urlsplit(url).path or "/"
+        return normalise_htu(self.public_url + (path if path.startswith("/") else "/" + path))
+
     def check_sender(
         self, principal: Principal, *, token: str, cert_sha256: str = "", dpop_proof: str = "",
         method: str = "", url: str = "",
     ) -> None:
-        """Refuse unless the caller proves it holds what the token is bound to (``cnf``)."""
-        mode = self.sender_mode(principal)
-        jkt = ""
-        if dpop_proof and mode != "off":
-            jkt = verify_proof(
-                dpop_proof, method=method, url=url, access_token=token, now=self._clock(),
-                max_age_s=self._dpop_max_age, leeway_s=self._leeway, replay=self._replay,
-            )
-        refusal = sender_refusal(principal.claims.get("cnf"), mode, SenderEvidence(cert_sha256, jkt))
+        """Refuse unless the caller proves it holds what the token is bound to (``cnf``); then its quota.
+
+        A DPoP proof's reuse is checked in this process only: prefer ``check_sender_async``.
+        """
+        checked = self._checked_proof(principal, token, dpop_proof, method, url)
+        self._refuse_other_sender(principal, cert_sha256, checked)
+        self._admit(principal)
+
+    async def check_sender_async(
+        self, principal: Principal, *, token: str, cert_sha256: str = "", dpop_proof: str = "",
+        method: str = "", url: str = "",
+    ) -> None:
+        """As ``check_sender``, with a DPoP proof's reuse checked in the store shared by every process."""
+        checked = self._checked_proof(principal, token, dpop_proof, method, url)
+        self._refuse_other_sender(principal, cert_sha256, checked)
+        self._admit(principal)
+        if checked is not None and self.replay_store is not None:
+            try:
+                first = await self.replay_store.first_use(checked.replay_key, checked.expires_at, self._clock())
+            except Exception:  # fail closed: a proof that cannot be recorded could be replayed elsewhere
+                raise GatewayError(Reason.DPOP_REPLAY_UNAVAILABLE, retry_after=1.0) from None
+            if not first:
+                raise GatewayError(Reason.DPOP_PROOF_INVALID, "The DPoP proof was already used")
+
+    def _checked_proof(
+        self, principal: Principal, token: str, proof: str, method: str, url: str
+    ) -> CheckedProof | None:
+        if not proof or self.sender_mode(principal) == "off":
+            return None
+        checked = check_proof(proof, method=method, url=self.htu_for(url), access_token=token, now=self._clock(),
+                              max_age_s=self._dpop_max_age, leeway_s=self._leeway)
+        if not self._replay.first_use(checked.replay_key):   # the cheap check first: same process
+            raise GatewayError(Reason.DPOP_PROOF_INVALID, "The DPoP proof was already used")
+        return checked
+
+    def _refuse_other_sender(self, principal: Principal, cert_sha256: str, checked: CheckedProof | None) -> None:
+        evidence = SenderEvidence(cert_sha256, checked.thumbprint if checked else "")
+        refusal = sender_refusal(principal.claims.get("cnf"), self.sender_mode(principal), evidence)
         if refusal is not None:
             raise GatewayError(*refusal)
+
+    def _admit(self, principal: Principal) -> None:
+        if self.principal_quotas is not None and principal.kind != "consumer":
+            self.principal_quotas.take(principal.kind, principal.id, self._clock())
 
 
 def _map_pyjwt(exc: Exception) -> Reason:

@@ -5,7 +5,10 @@ client's public key. Each request then carries a fresh proof (header ``DPoP``):
 a JWT of type ``dpop+jwt`` signed by that key, with the public key in its
 header, bound to the HTTP method (``htm``), the URL without query or fragment
 (``htu``), the time (``iat``) and the access token (``ath``). A proof's ``jti``
-is accepted once.
+is accepted once: ``check_proof`` does every other check and says how long its
+use must be remembered, so that a store shared by every process can record it
+(``gateway.core.ports.ProofReplayStore``). Claims are read strictly
+(``gateway.core.claims``): ``iat`` is a finite number, the others strings.
 
 Agencies: ``make_proof(private_key, "GET", url, access_token)`` before each call.
 """
@@ -17,17 +20,22 @@ import hashlib
 import json
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import jwt
 from cachetools import TTLCache
 
+from gateway.core.claims import ClaimProblem, check_claims, check_strings, has_non_finite, strict_segment
 from gateway.core.errors import GatewayError, Reason
 
 __all__ = [
-    "ReplayCache", "jwk_thumbprint", "key_thumbprint", "make_proof", "normalise_htu", "token_hash", "verify_proof",
+    "PROOF_CLAIMS", "CheckedProof", "ReplayCache", "check_proof", "jwk_thumbprint", "key_thumbprint", "make_proof",
+    "normalise_htu", "token_hash", "verify_proof",
 ]
+
+PROOF_CLAIMS = ("jti", "htm", "htu", "iat")
 
 DPOP_ALGORITHMS = frozenset({"ES256", "ES384", "EdDSA", "RS256", "PS256"})
 _THUMBPRINT_MEMBERS = {"EC": ("crv", "kty", "x", "y"), "RSA": ("e", "kty", "n"), "OKP": ("crv", "kty", "x")}
@@ -121,9 +129,11 @@ def _refuse(detail: str) -> GatewayError:
 
 def _header(proof: str) -> tuple[str, dict[str, Any]]:
     try:
-        header = jwt.get_unverified_header(proof)
-    except jwt.InvalidTokenError:
+        header = strict_segment(proof, 0)
+    except ValueError:
         raise _refuse("The DPoP proof is not a well-formed JWT") from None
+    if has_non_finite(header):
+        raise _refuse("The DPoP proof is not a well-formed JWT")
     alg, jwk = header.get("alg"), header.get("jwk")
     if header.get("typ") != "dpop+jwt" or alg not in DPOP_ALGORITHMS:
         raise _refuse("The DPoP proof has the wrong type or algorithm")
@@ -132,31 +142,62 @@ def _header(proof: str) -> tuple[str, dict[str, Any]]:
     return str(alg), jwk
 
 
+@dataclass(frozen=True, slots=True)
+class CheckedProof:
+    """A proof that passed every check but reuse: its key's thumbprint, and how to record its use.
+
+    ``replay_key`` is the SHA-256 of the key's thumbprint and the proof's ``jti`` (hex); it must be
+    recorded until ``expires_at``, after which the proof is refused as too old anyway.
+    """
+
+    thumbprint: str
+    replay_key: str
+    expires_at: float
+
+
+def _claims(proof: str, alg: str, jwk: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    try:
+        key = jwt.PyJWK(jwk, algorithm=alg)
+        jwt.api_jws.PyJWS().decode_complete(proof, key, algorithms=[alg])   # the signature only: claims below
+        thumbprint = jwk_thumbprint(jwk)
+        claims = strict_segment(proof, 1)   # the signed bytes, read without NaN or duplicated members
+    except (jwt.exceptions.PyJWTError, ValueError, TypeError):
+        raise _refuse("The DPoP proof's signature or claims are invalid") from None
+    try:
+        check_claims(claims, PROOF_CLAIMS)
+        check_strings(claims, ("htm", "htu", "ath", "nonce"))
+    except ClaimProblem as problem:
+        raise GatewayError(Reason.DPOP_PROOF_INVALID, f"DPoP proof: {problem}",
+                           metadata={"claim": problem.claim}) from None
+    return claims, thumbprint
+
+
+def check_proof(
+    proof: str, *, method: str, url: str, access_token: str, now: float, max_age_s: float, leeway_s: float,
+) -> CheckedProof:
+    """Every check of one proof for this request and token except reuse (see ``CheckedProof``)."""
+    if not proof or len(proof) > MAX_PROOF_BYTES:
+        raise _refuse("A DPoP proof is required" if not proof else "The DPoP proof is too large")
+    alg, jwk = _header(proof)
+    claims, thumbprint = _claims(proof, alg, jwk)
+    if claims["htm"] != method.upper() or claims["htu"] != normalise_htu(url):
+        raise _refuse("The DPoP proof was made for another method or URL")
+    iat = claims["iat"]
+    if not now - max_age_s - leeway_s <= iat <= now + leeway_s:
+        raise _refuse("The DPoP proof is too old or from the future")
+    if claims.get("ath") != token_hash(access_token):
+        raise _refuse("The DPoP proof was made for another access token")
+    replay_key = hashlib.sha256(f"{thumbprint}:{claims['jti']}".encode()).hexdigest()
+    return CheckedProof(thumbprint, replay_key, float(iat) + max_age_s + leeway_s)
+
+
 def verify_proof(
     proof: str, *, method: str, url: str, access_token: str, now: float, max_age_s: float, leeway_s: float,
     replay: ReplayCache,
 ) -> str:
-    """Check one proof for this request and token; return the key's thumbprint (to compare with ``cnf.jkt``)."""
-    if not proof or len(proof) > MAX_PROOF_BYTES:
-        raise _refuse("A DPoP proof is required" if not proof else "The DPoP proof is too large")
-    alg, jwk = _header(proof)
-    try:
-        key = jwt.PyJWK(jwk, algorithm=alg)
-        claims: dict[str, Any] = jwt.decode(
-            proof, key, algorithms=[alg],
-            options={"require": ["jti", "htm", "htu", "iat"], "verify_exp": False, "verify_iat": False,
-                     "verify_nbf": False, "verify_aud": False},
-        )
-        thumbprint = jwk_thumbprint(jwk)
-    except (jwt.exceptions.PyJWTError, ValueError, TypeError):
-        raise _refuse("The DPoP proof's signature or claims are invalid") from None
-    if claims["htm"] != method.upper() or claims["htu"] != normalise_htu(url):
-        raise _refuse("The DPoP proof was made for another method or URL")
-    iat = claims["iat"]
-    if not isinstance(iat, int | float) or not (now - max_age_s - leeway_s <= iat <= now + leeway_s):
-        raise _refuse("The DPoP proof is too old or from the future")
-    if claims.get("ath") != token_hash(access_token):
-        raise _refuse("The DPoP proof was made for another access token")
-    if not isinstance(claims["jti"], str) or not replay.first_use(f"{thumbprint}:{claims['jti']}"):
+    """``check_proof``, then reuse in this process; return the key's thumbprint (to compare with ``cnf.jkt``)."""
+    checked = check_proof(proof, method=method, url=url, access_token=access_token, now=now,
+                          max_age_s=max_age_s, leeway_s=leeway_s)
+    if not replay.first_use(checked.replay_key):
         raise _refuse("The DPoP proof was already used")
-    return thumbprint
+    return checked.thumbprint

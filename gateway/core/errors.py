@@ -39,12 +39,14 @@ class Reason(StrEnum):
     TOKEN_REVOKED = "TOKEN_REVOKED"
     TOKEN_TOO_LARGE = "TOKEN_TOO_LARGE"
     TOKEN_CLAIM_MISSING = "TOKEN_CLAIM_MISSING"
+    TOKEN_CLAIM_INVALID = "TOKEN_CLAIM_INVALID"
     TOKEN_WRONG_AUDIENCE = "TOKEN_WRONG_AUDIENCE"
     UNKNOWN_ISSUER = "UNKNOWN_ISSUER"
     UNKNOWN_KEY = "UNKNOWN_KEY"
     UNKNOWN_CONSUMER = "UNKNOWN_CONSUMER"
     SENDER_CONSTRAINT_FAILED = "SENDER_CONSTRAINT_FAILED"
     DPOP_PROOF_INVALID = "DPOP_PROOF_INVALID"
+    DPOP_REPLAY_UNAVAILABLE = "DPOP_REPLAY_UNAVAILABLE"
     WRONG_TOKEN_SCOPE = "WRONG_TOKEN_SCOPE"
     INVALID_ARGUMENT = "INVALID_ARGUMENT"
     PURPOSE_MISSING = "PURPOSE_MISSING"
@@ -94,6 +96,7 @@ REASONS: dict[Reason, ReasonInfo] = {
     Reason.TOKEN_REVOKED: ReasonInfo(_S.UNAUTHENTICATED, 401, "The token or its consumer was revoked"),
     Reason.TOKEN_TOO_LARGE: ReasonInfo(_S.UNAUTHENTICATED, 401, "The token exceeds the size limit"),
     Reason.TOKEN_CLAIM_MISSING: ReasonInfo(_S.UNAUTHENTICATED, 401, "The token lacks a required claim"),
+    Reason.TOKEN_CLAIM_INVALID: ReasonInfo(_S.UNAUTHENTICATED, 401, "A token claim has the wrong type or value"),
     Reason.TOKEN_WRONG_AUDIENCE: ReasonInfo(_S.UNAUTHENTICATED, 401, "The token is meant for another audience"),
     Reason.UNKNOWN_ISSUER: ReasonInfo(_S.UNAUTHENTICATED, 401, "The token's issuer is not trusted"),
     Reason.UNKNOWN_KEY: ReasonInfo(_S.UNAUTHENTICATED, 401, "The token's signing key is unknown"),
@@ -102,6 +105,9 @@ REASONS: dict[Reason, ReasonInfo] = {
         _S.UNAUTHENTICATED, 401, "The token is not bound to this sender"
     ),
     Reason.DPOP_PROOF_INVALID: ReasonInfo(_S.UNAUTHENTICATED, 401, "The DPoP proof is missing, invalid or reused"),
+    Reason.DPOP_REPLAY_UNAVAILABLE: ReasonInfo(
+        _S.UNAVAILABLE, 503, "DPoP proofs cannot be checked for reuse right now"
+    ),
     Reason.WRONG_TOKEN_SCOPE: ReasonInfo(_S.PERMISSION_DENIED, 403, "The token's scope does not allow this"),
     Reason.INVALID_ARGUMENT: ReasonInfo(_S.INVALID_ARGUMENT, 400, "A request field is invalid"),
     Reason.PURPOSE_MISSING: ReasonInfo(_S.INVALID_ARGUMENT, 400, "The request states no purpose (x-purpose)"),

@@ -18,6 +18,7 @@ __all__ = [
     "ConsentStore",
     "ExchangeObserver",
     "NoteSigner",
+    "ProofReplayStore",
     "ReceiptKey",
     "RegistryAdapter",
     "SecurityEvents",
@@ -73,6 +74,20 @@ class SecurityEvents(Protocol):
     """Refusals before the caller is authenticated: counted and logged, rate-limited."""
 
     def record(self, reason: str, protocol: str, detail: str = "") -> None: ...
+
+
+class ProofReplayStore(Protocol):
+    """DPoP proofs already used, shared by every gateway process on the same store (SQLite file, PostgreSQL).
+
+    A key is kept until its ``expires_at`` (epoch seconds; the proof is refused as too old after
+    it), so the store holds at most the proofs of one acceptance window.
+    """
+
+    async def first_use(self, key: str, expires_at: float, now: float) -> bool:
+        """Record ``key`` unless an unexpired record exists (atomic across processes); True when recorded."""
+        ...
+
+    async def close(self) -> None: ...
 
 
 class ExchangeObserver(Protocol):

@@ -6,6 +6,12 @@ both front doors render (``Retry-After`` header, gRPC ``RetryInfo``). One
 consumer's buckets and counters are its own: a flood by one never spends
 another's allowance.
 
+Citizens and staff have quotas too (``PrincipalQuotas``: one bucket per person,
+per process), and so do callers that are not authenticated yet, per client
+address (``KeyedBuckets`` in the front doors). Both keep their buckets in a
+bounded LRU: a flood of new names or addresses evicts the idlest buckets (which
+were full anyway), it does not grow memory.
+
 Several gateway processes share one quota by each admitting a *share* of it
 (``set_shares``): ``fair_shares`` is the pure decision, computed from every live
 process's recent demand (the heartbeat board, ``gateway/quota_sync.py``). With
@@ -18,9 +24,14 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from cachetools import LRUCache
+
 from gateway.core.errors import GatewayError, Reason
 
-__all__ = ["SHARE_FLOOR", "Admission", "Quota", "TokenBucket", "fair_shares", "local_concurrency"]
+__all__ = [
+    "SHARE_FLOOR", "Admission", "KeyedBuckets", "PrincipalQuotas", "Quota", "TokenBucket", "fair_shares",
+    "local_concurrency",
+]
 
 #: Part of a consumer's quota split evenly over the live processes whatever the demand, so that a
 #: process the consumer's traffic moves to can admit at once while the next heartbeats catch up.
@@ -52,6 +63,10 @@ class TokenBucket:
             self._last = now
         self.rate, self.burst = rate, float(max(1.0, burst))
         self._tokens = min(self._tokens, self.burst)
+
+    def give_back(self) -> None:
+        """Undo the last admitting ``take`` (a peek)."""
+        self._tokens = min(self.burst, self._tokens + 1.0)
 
     def take(self, now: float) -> float:
         if now > self._last:
@@ -146,3 +161,48 @@ class Admission:
 
     def release(self, consumer: str) -> None:
         self._in_flight[consumer] -= 1
+
+
+class KeyedBuckets:
+    """One token bucket per key (a person, a client address), at most ``max_keys`` of them (LRU)."""
+
+    def __init__(self, rate_per_s: float, burst: int, *, max_keys: int = 100_000) -> None:
+        self.rate, self.burst = rate_per_s, burst
+        self._buckets: LRUCache[str, TokenBucket] = LRUCache(maxsize=max_keys)
+
+    def wait(self, key: str, now: float) -> float:
+        """Take one token for ``key``: 0.0 when admitted, else the seconds until one is back (nothing taken)."""
+        if self.rate <= 0:
+            return 0.0
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = TokenBucket(self.rate, self.burst, now)
+        return bucket.take(now)
+
+    def would_wait(self, key: str, now: float) -> float:
+        """As ``wait`` without taking: for limits charged only afterwards (failed authentications)."""
+        bucket = self._buckets.get(key)
+        if bucket is None or self.rate <= 0:
+            return 0.0
+        wait = bucket.take(now)
+        if not wait:
+            bucket.give_back()
+        return wait
+
+    def take(self, key: str, now: float) -> None:
+        """Refuse with ``RATE_LIMITED`` (and when to retry) once ``key`` has spent its allowance."""
+        wait = self.wait(key, now)
+        if wait:
+            raise GatewayError(Reason.RATE_LIMITED, retry_after=float(max(1, math.ceil(wait))))
+
+
+class PrincipalQuotas:
+    """Rate quotas of citizens and staff, per person, by kind (``citizen``, ``staff``); other kinds pass."""
+
+    def __init__(self, per_kind: Mapping[str, KeyedBuckets]) -> None:
+        self._per_kind = dict(per_kind)
+
+    def take(self, kind: str, principal: str, now: float) -> None:
+        buckets = self._per_kind.get(kind)
+        if buckets is not None:
+            buckets.take(principal, now)

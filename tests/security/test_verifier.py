@@ -136,8 +136,8 @@ def test_times_use_the_injected_clock() -> None:
 @pytest.mark.parametrize(
     ("claims", "expected"),
     [
-        ({"exp": "tomorrow"}, Reason.TOKEN_INVALID),
-        ({"sub": ""}, Reason.TOKEN_INVALID),
+        ({"exp": "tomorrow"}, Reason.TOKEN_CLAIM_INVALID),
+        ({"sub": ""}, Reason.TOKEN_CLAIM_INVALID),
         ({"aud": "urn:other"}, Reason.TOKEN_WRONG_AUDIENCE),
     ],
 )
