@@ -76,3 +76,53 @@ def errors_doc() -> None:
     from gateway.core.reason_table import reason_table_markdown
 
     typer.echo(reason_table_markdown(), nl=False)
+
+
+@security_app.command("init-pkcs11")
+def init_pkcs11(
+    config: Annotated[Path | None, typer.Option("--config", help="Token settings from [gateway.keys].")] = None,
+    module: Annotated[str, typer.Option("--module", help="PKCS#11 library.")] = "/usr/lib/softhsm/libsofthsm2.so",
+    token_label: Annotated[str, typer.Option("--token-label")] = "passerelle",
+    pin_file: Annotated[Path | None, typer.Option("--pin-file", help="File holding the user PIN.")] = None,
+    pin_env: Annotated[str, typer.Option("--pin-env", help="Environment variable holding the user PIN.")] = "",
+    checkpoint_label: Annotated[str, typer.Option("--checkpoint-label")] = "passerelle-checkpoint",
+    receipt_label: Annotated[str, typer.Option("--receipt-label")] = "passerelle-receipt",
+) -> None:
+    """Generate the checkpoint key (Ed25519) and the receipt key (P-256) inside a PKCS#11 token.
+
+    Both private keys are sensitive and non-extractable: they never leave the token. Prints the
+    public keys, to publish and to pin in verifiers and witnesses. Refuses to overwrite a label.
+    """
+    import base64
+    import json
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from adapters.keys._ec import p256_jwk
+    from adapters.keys.pkcs11 import TokenSettings, generate_signing_keys
+    from adapters.keys.signing import read_pin
+
+    if config is not None:
+        from gateway.entrypoints.cli import _load
+
+        keys = _load(config).gateway.keys
+        module, token_label = keys.module, keys.token_label
+        checkpoint_label, receipt_label = keys.checkpoint_key_label, keys.receipt_key_label
+        pin = read_pin(keys.pin_file, keys.pin_env, config.resolve().parent)
+    elif pin_file is not None or pin_env:
+        pin = read_pin(str(pin_file or ""), pin_env, Path.cwd())
+    else:
+        raise typer.BadParameter("give --pin-file or --pin-env (or --config)")
+    try:
+        checkpoint, receipt = generate_signing_keys(TokenSettings(module, token_label, pin),
+                                                    checkpoint_label, receipt_label)
+    except Exception as exc:  # a PKCS#11 error, a taken label, a missing token: one line, exit 2
+        typer.echo(f"cannot generate the keys in token {token_label!r}: {type(exc).__name__} {exc}".strip(), err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"checkpoint key {checkpoint_label!r} (Ed25519), raw base64: {base64.b64encode(checkpoint).decode()}")
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    typer.echo(Ed25519PublicKey.from_public_bytes(checkpoint).public_bytes(serialization.Encoding.PEM, spki).decode(),
+               nl=False)
+    typer.echo(f"receipt key {receipt_label!r} (P-256, ES256) as JWK:")
+    typer.echo(json.dumps(p256_jwk(receipt[1:33], receipt[33:]), indent=2))

@@ -1,59 +1,82 @@
-"""Consent receipts: compact JWS (ES256) by the gateway's signing key, and the key published as JWKS.
+"""Consent receipts: compact JWS (ES256) by the gateway's receipt key, and the key published as JWKS.
 
 The payload follows the Kantara Consent Receipt v1.1 field names, with the
 ISO/IEC TS 27560 record fields that Kantara lacks (lawful basis, retention,
-validity, events). Anyone can verify a receipt with ``GET /.well-known/jwks.json``
+validity, events). The receipt key is never the checkpoint key: it is a ``ReceiptKey``
+(a PKCS#11 token in production, a file in demo mode). Anyone can verify a receipt with ``GET /.well-known/jwks.json``
 (``verify_receipt`` below, or ``gateway consent verify-receipt FILE``).
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
+import logging
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import jwt
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi import FastAPI
 from starlette.responses import JSONResponse
 
 from consent import LEGAL_BASES, Consent, Purpose
+from gateway.core.errors import GatewayError, Reason
+from gateway.core.ports import ReceiptKey
 
 __all__ = ["RECEIPT_TYPE", "ReceiptError", "ReceiptSigner", "jwks_installer", "receipt_claims", "verify_receipt"]
 
 RECEIPT_TYPE = "consent-receipt+jwt"
 _ALGORITHM = "ES256"
+log = logging.getLogger("passerelle.keys")
 
 
 class ReceiptError(Exception):
     """The receipt does not verify (bad signature, unknown key, malformed)."""
 
 
-def _thumbprint(jwk: Mapping[str, str]) -> str:
-    canonical = json.dumps({k: jwk[k] for k in ("crv", "kty", "x", "y")}, separators=(",", ":"), sort_keys=True)
-    return base64.urlsafe_b64encode(hashlib.sha256(canonical.encode()).digest()).rstrip(b"=").decode()
-
-
 class ReceiptSigner:
-    def __init__(self, private_key_pem: bytes, *, issuer: str) -> None:
-        key = serialization.load_pem_private_key(private_key_pem, password=None)
-        if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
-            raise ValueError("the gateway signing key must be an EC P-256 (ES256) key")
+    """Signs receipts as compact JWS through a ``ReceiptKey`` (a demo file or a PKCS#11 token).
+
+    The JWS is built here (RFC 7515 §7.1: ``b64(header).b64(payload)``, signed as raw r || s), so the
+    private key stays wherever the ``ReceiptKey`` keeps it. A PEM (bytes) is read as a file key.
+    """
+
+    def __init__(self, key: ReceiptKey | bytes, *, issuer: str) -> None:
+        if isinstance(key, bytes):
+            from adapters.keys.file_receipt import FileReceiptKey
+
+            key = FileReceiptKey(key)
         self._key = key
         self.issuer = issuer
-        public = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key()))
-        self.kid = _thumbprint(public)
-        self.public_jwk = {**public, "kid": self.kid, "use": "sig", "alg": _ALGORITHM}
+        self.public_jwk = key.public_jwk
+        self.kid = self.public_jwk["kid"]
+
+    @property
+    def is_demo(self) -> bool:
+        return self._key.is_demo
 
     def jwks(self) -> dict[str, Any]:
         return {"keys": [self.public_jwk]}
 
     def sign(self, claims: Mapping[str, Any]) -> str:
-        return jwt.encode(dict(claims), self._key, algorithm=_ALGORITHM, headers={"kid": self.kid, "typ": RECEIPT_TYPE})
+        """The compact JWS; raises ``GatewayError(INTERNAL)`` (logged) when the key cannot sign."""
+        header = {"alg": _ALGORITHM, "kid": self.kid, "typ": RECEIPT_TYPE}
+        signing_input = f"{_b64(_json(header))}.{_b64(_json(claims))}"
+        try:
+            signature = self._key.sign(signing_input.encode())
+        except OSError as exc:
+            log.error("consent receipt not signed: %s", exc, extra={"fields": {"kid": self.kid}})
+            raise GatewayError(Reason.INTERNAL, "The consent receipt could not be signed") from None
+        return f"{signing_input}.{_b64(signature)}"
+
+
+def _json(value: Mapping[str, Any]) -> bytes:
+    return json.dumps(dict(value), separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 def _rfc3339(us: int) -> str:
