@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 
 from consent.model import Mandate
 
-__all__ = ["allowed_fields", "ancestors", "category_problem", "field_problem"]
+__all__ = ["allowed_fields", "ancestors", "category_problem"]
 
 
 def ancestors(path: str) -> tuple[str, ...]:
@@ -49,21 +49,17 @@ def allowed_fields(mandate: Mandate, field_categories: Mapping[str, str]) -> fro
     return frozenset(p for p in direct if not any(a in direct for a in ancestors(p)))
 
 
-def field_problem(name: str, field_categories: Mapping[str, str]) -> str:
-    """Why ``name`` cannot be a mandate's field ("" if it can)."""
-    return "" if name in field_categories else "is not a field of"
-
-
-def category_problem(category: str, field_categories: Mapping[str, str]) -> str:
-    """Why ``category`` (plain, or qualified ``path.CATEGORY``) allows nothing ("" if it allows something)."""
+def category_problem(category: str, field_categories: Mapping[str, str], message: str = "the answer") -> str:
+    """Why ``category`` (plain, or qualified ``path.CATEGORY``) allows nothing in ``message`` ("" if it does)."""
     holder, _, plain = category.rpartition(".")
     if not holder:
-        top = (c for p, c in field_categories.items() if "." not in p)
-        return "" if plain in set(top) else "no top-level field has category"
+        top = {c for p, c in field_categories.items() if "." not in p}
+        return "" if plain in top else f"no field of {message} has category {category!r}"
     if holder not in field_categories:
-        return f"{holder!r} is not a field of"
-    inside = _categories_below(holder, field_categories.items())
-    return "" if plain in inside else f"no field inside {holder!r} has category"
+        return f"{holder!r} is not a field of {message}"
+    if plain in _categories_below(holder, field_categories.items()):
+        return ""
+    return f"no field inside {holder!r} of {message} has category {plain!r}"
 
 
 def _categories_below(holder: str, items: Iterable[tuple[str, str]]) -> set[str]:

@@ -190,6 +190,7 @@ def to_company_message(company: Company) -> business_pb2.Company:
         status=_COMPANY_STATUS[company.status],
         managers=[
             business_pb2.Manager(
+                national_id=m.national_id,
                 given_names=m.given_names,
                 family_name=m.family_name,
                 role=m.role,
