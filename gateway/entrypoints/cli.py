@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import subprocess
 import sys
@@ -138,31 +139,11 @@ def serve(
             _run_or_explain(conf, workers)
             return
         with _demo_registries(persons) as (g, t):
-            typer.echo(f"demo registries: gRPC 127.0.0.1:{g}, tax REST http://127.0.0.1:{t}", err=True)
-            typer.echo(_first_call_hint(conf.gateway.rest_port, data_dir), err=True)
+            logging.getLogger("passerelle.demo").info(
+                f"demo registries: gRPC 127.0.0.1:{g}, tax REST http://127.0.0.1:{t}",
+                extra={"fields": {"grpc_port": g, "tax_port": t}},
+            )
             _run_or_explain(resolve_demo_addresses(conf, g, t), workers)
-
-
-def _own_command() -> str:
-    """How to call this very ``gateway`` again: ``gateway`` when that is the one on PATH, else its path."""
-    import shutil
-
-    argv0 = Path(sys.argv[0])
-    if argv0.name != "gateway":
-        return f"{sys.executable} -m gateway.entrypoints.cli"
-    on_path = shutil.which("gateway")
-    return "gateway" if on_path and Path(on_path).resolve() == argv0.resolve() else str(argv0)
-
-
-def _first_call_hint(rest: int, data_dir: Path) -> str:
-    dd = "" if data_dir == DEFAULT_DATA_DIR else f" --data-dir {data_dir}"
-    return (
-        "first call (another terminal, same folder):\n"
-        f"  TOKEN=$({_own_command()} token --consumer cedies{dd})\n"
-        f"  curl -s http://127.0.0.1:{rest}/v1/population/persons/1991062434054 "
-        '-H "Authorization: Bearer $TOKEN" -H "x-purpose: student-aid"\n'
-        f"citizen page: http://127.0.0.1:{rest}/me/   API documentation: http://127.0.0.1:{rest}/docs"
-    )
 
 
 @app.command()

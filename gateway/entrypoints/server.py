@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import socket
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +31,8 @@ from gateway.entrypoints.rest import create_rest_app
 from observability.tracing import configure_tracing
 
 __all__ = ["RunningGateway", "serve_forever", "start_gateway"]
+
+_log = logging.getLogger("passerelle.server")
 
 
 class _EmbeddedUvicorn(uvicorn.Server):
@@ -62,17 +66,27 @@ class RunningGateway:
     grpc_tls_port: int = 0     # gRPC over TLS ([gateway.tls]); 0 when not configured
 
     async def stop(self, grace: float = 5.0) -> None:
-        """Drain: stop accepting, let in-flight exchanges finish, flush the audit log."""
+        """Drain: stop accepting, let in-flight exchanges finish, flush the audit log; log one line saying so."""
+        started = time.monotonic()
+        state = self._uvicorn.server_state
+        in_flight, connections = len(state.tasks), len(state.connections)
         await self.health.enter_graceful_shutdown()
         self._uvicorn.should_exit = True
 
-        async def rest_drained() -> None:
-            with contextlib.suppress(asyncio.TimeoutError):
+        async def rest_drained() -> bool:
+            try:
                 await asyncio.wait_for(asyncio.shield(self._rest_task), grace)
+            except TimeoutError:
+                return False
+            return True
 
         # Both doors drain at once, so the whole stop takes at most ``grace`` plus the audit flush.
-        await asyncio.gather(self.grpc_server.stop(grace), rest_drained())
+        _, drained = await asyncio.gather(self.grpc_server.stop(grace), rest_drained())
         await self.gateway.close()
+        _log.info("stopped: drained the front doors and flushed the exchange log", extra={"fields": {
+            "rest_requests_in_flight": in_flight, "rest_connections": connections, "rest_drained": drained,
+            "grace_s": grace, "took_ms": round((time.monotonic() - started) * 1000, 1), "audit": "flushed",
+        }})  # fmt: skip
 
 
 async def start_gateway(
@@ -93,7 +107,8 @@ async def start_gateway(
     )
     sock = bind_socket(gw_conf.rest_host, gw_conf.rest_port if rest_port is None else rest_port)
     uv = _EmbeddedUvicorn(
-        uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", http="httptools",
+        # log_config=None: uvicorn's own messages go through our JSON handler (observability.logs).
+        uvicorn.Config(app, log_level="warning", log_config=None, access_log=False, lifespan="off", http="httptools",
                        loop="none", h11_max_incomplete_event_size=16 * 1024, server_header=False)
     )
     task = asyncio.create_task(uv.serve(sockets=[sock]))
@@ -104,16 +119,21 @@ async def start_gateway(
     return RunningGateway(gateway, server, bound, sock.getsockname()[1], health, uv, task, ports.get("grpc_tls", 0))
 
 
-async def serve_forever(config: Config, *, grace: float | None = None) -> None:
-    """Serve until SIGTERM/SIGINT, then drain within ``grace`` (default: ``gateway.shutdown_grace_s``)."""
+async def serve_forever(config: Config, *, grace: float | None = None, announce: bool = True) -> None:
+    """Serve until SIGTERM/SIGINT, then drain within ``grace`` (default: ``gateway.shutdown_grace_s``).
+
+    ``announce``: under ``--demo``, show the first call (the supervisor does it once for its workers).
+    """
     tracing = configure_tracing(os.environ, service_name="passerelle-gateway")   # once per process
     running = await start_gateway(config)
-    print(
-        f"Passerelle ready: REST http://{config.gateway.rest_host}:{running.rest_port}  "
-        f"gRPC {config.gateway.grpc_host}:{running.grpc_port}"
-        + (f"  gRPC+TLS {config.gateway.grpc_host}:{running.grpc_tls_port}" if running.grpc_tls_port else ""),
-        file=sys.stderr, flush=True,
+    g = config.gateway
+    _log.info(
+        f"Passerelle ready: REST http://{g.rest_host}:{running.rest_port}  gRPC {g.grpc_host}:{running.grpc_port}"
+        + (f"  gRPC+TLS {g.grpc_host}:{running.grpc_tls_port}" if running.grpc_tls_port else ""),
+        extra={"fields": {"rest_port": running.rest_port, "grpc_port": running.grpc_port, "pid": os.getpid()}},
     )
+    if announce and g.demo:
+        announce_demo(config, running.rest_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -122,3 +142,33 @@ async def serve_forever(config: Config, *, grace: float | None = None) -> None:
     await running.stop(config.gateway.shutdown_grace_s if grace is None else grace)
     if tracing is not None:
         tracing.shutdown()   # flush the last spans
+
+
+def _own_command() -> str:
+    """How to call this very ``gateway`` again: ``gateway`` when that is the one on PATH, else its path."""
+    import shutil
+    from pathlib import Path
+
+    argv0 = Path(sys.argv[0])
+    if argv0.name != "gateway":
+        return f"{sys.executable} -m gateway.entrypoints.cli"
+    on_path = shutil.which("gateway")
+    return "gateway" if on_path and Path(on_path).resolve() == argv0.resolve() else str(argv0)
+
+
+def announce_demo(config: Config, rest_port: int) -> None:
+    """The first call to try: plain text for a person at a terminal, a JSON log line otherwise."""
+    from pathlib import Path
+
+    data_dir = Path(os.path.relpath(config.base_dir))
+    dd = "" if data_dir == Path(".gateway-demo") else f" --data-dir {data_dir}"
+    base = f"http://127.0.0.1:{rest_port}"
+    token = f"{_own_command()} token --consumer cedies{dd}"
+    call = (f"curl -s {base}/v1/population/persons/1991062434054 "
+            '-H "Authorization: Bearer $TOKEN" -H "x-purpose: student-aid"')
+    if not sys.stderr.isatty():
+        _log.info("demo: first call", extra={"fields": {"token_command": token, "call": call,
+                                                         "citizen_page": f"{base}/me/", "api_docs": f"{base}/docs"}})
+        return
+    print(f"first call (another terminal, same folder):\n  TOKEN=$({token})\n  {call}\n"
+          f"citizen page: {base}/me/   API documentation: {base}/docs", file=sys.stderr, flush=True)

@@ -19,7 +19,6 @@ import multiprocessing
 import os
 import signal
 import socket
-import sys
 import time
 from collections.abc import Iterator
 from multiprocessing.process import BaseProcess
@@ -51,20 +50,20 @@ def _worker(config: Config) -> None:
     from observability.logs import configure_logging
 
     configure_logging(os.environ.get("PASSERELLE_LOG_LEVEL", "INFO"))
-    _worker_loop(config)
+    _worker_loop(config, announce=False)
 
 
-def _worker_loop(config: Config) -> None:
+def _worker_loop(config: Config, *, announce: bool = True) -> None:
     from gateway.entrypoints.server import serve_forever
 
     try:
         import uvloop
 
-        uvloop.run(serve_forever(config))
+        uvloop.run(serve_forever(config, announce=announce))
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
         import asyncio
 
-        asyncio.run(serve_forever(config))
+        asyncio.run(serve_forever(config, announce=announce))
 
 
 class _Supervisor:
@@ -88,8 +87,8 @@ class _Supervisor:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
         self._procs = [self._spawn() for _ in range(self._count)]
-        print(f"Passerelle supervisor: {self._count} workers, pids "
-              f"{' '.join(str(p.pid) for p in self._procs)}", file=sys.stderr, flush=True)  # fmt: skip
+        _log.info(f"Passerelle supervisor: {self._count} workers",
+                  extra={"fields": {"pids": [p.pid for p in self._procs]}})  # fmt: skip
         while not self._stopping:
             time.sleep(0.1)
             if not self._replace_dead():
@@ -107,8 +106,8 @@ class _Supervisor:
                 _log.error("workers keep dying; stopping", extra={"fields": {"exitcode": proc.exitcode}})
                 return False
             self._procs[i] = self._spawn()
-            print(f"Passerelle supervisor: worker {proc.pid} exited ({proc.exitcode}); "
-                  f"started {self._procs[i].pid}", file=sys.stderr, flush=True)  # fmt: skip
+            _log.warning(f"Passerelle supervisor: worker {proc.pid} exited ({proc.exitcode}); "
+                         f"started {self._procs[i].pid}", extra={"fields": {"exitcode": proc.exitcode}})  # fmt: skip
         return True
 
     def _stop(self, code: int) -> int:
@@ -132,8 +131,12 @@ def serve_workers(config: Config, workers: int) -> int:
         config = config.model_copy(
             update={"gateway": gw.model_copy(update={"rest_port": rest, "grpc_port": grpc_port})}
         )
-        print(f"Passerelle: REST http://{gw.rest_host}:{rest}  gRPC {gw.grpc_host}:{grpc_port}  "
-              f"({workers} workers)", file=sys.stderr, flush=True)  # fmt: skip
+        _log.info(f"Passerelle: REST http://{gw.rest_host}:{rest}  gRPC {gw.grpc_host}:{grpc_port}  "
+                  f"({workers} workers)", extra={"fields": {"rest_port": rest, "grpc_port": grpc_port}})  # fmt: skip
+        if gw.demo:
+            from gateway.entrypoints.server import announce_demo
+
+            announce_demo(config, rest)
         return _Supervisor(config, workers).run()
 
 

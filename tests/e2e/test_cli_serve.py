@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import subprocess
@@ -36,6 +37,9 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+_EARLY_LINES: dict[int, list[str]] = {}   # what a started gateway wrote before it was ready
+
+
 def _started(cmd: list[str]) -> subprocess.Popen[str]:
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None
@@ -44,6 +48,7 @@ def _started(cmd: list[str]) -> subprocess.Popen[str]:
     while time.monotonic() < deadline and (line := proc.stderr.readline()):
         seen.append(line)
         if "Passerelle ready" in line:
+            _EARLY_LINES[proc.pid] = seen
             return proc
     proc.kill()
     raise AssertionError("".join(seen)[-3000:])
@@ -86,3 +91,18 @@ def test_workers_share_the_ports_and_the_data_folder(tmp_path: Path) -> None:
     err = _stop(proc)
     assert proc.returncode == 0, err[-2000:]
     assert "already in use" not in err
+
+
+def test_every_line_written_is_json_uvicorn_included_and_shutdown_says_what_it_drained(tmp_path: Path) -> None:
+    rest = _free_port()
+    proc = _started(_serve(tmp_path, rest, _free_port()))
+    with socket.create_connection(("127.0.0.1", rest)) as garbage:   # uvicorn logs "Invalid HTTP request"
+        garbage.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+        garbage.recv(1024)
+    err = _stop(proc)
+    lines = [line.rstrip("\n") for line in _EARLY_LINES[proc.pid]] + err.splitlines()
+    entries = [json.loads(line) for line in lines]   # raises on any line that is not JSON
+    assert any(e["logger"].startswith("uvicorn") for e in entries), err[-2000:]
+    stopped = [e for e in entries if e["message"].startswith("stopped")]
+    assert len(stopped) == 1
+    assert {"rest_requests_in_flight", "rest_drained", "took_ms", "audit"} <= stopped[0].keys()
