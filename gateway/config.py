@@ -92,6 +92,9 @@ class GatewaySection(_Strict):
     default_timeout_s: float = Field(5.0, gt=0)
     shutdown_grace_s: float = Field(10.0, gt=0, le=300)  # SIGTERM: drain in-flight exchanges, flush audit
     checkpoint_interval_s: float = Field(60.0, ge=0)  # sign an audit checkpoint this often; 0: never
+    # C2SP checkpoint origin and key name of the log (a schema-less URL, no spaces or '+'); set your own.
+    log_origin: str = Field("passerelle.demo/audit", pattern=r"^[^\s+]+$")
+    witness_poll_s: float = Field(30.0, gt=0)  # how often the [[witnesses]]' cosignatures are fetched
     audit_retention_days: int = Field(0, ge=0)  # purge audit records older than this; 0: keep all
     retention_interval_s: float = Field(3600.0, gt=0)  # how often the retention purge runs
     demo: bool = False  # set by `gateway serve --demo`: enables demo-only routes (citizen sign-in)
@@ -110,6 +113,14 @@ class GatewaySection(_Strict):
     readiness: Literal["all", "any", "ignore-registries"] = "all"
     # /readyz: "all" configured registries must answer their probe, "any" of them, or "ignore-registries".
     readiness: Literal["all", "any", "ignore-registries"] = "all"
+
+
+class WitnessSection(_Strict):
+    """A witness that cosigns the log's checkpoints (docs/audit-transparency.md)."""
+
+    name: str  # its C2SP key name, e.g. "cnpd.example/witness"
+    url: str  # where it serves its cosigned checkpoint (GET {url}/checkpoint)
+    public_key: str  # its Ed25519 key: a vkey (name+id+base64) or the raw 32 bytes in base64
 
 
 class IssuerSection(_Strict):
@@ -241,6 +252,7 @@ class Config(_Strict):
     purposes: list[PurposeSection] = []
     mandates: list[MandateSection] = []
     revoked: RevokedSection = RevokedSection()
+    witnesses: list[WitnessSection] = []
     base_dir: Path = Path(".")
 
     def path(self, value: str) -> Path:

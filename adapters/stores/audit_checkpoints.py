@@ -15,20 +15,18 @@ another process already signed is simply skipped.
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-
+from adapters.keys.file_signer import public_key_pem
 from adapters.stores.audit_signing import sign_checkpoint, verify_checkpoint
 from gateway.core.audit_chain import Anchor, Row, VerifyResult, canonical_bytes, verify_rows
 from gateway.core.audit_proof import InclusionProof, checkpoint_due
 from gateway.core.merkle import Checkpoint, frontier_push, frontier_root
+from gateway.core.ports import NoteSigner
+from gateway.core.signed_note import key_id, vkey
 
 __all__ = ["CheckpointSigner", "CheckpointStore", "IncrementalTree", "TamperedLog", "make_proof"]
 
@@ -98,33 +96,26 @@ class IncrementalTree:
         return _State(result.head_seq, result.head_hash, tuple(frontier))
 
 
-def public_key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-
-
-def key_id_of(public_key: ec.EllipticCurvePublicKey) -> str:
-    """SHA-256 of the SubjectPublicKeyInfo DER, base64url, first 16 characters."""
-    der = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return base64.urlsafe_b64encode(hashlib.sha256(der).digest()).decode()[:16]
-
-
 class CheckpointSigner:
-    """Signs tree heads with the gateway key (ES256 PEM) and stores them."""
+    """Signs tree heads as C2SP checkpoints with a ``NoteSigner`` (Ed25519) and stores them.
 
-    def __init__(self, store: CheckpointStore, private_key_pem: bytes, *, clock_us: Callable[[], int]) -> None:
-        key = serialization.load_pem_private_key(private_key_pem, password=None)
-        if not isinstance(key, ec.EllipticCurvePrivateKey):
-            raise TypeError("the gateway signing key must be an EC P-256 (ES256) key")
+    The checkpoint's origin is the signer's name. ``public_key`` is the raw 32-byte key,
+    ``vkey`` its C2SP verifier key, ``public_key_pem`` its SubjectPublicKeyInfo PEM.
+    """
+
+    def __init__(self, store: CheckpointStore, signer: NoteSigner, *, clock_us: Callable[[], int]) -> None:
         self.store = store
         self.tree = IncrementalTree(store)
-        self._pem = private_key_pem
+        self.signer = signer
         self._clock_us = clock_us
-        self.public_key = key.public_key()
-        self.public_key_pem = public_key_pem(key)
-        self.key_id = key_id_of(self.public_key)
+        self.origin = signer.name
+        self.public_key = signer.public_key
+        self.public_key_pem = public_key_pem(signer.public_key)
+        self.key_id = key_id(signer.name, signer.public_key).hex()
+        self.vkey = vkey(signer.name, signer.public_key)
 
     def valid(self, cp: Checkpoint) -> bool:
-        return verify_checkpoint(cp, self.public_key)
+        return cp.origin == self.origin and verify_checkpoint(cp, self.public_key)
 
     async def checkpoint(self) -> Checkpoint | None:
         """Sign a checkpoint of the log as it is now; ``None`` when it has not grown."""
@@ -132,7 +123,7 @@ class CheckpointSigner:
         latest = await self.store.latest_checkpoint()
         if not checkpoint_due(latest, size):
             return None
-        cp = sign_checkpoint(Checkpoint(size, root, self._clock_us(), key_id=self.key_id), self._pem)
+        cp = sign_checkpoint(Checkpoint(size, root, self._clock_us()), self.signer)
         try:
             await self.store.add_checkpoint(cp)
         except Exception:  # another replica signed this size first (unique tree_size)

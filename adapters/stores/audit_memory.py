@@ -13,8 +13,16 @@ from collections.abc import Callable, Iterator, Sequence
 
 from gateway.core.audit_chain import GENESIS_HASH, Anchor, Row, VerifyResult, stored_of, verify_rows
 from gateway.core.errors import GatewayError, Reason
-from gateway.core.merkle import EMPTY_ROOT, Checkpoint, RangeHasher, frontier_push, inclusion_proof
+from gateway.core.merkle import (
+    EMPTY_ROOT,
+    Checkpoint,
+    RangeHasher,
+    consistency_proof,
+    frontier_push,
+    inclusion_proof,
+)
 from gateway.core.ports import AuditQuery
+from gateway.core.signed_note import Cosignature
 from gateway.core.types import AuditReceipt, AuditRecord, StoredAuditRecord
 
 from ._audit_common import chain_batch
@@ -40,6 +48,7 @@ class InMemoryAuditLog:
         self.head: tuple[int, str] = (0, GENESIS_HASH)
         self.anchor_: Anchor = Anchor()
         self.checkpoints_: list[Checkpoint] = []
+        self.cosignatures_: dict[tuple[int, str], Cosignature] = {}
         self.commits = 0
         self.fail_next = False
         self.broken = False
@@ -96,6 +105,17 @@ class InMemoryAuditLog:
 
     async def add_checkpoint(self, checkpoint: Checkpoint) -> None:
         self.checkpoints_.append(checkpoint)
+
+    async def add_cosignature(self, tree_size: int, cosignature: Cosignature) -> None:
+        held = self.cosignatures_.get((tree_size, cosignature.witness))
+        if held is None or cosignature.timestamp > held.timestamp:
+            self.cosignatures_[(tree_size, cosignature.witness)] = cosignature
+
+    async def cosignatures(self, tree_size: int) -> list[Cosignature]:
+        return [c for (size, _), c in sorted(self.cosignatures_.items()) if size == tree_size]
+
+    async def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
+        return consistency_proof(old_size, new_size, self._hasher(new_size))
 
     async def checkpoints(self) -> list[Checkpoint]:
         return sorted(self.checkpoints_, key=lambda c: c.tree_size)

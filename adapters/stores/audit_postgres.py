@@ -19,8 +19,9 @@ from typing import Any, TypeVar
 import psycopg
 
 from gateway.core.audit_chain import ROW_COLUMNS, Anchor, Row, VerifyResult, stored_of, verify_rows
-from gateway.core.merkle import EMPTY_ROOT, Checkpoint, frontier_push, inclusion_proof
+from gateway.core.merkle import EMPTY_ROOT, Checkpoint, consistency_proof, frontier_push, inclusion_proof
 from gateway.core.ports import AuditQuery
+from gateway.core.signed_note import Cosignature
 from gateway.core.types import AuditReceipt, AuditRecord, StoredAuditRecord
 
 from ._audit_common import GroupCommitter, chain_batch, range_hasher
@@ -59,6 +60,14 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE TABLE {s}.audit_anchor (
         id int PRIMARY KEY CHECK (id = 1), seq bigint NOT NULL, hash text NOT NULL, frontier text NOT NULL
+    );
+    """,
+    # 2: C2SP checkpoints (the log's origin, Ed25519 note signatures) and witness cosignatures
+    """
+    ALTER TABLE {s}.audit_checkpoint ADD COLUMN origin text NOT NULL DEFAULT '';
+    CREATE TABLE {s}.audit_cosignature (
+        tree_size bigint NOT NULL, witness text NOT NULL, key_id bytea NOT NULL, timestamp bigint NOT NULL,
+        signature bytea NOT NULL, PRIMARY KEY (tree_size, witness)
     );
     """,
 )
@@ -192,14 +201,30 @@ class PostgresAuditLog:
 
     async def add_checkpoint(self, checkpoint: Checkpoint) -> None:
         cp = checkpoint
-        sql = f"INSERT INTO {self.schema}.audit_checkpoint VALUES (%s, %s, %s, %s, %s)".encode()
-        args = (cp.tree_size, cp.root_hash, cp.time_us, cp.signature, cp.key_id)
+        sql = f"INSERT INTO {self.schema}.audit_checkpoint VALUES (%s, %s, %s, %s, %s, %s)".encode()
+        args = (cp.tree_size, cp.root_hash, cp.time_us, cp.signature, cp.key_id, cp.origin)
         await self._read(lambda c: c.execute(sql, args))
 
     async def checkpoints(self) -> list[Checkpoint]:
-        sql = f"SELECT * FROM {self.schema}.audit_checkpoint ORDER BY tree_size".encode()
+        sql = (f"SELECT tree_size, root_hash, time_us, signature, key_id, origin FROM {self.schema}.audit_checkpoint "
+               "ORDER BY tree_size").encode()  # fmt: skip
         rows = await self._read(lambda c: c.execute(sql).fetchall())
-        return [Checkpoint(r[0], bytes(r[1]), r[2], bytes(r[3]), r[4]) for r in rows]
+        return [Checkpoint(r[0], bytes(r[1]), r[2], bytes(r[3]), r[4], r[5]) for r in rows]
+
+    async def add_cosignature(self, tree_size: int, cosignature: Cosignature) -> None:
+        """Keep a witness's cosignature of checkpoint ``tree_size`` (the newest per witness and size)."""
+        c, t = cosignature, f"{self.schema}.audit_cosignature"
+        sql = (f"INSERT INTO {t} VALUES (%s, %s, %s, %s, %s) ON CONFLICT (tree_size, witness) DO UPDATE "
+               "SET key_id = excluded.key_id, timestamp = excluded.timestamp, signature = excluded.signature "
+               f"WHERE excluded.timestamp > {t}.timestamp").encode()  # fmt: skip
+        args = (tree_size, c.witness, c.key_id, c.timestamp, c.signature)
+        await self._read(lambda conn: conn.execute(sql, args))
+
+    async def cosignatures(self, tree_size: int) -> list[Cosignature]:
+        sql = (f"SELECT witness, key_id, timestamp, signature FROM {self.schema}.audit_cosignature "
+               "WHERE tree_size = %s ORDER BY witness").encode()  # fmt: skip
+        rows = await self._read(lambda c: c.execute(sql, (tree_size,)).fetchall())
+        return [Cosignature(r[0], bytes(r[1]), r[2], bytes(r[3])) for r in rows]
 
     async def latest_checkpoint(self) -> Checkpoint | None:
         cps = await self.checkpoints()
@@ -231,6 +256,12 @@ class PostgresAuditLog:
         anchor = await self.anchor()
         hasher = range_hasher(anchor, await self._hashes(anchor.seq, tree_size))
         return inclusion_proof(seq - 1, tree_size, hasher)
+
+    async def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
+        """RFC 9162 consistency proof between two tree sizes; ``ValueError`` when out of range or purged."""
+        anchor = await self.anchor()
+        hasher = range_hasher(anchor, await self._hashes(anchor.seq, new_size))
+        return consistency_proof(old_size, new_size, hasher)
 
     async def purge_before(self, time_us: int) -> int:
         """Delete the oldest records, up to the first one at or after ``time_us``; return how many.

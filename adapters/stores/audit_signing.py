@@ -1,37 +1,48 @@
-"""ES256 signatures on audit checkpoints with the gateway key (``cryptography``)."""
+"""Ed25519 note signatures on audit checkpoints (C2SP signed-note, tlog-checkpoint).
+
+The signature is over the checkpoint's note text (origin, tree size, base64
+root); the key id is ``SHA-256(origin || 0x0A || 0x01 || public key)[:4]``, the
+log's key name being its origin.
+"""
 
 from __future__ import annotations
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from dataclasses import replace
 
-from gateway.core.merkle import Checkpoint, checkpoint_signature_ok, sign_checkpoint_with
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-__all__ = ["sign_checkpoint", "verify_checkpoint"]
+from gateway.core.merkle import Checkpoint, checkpoint_payload
+from gateway.core.ports import NoteSigner
+from gateway.core.signed_note import ed25519_ok, key_id
 
-_ES256 = ec.ECDSA(hashes.SHA256())
-
-
-def sign_checkpoint(cp: Checkpoint, private_key_pem: bytes) -> Checkpoint:
-    """Return ``cp`` signed (DER ECDSA P-256/SHA-256) with the PEM private key."""
-    key = serialization.load_pem_private_key(private_key_pem, password=None)
-    if not isinstance(key, ec.EllipticCurvePrivateKey):
-        raise TypeError("the checkpoint key must be an EC (ES256) key")
-    return sign_checkpoint_with(cp, lambda payload: key.sign(payload, _ES256))
+__all__ = ["raw_public_key", "sign_checkpoint", "verify_checkpoint"]
 
 
-def verify_checkpoint(cp: Checkpoint, public_key: ec.EllipticCurvePublicKey | bytes) -> bool:
-    """Does ``cp`` carry a valid signature by ``public_key`` (object or PEM)?"""
-    key = serialization.load_pem_public_key(public_key) if isinstance(public_key, bytes) else public_key
-    if not isinstance(key, ec.EllipticCurvePublicKey):
-        raise TypeError("the checkpoint key must be an EC (ES256) key")
+def raw_public_key(key: bytes | Ed25519PublicKey) -> bytes:
+    """The raw 32 bytes of an Ed25519 public key given raw, as PEM, or as a key object.
 
-    def check(payload: bytes, signature: bytes) -> bool:
-        try:
-            key.verify(signature, payload, _ES256)
-        except InvalidSignature:
-            return False
-        return True
+    Raises ``TypeError`` for a PEM that is not an Ed25519 key, ``ValueError`` for unreadable bytes.
+    """
+    if isinstance(key, Ed25519PublicKey):
+        return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    if len(key) == 32:
+        return key
+    loaded = serialization.load_pem_public_key(key)
+    if not isinstance(loaded, Ed25519PublicKey):
+        raise TypeError("the checkpoint key must be an Ed25519 key")
+    return raw_public_key(loaded)
 
-    return checkpoint_signature_ok(cp, check)
+
+def sign_checkpoint(cp: Checkpoint, signer: NoteSigner) -> Checkpoint:
+    """Return ``cp`` signed by ``signer``, whose name becomes the checkpoint's origin."""
+    cp = replace(cp, origin=signer.name, key_id=key_id(signer.name, signer.public_key).hex())
+    return replace(cp, signature=signer.sign(checkpoint_payload(cp)))
+
+
+def verify_checkpoint(cp: Checkpoint, public_key: bytes | Ed25519PublicKey) -> bool:
+    """Does ``cp`` carry a valid signature, under the right key id, by ``public_key`` (raw, PEM or object)?"""
+    raw = raw_public_key(public_key)
+    if cp.key_id != key_id(cp.origin, raw).hex() or len(cp.signature) != 64:
+        return False
+    return ed25519_ok(raw, checkpoint_payload(cp), cp.signature)

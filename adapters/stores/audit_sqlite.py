@@ -25,8 +25,9 @@ from gateway.core.audit_chain import (
     stored_of,
     verify_rows,
 )
-from gateway.core.merkle import EMPTY_ROOT, Checkpoint, frontier_push, inclusion_proof
+from gateway.core.merkle import EMPTY_ROOT, Checkpoint, consistency_proof, frontier_push, inclusion_proof
 from gateway.core.ports import AuditQuery
+from gateway.core.signed_note import Cosignature
 from gateway.core.types import AuditReceipt, AuditRecord, StoredAuditRecord
 
 from ._audit_common import GroupCommitter, chain_batch, range_hasher
@@ -65,6 +66,14 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE audit_anchor (
         id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL, hash TEXT NOT NULL,
         frontier TEXT NOT NULL
+    ) STRICT;
+    """,
+    # 2: C2SP checkpoints (the log's origin, Ed25519 note signatures) and witness cosignatures
+    """
+    ALTER TABLE audit_checkpoint ADD COLUMN origin TEXT NOT NULL DEFAULT '';
+    CREATE TABLE audit_cosignature (
+        tree_size INTEGER NOT NULL, witness TEXT NOT NULL, key_id BLOB NOT NULL, timestamp INTEGER NOT NULL,
+        signature BLOB NOT NULL, PRIMARY KEY (tree_size, witness)
     ) STRICT;
     """,
 )
@@ -215,11 +224,24 @@ class SqliteAuditLog:
 
         def insert(c: sqlite3.Connection) -> None:
             c.execute(
-                "INSERT INTO audit_checkpoint VALUES (?, ?, ?, ?, ?)",
-                (cp.tree_size, cp.root_hash, cp.time_us, cp.signature, cp.key_id),
+                "INSERT INTO audit_checkpoint VALUES (?, ?, ?, ?, ?, ?)",
+                (cp.tree_size, cp.root_hash, cp.time_us, cp.signature, cp.key_id, cp.origin),
             )
 
         await self._read(insert)
+
+    async def add_cosignature(self, tree_size: int, cosignature: Cosignature) -> None:
+        """Keep a witness's cosignature of checkpoint ``tree_size`` (the newest per witness and size)."""
+        c = cosignature
+        sql = ("INSERT INTO audit_cosignature VALUES (?, ?, ?, ?, ?) ON CONFLICT (tree_size, witness) DO UPDATE "
+               "SET key_id = excluded.key_id, timestamp = excluded.timestamp, signature = excluded.signature "
+               "WHERE excluded.timestamp > audit_cosignature.timestamp")  # fmt: skip
+        await self._read(lambda conn: conn.execute(sql, (tree_size, c.witness, c.key_id, c.timestamp, c.signature)))
+
+    async def cosignatures(self, tree_size: int) -> list[Cosignature]:
+        sql = "SELECT witness, key_id, timestamp, signature FROM audit_cosignature WHERE tree_size = ? ORDER BY witness"
+        rows = await self._read(lambda c: c.execute(sql, (tree_size,)).fetchall())
+        return [Cosignature(*row) for row in rows]
 
     async def checkpoints(self) -> list[Checkpoint]:
         sql = "SELECT * FROM audit_checkpoint ORDER BY tree_size"
@@ -255,6 +277,12 @@ class SqliteAuditLog:
         anchor = await self.anchor()
         hasher = range_hasher(anchor, await self._hashes(anchor.seq, tree_size))
         return inclusion_proof(seq - 1, tree_size, hasher)
+
+    async def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
+        """RFC 9162 consistency proof between two tree sizes; ``ValueError`` when out of range or purged."""
+        anchor = await self.anchor()
+        hasher = range_hasher(anchor, await self._hashes(anchor.seq, new_size))
+        return consistency_proof(old_size, new_size, hasher)
 
     async def purge_before(self, time_us: int) -> int:
         """Delete the oldest records, up to the first one at or after ``time_us``; return how many.

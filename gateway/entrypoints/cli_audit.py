@@ -1,4 +1,4 @@
-"""``gateway audit``: verify the log, sign a checkpoint, prove and check inclusion, purge.
+"""``gateway audit``: verify the log, sign a checkpoint, prove and check inclusion, purge, run a witness.
 
 Every command opens the audit store named by the configuration (``[gateway] audit``):
 ``--config FILE``, or the demo configuration in ``--data-dir`` (default ``.gateway-demo``).
@@ -60,16 +60,28 @@ def _with_store(config: Any, work: Callable[[Any], Awaitable[T]]) -> T:
 
 
 def _signer(config: Any, store: Any) -> Any:
+    from adapters.keys.file_signer import make_checkpoint_signer
     from adapters.stores.audit_checkpoints import CheckpointSigner
     from gateway.bootstrap import now_us
 
-    return CheckpointSigner(store, config.path(config.gateway.signing_key).read_bytes(), clock_us=now_us)
+    return CheckpointSigner(store, make_checkpoint_signer(config), clock_us=now_us)
 
 
-def _public_key(pem_file: Path | None) -> Any:
-    from cryptography.hazmat.primitives import serialization
+def _log_key(given: str | None, origin: str, fallback: Callable[[], bytes]) -> Any:
+    """The log's verifier: ``given`` is a vkey, or a file holding a vkey or an Ed25519 PEM; else ``fallback()``."""
+    from adapters.stores.audit_signing import raw_public_key
+    from gateway.core.signed_note import ED25519_TYPE, NoteError, Verifier, parse_vkey
 
-    return None if pem_file is None else serialization.load_pem_public_key(pem_file.read_bytes())
+    if given is None:
+        return Verifier(origin, ED25519_TYPE, fallback())
+    text = Path(given).read_bytes() if Path(given).is_file() else given.encode()
+    try:
+        if b"-----BEGIN" in text:
+            return Verifier(origin, ED25519_TYPE, raw_public_key(text))
+        return parse_vkey(text.decode().strip())
+    except (NoteError, TypeError, ValueError) as exc:
+        typer.echo(f"--public-key: not an Ed25519 PEM or a verifier key: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 def _counting(rows: Iterator[Any], total: int) -> Iterator[Any]:
@@ -94,36 +106,144 @@ def _counting(rows: Iterator[Any], total: int) -> Iterator[Any]:
 def verify(
     config: ConfigOpt = None,
     data_dir: DataDirOpt = _DEFAULT_DIR,
-    public_key: Annotated[Path | None, typer.Option("--public-key", help="Pin the checkpoint key (PEM); "
-                                                    "default: the gateway's own signing key.")] = None,
+    public_key: Annotated[str | None, typer.Option("--public-key", help="Pin the log key: a C2SP vkey, or a file "
+                                                   "with a vkey or an Ed25519 PEM. Default: the gateway's own "
+                                                   "key, which whoever holds the key folder can replace.")] = None,
+    trusted: Annotated[list[str] | None, typer.Option("--trusted", help="A signed checkpoint kept outside the "
+                                                      "database: a file or an http(s) URL (a witness's "
+                                                      "/checkpoint, a saved note, proof or checkpoints JSON). "
+                                                      "Repeatable.")] = None,
+    witness_key: Annotated[list[str] | None, typer.Option("--witness-key", help="NAME=PUBKEY (vkey or base64 "
+                                                          "Ed25519) of a witness whose cosignatures count. "
+                                                          "Default: the configured [[witnesses]].")] = None,
+    min_cosignatures: Annotated[int, typer.Option("--min-cosignatures", min=0, help="Valid witness "
+                                                  "cosignatures required on the trusted checkpoint(s).")] = 0,
+    max_unsigned_intervals: Annotated[int, typer.Option("--max-unsigned-intervals", min=1, help="Fail when "
+                                                        "records stay uncovered by a signed checkpoint longer "
+                                                        "than this many checkpoint intervals.")] = 3,
 ) -> None:
-    """Re-check the whole log (hash chain and every signed checkpoint); name the first bad record."""
+    """Re-check the whole log: hash chain, every signed checkpoint, coverage, and trusted checkpoints.
+
+    Fails (exit 1), naming each cause: a bad record; a bad checkpoint signature; fewer matching
+    checkpoints than signed ones; records uncovered by a signed checkpoint for too long; a
+    retention anchor without a checkpoint or without retention; disagreement with a trusted
+    checkpoint (rollback, rewrite); too few witness cosignatures.
+    """
+    from gateway.bootstrap import now_us
     from gateway.core.audit_chain import verify_rows
+    from gateway.core.log_audit import Coverage, coverage_findings
 
     conf = _config(config, data_dir)
+    notes = [_read_trusted(t) for t in trusted or []]
+    witnesses = _witness_keys(conf, witness_key or [])
 
     async def work(store: Any) -> Any:
-        signer = _signer(conf, store)
-        pinned = _public_key(public_key)
-        from adapters.stores.audit_signing import verify_checkpoint
-
-        def valid(cp: Any) -> bool:
-            return verify_checkpoint(cp, pinned) if pinned is not None else bool(signer.valid(cp))
-
+        key = _log_key(public_key, conf.gateway.log_origin, lambda: _signer(conf, store).public_key)
         anchor, cps, (head, _) = await store.anchor(), await store.checkpoints(), await store.chain_head()
-        rows = _counting(store.iter_rows(), head - anchor.seq)
-        result = await asyncio.to_thread(verify_rows, rows, cps, anchor=anchor, checkpoint_valid=valid)
-        return result, anchor, cps
+        wanted = {anchor.seq + 1, *(cp.tree_size + 1 for cp in cps)}
+        times: dict[int, int] = {}
 
-    result, anchor, cps = _with_store(conf, work)
+        def noting(rows: Iterator[Any]) -> Iterator[Any]:
+            for row in rows:
+                if row[0] in wanted:
+                    times[row[0]] = row[1]
+                yield row
+
+        rows = noting(_counting(store.iter_rows(), head - anchor.seq))
+        result = await asyncio.to_thread(verify_rows, rows, cps, anchor=anchor,
+                                         checkpoint_valid=lambda cp: _checkpoint_ok(cp, key))  # fmt: skip
+        coverage = Coverage(result, anchor.seq, cps, times, head, now_us(), conf.gateway.checkpoint_interval_s,
+                            max_unsigned_intervals, conf.gateway.audit_retention_days)  # fmt: skip
+        findings = coverage_findings(coverage) if result.ok else []
+        cosigned: set[str] = set()
+        for text in notes:
+            findings += await _check_trusted(store, text, key, head, cps, witnesses, cosigned)
+        if len(cosigned) < min_cosignatures:
+            findings.append(f"{len(cosigned)} valid witness cosignature(s) on the trusted checkpoint(s), "
+                            f"{min_cosignatures} required" + ("" if notes else " (give --trusted)"))  # fmt: skip
+        return result, anchor, cps, findings, cosigned
+
+    result, anchor, cps, findings, cosigned = _with_store(conf, work)
     since = f" (records before {anchor.seq + 1} were purged under retention)" if anchor.seq else ""
-    if result.ok:
-        typer.echo(f"OK: {result.records} records verified up to seq {result.head_seq}{since}; "
-                   f"{result.checkpoints} of {len(cps)} signed checkpoints match")  # fmt: skip
-        return
-    typer.echo(f"TAMPERED: record {result.seq}: {result.tamper} ({result.detail}); "
-               f"the log is intact up to seq {result.head_seq}{since}")  # fmt: skip
-    raise typer.Exit(1)
+    if not result.ok:
+        typer.echo(f"TAMPERED: record {result.seq}: {result.tamper} ({result.detail}); "
+                   f"the log is intact up to seq {result.head_seq}{since}")  # fmt: skip
+        raise typer.Exit(1)
+    for finding in findings:
+        typer.echo(f"FAILED: {finding}")
+    if findings:
+        raise typer.Exit(1)
+    older = sum(1 for cp in cps if cp.tree_size < anchor.seq)
+    extra = f" ({older} older ones predate the retention anchor: signature checked only)" if older else ""
+    witnessed = f"; {len(notes)} trusted checkpoint(s) agree, cosigned by {sorted(cosigned)}" if notes else ""
+    typer.echo(f"OK: {result.records} records verified up to seq {result.head_seq}{since}; "
+               f"all {result.checkpoints} signed checkpoints match{extra}{witnessed}")  # fmt: skip
+
+
+def _checkpoint_ok(cp: Any, key: Any) -> bool:
+    from adapters.stores.audit_signing import verify_checkpoint
+
+    return bool(cp.origin == key.name and verify_checkpoint(cp, key.public_key))
+
+
+def _witness_keys(conf: Any, given: list[str]) -> list[Any]:
+    from adapters.witness.cosignatures import witness_key
+
+    try:
+        if not given:
+            return [witness_key(w.name, w.url, w.public_key) for w in conf.witnesses]
+        pairs = [g.split("=", 1) for g in given]
+        return [witness_key(name, "", key) for name, key in pairs]
+    except ValueError as exc:  # also a NAME=PUBKEY without "="
+        typer.echo(f"--witness-key: {exc}; expected NAME=PUBKEY", err=True)
+        raise typer.Exit(2) from None
+
+
+def _read_trusted(source: str) -> str:
+    """The signed checkpoint note held by ``source`` (file or URL; note text or JSON)."""
+    try:
+        if source.startswith(("http://", "https://")):
+            import httpx
+
+            answer = httpx.get(source, timeout=10.0)
+            answer.raise_for_status()
+            text = answer.text
+        else:
+            text = Path(source).read_text()
+    except Exception as exc:  # any fetch or read error: say which source
+        typer.echo(f"--trusted {source}: cannot read: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if not text.lstrip().startswith("{"):
+        return text
+    doc = json.loads(text)
+    for holder in (doc.get("latest"), doc.get("checkpoint"), doc):
+        if isinstance(holder, dict) and (holder.get("cosignedNote") or holder.get("note")):
+            return str(holder.get("cosignedNote") or holder["note"])
+    typer.echo(f"--trusted {source}: no checkpoint note in this JSON", err=True)
+    raise typer.Exit(2)
+
+
+async def _check_trusted(
+    store: Any, text: str, key: Any, head: int, cps: list[Any], witnesses: list[Any], cosigned: set[str]
+) -> list[str]:
+    from gateway.core.log_audit import trusted_findings
+    from gateway.core.merkle import checkpoint_from_note
+    from gateway.core.signed_note import NoteError, verify_cosignature, verify_note
+
+    try:
+        cp, note = checkpoint_from_note(text)
+    except NoteError as exc:
+        return [f"the trusted checkpoint is not a C2SP checkpoint note: {exc}"]
+    if cp.origin != key.name or not verify_note(note, key):
+        return [f"the trusted checkpoint (tree size {cp.tree_size}) is not signed by the pinned log key "
+                f"{key.name}: the log key was replaced, or this is another log"]  # fmt: skip
+    cosigned.update(w.name for w in witnesses if verify_cosignature(note.text, note.signatures, w.verifier))
+    anchor = await store.anchor()
+    roots: dict[int, bytes | None] = {}
+    if cp.tree_size <= head and cp.tree_size >= anchor.seq:
+        size, root = await store.tree_head(cp.tree_size)
+        roots[cp.tree_size] = root if size == cp.tree_size else None
+    return trusted_findings(cp, head, lambda n: roots.get(n), cps)
 
 
 @audit_app.command()
@@ -180,14 +300,12 @@ def check_proof_cmd(
     public_key: Annotated[Path | None, typer.Option("--public-key", help="Pin the gateway key (PEM) instead of "
                                                     "trusting the one in the file.")] = None,
 ) -> None:
-    """Check an inclusion proof offline: record hash, audit path, checkpoint signature."""
-    from cryptography.hazmat.primitives import serialization
-
-    from adapters.stores.audit_checkpoints import key_id_of
-    from adapters.stores.audit_signing import verify_checkpoint
+    """Check an inclusion proof offline: record hash, audit path, checkpoint signature (Ed25519 note)."""
+    from adapters.stores.audit_signing import raw_public_key, verify_checkpoint
     from gateway._pb.passerelle.gateway.v1 import audit_pb2 as pb
     from gateway.core.audit_proof import PROOF_FORMAT, InclusionProof, check_proof
     from gateway.core.merkle import Checkpoint
+    from gateway.core.signed_note import vkey
 
     message = pb.AccessProof()
     try:
@@ -198,21 +316,25 @@ def check_proof_cmd(
     if message.format != PROOF_FORMAT:
         typer.echo(f"{file}: unknown proof format {message.format!r}", err=True)
         raise typer.Exit(2)
-    key = _public_key(public_key) or serialization.load_pem_public_key(message.public_key_pem.encode())
+    try:
+        key = raw_public_key(public_key.read_bytes() if public_key else message.public_key_pem.encode())
+    except (TypeError, ValueError) as exc:
+        typer.echo(f"not an Ed25519 public key: {exc}", err=True)
+        raise typer.Exit(1) from None
     c = message.checkpoint
-    cp = Checkpoint(c.tree_size, c.root_hash, c.time_us, c.signature, c.key_id)
+    cp = Checkpoint(c.tree_size, c.root_hash, c.time_us, c.signature, c.key_id, c.origin)
     try:
         path = tuple(bytes.fromhex(p) for p in message.audit_path)
     except ValueError:
         path = ()
     proof = InclusionProof(message.seq, message.record_hash, message.prev_hash, message.canonical, path, cp)
-    problems = check_proof(proof, lambda payload, sig: verify_checkpoint(cp, key))  # type: ignore[arg-type]
+    problems = check_proof(proof, lambda payload, sig: verify_checkpoint(cp, key))
     if problems:
         for p in problems:
             typer.echo(f"INVALID: {p}")
         raise typer.Exit(1)
     typer.echo(f"OK: record {proof.seq} is in the checkpoint of tree size {cp.tree_size} signed at {c.time} "
-               f"by key {key_id_of(key)}")  # type: ignore[arg-type]  # fmt: skip
+               f"by key {vkey(cp.origin, key)}")  # fmt: skip
 
 
 @audit_app.command()

@@ -119,7 +119,7 @@ async def test_the_proof_of_my_access_checks_against_the_signed_checkpoint(
 
     c = p["checkpoint"]
     cp = Checkpoint(int(c["treeSize"]), base64.b64decode(c["rootHash"]), int(c["timeUs"]),
-                    base64.b64decode(c["signature"]), c["keyId"])  # fmt: skip
+                    base64.b64decode(c["signature"]), c["keyId"], c["origin"])  # fmt: skip
     key = serialization.load_pem_public_key(public["publicKeyPem"].encode())
     proof = InclusionProof(int(p["seq"]), p["recordHash"], p["prevHash"], p["canonical"],
                            tuple(bytes.fromhex(x) for x in p.get("auditPath", [])), cp)  # fmt: skip

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
+from adapters.keys.file_signer import FileNoteSigner, generate_ed25519_pem
 from adapters.stores.audit_checkpoints import CheckpointSigner, IncrementalTree, TamperedLog, make_proof
 from adapters.stores.audit_signing import verify_checkpoint
 from gateway.core.audit_chain import Tamper
@@ -15,14 +14,12 @@ from tests.integration.test_audit_stores import T0, fill, record
 
 
 def _pem() -> bytes:
-    key = ec.generate_private_key(ec.SECP256R1())
-    enc, fmt = serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8
-    return key.private_bytes(enc, fmt, serialization.NoEncryption())
+    return generate_ed25519_pem()
 
 
 def _signer(h: Harness, pem: bytes | None = None) -> CheckpointSigner:
     clock = iter(range(T0, T0 + 10_000))
-    return CheckpointSigner(h.store, pem or _pem(), clock_us=lambda: next(clock))
+    return CheckpointSigner(h.store, FileNoteSigner("test.example/log", pem or _pem()), clock_us=lambda: next(clock))
 
 
 async def test_the_incremental_tree_agrees_with_the_full_tree_head(harness: Harness) -> None:

@@ -11,9 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
+from adapters.keys.file_signer import FileNoteSigner, generate_ed25519_pem
 from adapters.stores.audit_postgres import PostgresAuditLog
 from adapters.stores.audit_signing import sign_checkpoint, verify_checkpoint
 from gateway.core.audit_chain import Tamper, chain_hash
@@ -106,16 +105,14 @@ async def test_a_failed_write_is_audit_unavailable_and_the_store_recovers(harnes
 
 
 async def test_inclusion_proof_verifies_against_a_signed_checkpoint(harness: Harness) -> None:
-    key = ec.generate_private_key(ec.SECP256R1())
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption())  # fmt: skip
+    key = FileNoteSigner("test.example/log", generate_ed25519_pem())
     await fill(harness, 13)
     size, root = await harness.store.tree_head()
-    cp = sign_checkpoint(Checkpoint(size, root, T0, key_id="gw-1"), pem)
+    cp = sign_checkpoint(Checkpoint(size, root, T0), key)
     await harness.store.add_checkpoint(cp)
     assert await harness.store.latest_checkpoint() == cp
-    assert verify_checkpoint(cp, key.public_key())
-    assert (await harness.store.verify(checkpoint_valid=lambda c: verify_checkpoint(c, key.public_key()))).ok
+    assert verify_checkpoint(cp, key.public_key)
+    assert (await harness.store.verify(checkpoint_valid=lambda c: verify_checkpoint(c, key.public_key))).ok
     stored = await harness.store.get(6)
     proof = await harness.store.inclusion_proof(6, cp.tree_size)
     assert verify_inclusion(bytes.fromhex(stored.hash), 5, cp.tree_size, proof, cp.root_hash)

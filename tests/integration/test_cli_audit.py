@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,7 @@ from typer.testing import CliRunner
 from adapters.stores.audit_sqlite import SqliteAuditLog
 from gateway.demo.setup import ensure_demo
 from gateway.entrypoints.cli import app
-from tests.integration.test_audit_stores import record
+from tests.integration.test_audit_stores import T0, record
 
 runner = CliRunner()
 
@@ -23,19 +25,25 @@ def audit(*args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-@pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    """A demo data folder whose log holds 12 records."""
-    ensure_demo(tmp_path)
+def fill_log(data_dir: Path, n: int, *, start: int = 1, time_us: int | None = None) -> None:
+    """Append ``n`` records written now (or at ``time_us``) to the demo folder's log."""
+    base = time.time_ns() // 1000 if time_us is None else time_us
 
     async def fill() -> None:
-        store = SqliteAuditLog(tmp_path / "audit.db")
+        store = SqliteAuditLog(data_dir / "audit.db")
         await store.start()
-        for i in range(1, 13):
-            await store.append(record(i))
+        for i in range(start, start + n):
+            await store.append(replace(record(i), time_us=base + i))
         await store.close()
 
     asyncio.run(fill())
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    """A demo data folder whose log holds 12 records written just now."""
+    ensure_demo(tmp_path)
+    fill_log(tmp_path, 12)
     return tmp_path
 
 
@@ -50,7 +58,7 @@ def test_verify_passes_on_an_untouched_log_and_counts_checkpoints(data_dir: Path
     assert audit("checkpoint", "--data-dir", str(data_dir))[0] == 0
     code, out = audit("verify", "--data-dir", str(data_dir))
     assert code == 0, out
-    assert "12 records verified" in out and "1 of 1 signed checkpoints" in out
+    assert "12 records verified" in out and "all 1 signed checkpoints match" in out
 
 
 @pytest.mark.parametrize(
@@ -96,21 +104,21 @@ def test_check_proof_with_a_pinned_key_refuses_another_key(data_dir: Path, tmp_p
     audit("checkpoint", "--data-dir", str(data_dir))
     proof_file = tmp_path / "proof.json"
     audit("prove", "3", "--data-dir", str(data_dir), "-o", str(proof_file))
-    other = ensure_demo(tmp_path / "other").parent / "keys" / "demo-staff.jwks.json"
-    assert other.exists()
     from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    staff = serialization.load_pem_private_key((other.parent / "demo-staff.pem").read_bytes(), password=None)
+    other = Ed25519PrivateKey.generate().public_key()
     pem = tmp_path / "pinned.pem"
-    pem.write_bytes(staff.public_key().public_bytes(serialization.Encoding.PEM,
-                                                    serialization.PublicFormat.SubjectPublicKeyInfo))  # fmt: skip
+    pem.write_bytes(other.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
     code, out = audit("check-proof", str(proof_file), "--public-key", str(pem))
     assert code == 1 and "signature is not valid" in out
 
 
-def test_purge_keeps_the_log_verifiable(data_dir: Path) -> None:
-    # The records are from 2025 (T0), so a one-day retention purges them all.
-    code, out = audit("purge", "--data-dir", str(data_dir), "--older-than-days", "1")
+def test_purge_keeps_the_log_verifiable(tmp_path: Path) -> None:
+    config = ensure_demo(tmp_path)
+    config.write_text(config.read_text().replace("[gateway]\n", "[gateway]\naudit_retention_days = 30\n", 1))
+    fill_log(tmp_path, 12, time_us=T0)   # from 2025: a one-day retention purges them all
+    code, out = audit("purge", "--data-dir", str(tmp_path), "--older-than-days", "1")
     assert code == 0 and "purged 12 records" in out
-    code, out = audit("verify", "--data-dir", str(data_dir))
+    code, out = audit("verify", "--data-dir", str(tmp_path))
     assert code == 0 and "records before 13 were purged" in out, out

@@ -12,6 +12,7 @@ from gateway.core.merkle import (
     Checkpoint,
     RangeHasher,
     checkpoint_signature_ok,
+    consistency_proof,
     frontier_push,
     frontier_root,
     inclusion_proof,
@@ -19,6 +20,7 @@ from gateway.core.merkle import (
     node_hash,
     root,
     sign_checkpoint_with,
+    verify_consistency,
     verify_inclusion,
 )
 
@@ -81,3 +83,67 @@ def test_a_checkpoint_signature_covers_size_and_root() -> None:
     assert checkpoint_signature_ok(cp, check)
     assert not checkpoint_signature_ok(Checkpoint(4, cp.root_hash, 1, cp.signature, "k1"), check)
     assert not checkpoint_signature_ok(Checkpoint(3, b"s" * 32, 1, cp.signature, "k1"), check)
+
+
+def _naive_subproof(m: int, leaves: list[bytes], whole: bool) -> list[bytes]:
+    """SUBPROOF of RFC 9162 §2.1.4.1, written straight from the definition over slices."""
+    n = len(leaves)
+    if m == n:
+        return [] if whole else [root(leaves)]
+    k = 1 << ((n - 1).bit_length() - 1)
+    if m <= k:
+        return [*_naive_subproof(m, leaves[:k], whole), root(leaves[k:])]
+    return [*_naive_subproof(m - k, leaves[k:], False), root(leaves[:k])]
+
+
+@given(leaves_st, st.data())
+def test_consistency_proofs_match_the_rfc_definition_and_verify(leaves: list[bytes], data: st.DataObject) -> None:
+    new = data.draw(st.integers(1, len(leaves)))
+    old = data.draw(st.integers(1, new))
+    proof = consistency_proof(old, new, leaves)
+    assert proof == (_naive_subproof(old, leaves[:new], True) if old < new else [])
+    assert verify_consistency(old, new, proof, root(leaves[:old]), root(leaves[:new]))
+
+
+@given(leaves_st, st.data())
+def test_a_rewritten_prefix_fails_the_consistency_check(leaves: list[bytes], data: st.DataObject) -> None:
+    new = data.draw(st.integers(1, len(leaves)))
+    old = data.draw(st.integers(1, new))
+    at = data.draw(st.integers(0, old - 1))
+    forged = [*leaves[:at], hashlib.sha256(leaves[at]).digest(), *leaves[at + 1 :]]
+    proof = consistency_proof(old, new, forged)
+    assert not verify_consistency(old, new, proof, root(leaves[:old]), root(forged[:new]))
+
+
+@given(leaves_st, st.data())
+def test_a_consistency_proof_proves_nothing_about_other_sizes(leaves: list[bytes], data: st.DataObject) -> None:
+    new = data.draw(st.integers(2, max(2, len(leaves))))
+    leaves = leaves if len(leaves) >= new else leaves * new
+    old = data.draw(st.integers(1, new - 1))
+    proof = consistency_proof(old, new, leaves)
+    assert not verify_consistency(old, new - 1, proof, root(leaves[:old]), root(leaves[: new - 1])) or old == new - 1
+    assert not verify_consistency(new, old, proof, root(leaves[:new]), root(leaves[:old]))
+
+
+@given(leaves_st, st.data())
+def test_consistency_from_the_anchor_survives_a_purged_prefix(leaves: list[bytes], data: st.DataObject) -> None:
+    offset = data.draw(st.integers(1, len(leaves)))
+    frontier: list[bytes] = []
+    for i, leaf in enumerate(leaves[:offset]):
+        frontier_push(frontier, i, leaf)
+    hasher = RangeHasher(leaves[offset:], offset=offset, frontier=frontier)
+    assert consistency_proof(offset, len(leaves), hasher) == consistency_proof(offset, len(leaves), leaves)
+
+
+def test_consistency_before_a_purged_prefix_is_refused_when_the_frontier_cannot_answer() -> None:
+    leaves = [bytes([i]) * 32 for i in range(8)]
+    frontier: list[bytes] = []
+    for i, leaf in enumerate(leaves[:7]):
+        frontier_push(frontier, i, leaf)
+    hasher = RangeHasher(leaves[7:], offset=7, frontier=frontier)
+    try:
+        consistency_proof(3, 8, hasher)
+    except ValueError as exc:
+        assert "purged" in str(exc)
+    else:
+        raise AssertionError("a proof through purged leaves was made")

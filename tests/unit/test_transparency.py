@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
+from adapters.keys.file_signer import FileNoteSigner, generate_ed25519_pem
 from adapters.stores.audit_memory import InMemoryAuditLog
 from adapters.stores.audit_signing import sign_checkpoint, verify_checkpoint
 from gateway.core.audit_chain import canonical_bytes
@@ -109,14 +108,13 @@ def test_checkpoints_are_due_only_when_the_log_grew() -> None:
     assert retention_cutoff_us(T0, 2) == T0 - 2 * DAY
 
 
-async def _proof() -> tuple[InclusionProof, ec.EllipticCurvePrivateKey]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+async def _proof() -> tuple[InclusionProof, FileNoteSigner]:
+    key = FileNoteSigner("test.example/log", generate_ed25519_pem())
     store = InMemoryAuditLog()
     for i in range(1, 12):
         await store.append(rec(i).record)
     size, root = await store.tree_head()
-    cp = sign_checkpoint(Checkpoint(size, root, T0, key_id="k"), pem)
+    cp = sign_checkpoint(Checkpoint(size, root, T0), key)
     stored = await store.get(6)
     assert stored is not None
     path = await store.inclusion_proof(6, size)
@@ -124,8 +122,8 @@ async def _proof() -> tuple[InclusionProof, ec.EllipticCurvePrivateKey]:
     return InclusionProof(6, stored.hash, stored.prev_hash, canonical, tuple(path), cp), key
 
 
-def _verifier(key: ec.EllipticCurvePrivateKey, cp: Checkpoint):  # type: ignore[no-untyped-def]
-    return lambda payload, sig: verify_checkpoint(cp, key.public_key())
+def _verifier(key: FileNoteSigner, cp: Checkpoint):  # type: ignore[no-untyped-def]
+    return lambda payload, sig: verify_checkpoint(cp, key.public_key)
 
 
 async def test_a_proof_checks_offline() -> None:
@@ -136,7 +134,7 @@ async def test_a_proof_checks_offline() -> None:
 
 async def test_a_proof_with_altered_content_path_or_key_fails() -> None:
     proof, key = await _proof()
-    other = ec.generate_private_key(ec.SECP256R1())
+    other = FileNoteSigner("test.example/log", generate_ed25519_pem())
     altered = replace(proof, canonical=proof.canonical.replace("cedies", "police"))
     assert "does not hash" in check_proof(altered, _verifier(key, proof.checkpoint))[0]
     moved = replace(proof, audit_path=proof.audit_path[::-1])

@@ -1,8 +1,9 @@
-"""Signed audit checkpoints: the periodic signer, the retention purge, and ``GET /v1/audit/checkpoints``.
+"""Signed audit checkpoints: the periodic signer, witnesses' cosignatures, the retention purge, and
+``GET /v1/audit/checkpoints``, ``GET /v1/audit/consistency``, ``GET /v1/audit/checkpoint`` (text).
 
-``GET /v1/audit/checkpoints`` is public on purpose: a checkpoint (tree size,
-root hash, time, signature) carries no personal data, and a transparency log's
-tree heads are only useful if anyone can fetch them to check a proof against.
+These are public on purpose: a checkpoint (C2SP tlog-checkpoint note: origin, tree
+size, root hash, Ed25519 signature) carries no personal data, and a transparency
+log's tree heads and consistency proofs are only useful if anyone can fetch them.
 """
 
 from __future__ import annotations
@@ -11,19 +12,26 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from fastapi import FastAPI
+from fastapi.responses import PlainTextResponse
+
+from adapters.keys.file_signer import make_checkpoint_signer
 from adapters.stores.audit_checkpoints import CheckpointSigner
+from adapters.witness.cosignatures import WitnessKey, collect_cosignatures, witness_key
 from gateway._pb.passerelle.gateway.v1 import audit_pb2 as pb
 from gateway.core.audit_proof import retention_cutoff_us
-from gateway.core.merkle import Checkpoint, checkpoint_payload
+from gateway.core.errors import GatewayError, Reason
+from gateway.core.merkle import Checkpoint, checkpoint_note
+from gateway.core.signed_note import Cosignature, Note, vkey
 from gateway.core.transparency import iso_time
 from gateway.entrypoints.binding import Access, Call, ServiceBinding
 
 if TYPE_CHECKING:
     from gateway.bootstrap import Gateway
 
-__all__ = ["checkpoint_message", "checkpoints_binding", "install_audit", "periodic", "signer_for"]
+__all__ = ["checkpoint_message", "checkpoints_binding", "install_audit", "periodic", "signer_for", "witnesses_of"]
 
 log = logging.getLogger("passerelle.audit")
 MAX_HISTORY = 1000
@@ -32,32 +40,83 @@ MAX_HISTORY = 1000
 def signer_for(gateway: Gateway) -> CheckpointSigner:
     from gateway.bootstrap import now_us
 
-    pem = gateway.config.path(gateway.config.gateway.signing_key).read_bytes()
-    return CheckpointSigner(gateway.audit, pem, clock_us=now_us)
+    return CheckpointSigner(gateway.audit, make_checkpoint_signer(gateway.config), clock_us=now_us)
 
 
-def checkpoint_message(cp: Checkpoint) -> pb.Checkpoint:
-    note = checkpoint_payload(cp.tree_size, cp.root_hash, cp.time_us, cp.key_id).decode()
-    return pb.Checkpoint(tree_size=cp.tree_size, root_hash=cp.root_hash, time=iso_time(cp.time_us),
-                         time_us=cp.time_us, key_id=cp.key_id, signature=cp.signature, note=note)  # fmt: skip
+def witnesses_of(config: Any) -> list[WitnessKey]:
+    """The configured ``[[witnesses]]``; raises ``ValueError`` naming a bad key."""
+    return [witness_key(w.name, w.url, w.public_key) for w in config.witnesses]
+
+
+def cosigned_text(cp: Checkpoint, cosignatures: list[Cosignature]) -> str:
+    """The checkpoint note with the witnesses' cosignature lines appended (C2SP tlog-cosignature)."""
+    note = checkpoint_note(cp)
+    return Note(note.text, (*note.signatures, *(c.note_signature() for c in cosignatures))).format()
+
+
+def checkpoint_message(cp: Checkpoint, cosignatures: list[Cosignature] | None = None) -> pb.Checkpoint:
+    cos = cosignatures or []
+    return pb.Checkpoint(
+        tree_size=cp.tree_size, root_hash=cp.root_hash, time=iso_time(cp.time_us), time_us=cp.time_us,
+        key_id=cp.key_id, signature=cp.signature, note=checkpoint_note(cp).format(), origin=cp.origin,
+        cosignatures=[pb.Cosignature(witness=c.witness, key_id=c.key_id.hex(), timestamp=c.timestamp,
+                                     time=iso_time(c.timestamp * 1_000_000), line=c.note_signature().line())
+                      for c in cos],
+        cosigned_note=cosigned_text(cp, cos),
+    )  # fmt: skip
 
 
 def checkpoints_binding(gateway: Gateway, signer: CheckpointSigner) -> ServiceBinding:
+    witness_vkeys = [vkey(w.name, w.verifier.public_key, w.verifier.sig_type) for w in witnesses_of(gateway.config)]
+
     async def list_checkpoints(request: pb.ListCheckpointsRequest, call: Call) -> pb.ListCheckpointsResponse:
         limit = 100 if request.limit <= 0 else min(request.limit, MAX_HISTORY)
         cps = await gateway.audit.checkpoints()
-        answer = pb.ListCheckpointsResponse(public_key_pem=signer.public_key_pem.decode(), key_id=signer.key_id)
+        answer = pb.ListCheckpointsResponse(public_key_pem=signer.public_key_pem.decode(), key_id=signer.key_id,
+                                            vkey=signer.vkey, witness_vkeys=witness_vkeys)  # fmt: skip
+        for cp in reversed(cps[-limit:]):
+            answer.history.append(checkpoint_message(cp, await gateway.audit.cosignatures(cp.tree_size)))
         if cps:
-            answer.latest.CopyFrom(checkpoint_message(cps[-1]))
-        answer.history.extend(checkpoint_message(cp) for cp in reversed(cps[-limit:]))
+            answer.latest.CopyFrom(answer.history[0])
         return answer
+
+    async def consistency(request: pb.GetConsistencyProofRequest, call: Call) -> pb.ConsistencyProof:
+        old, new = request.from_size, request.to_size
+        head, _ = await gateway.audit.chain_head()
+        if not 0 < old <= new <= head:
+            raise GatewayError(Reason.INVALID_ARGUMENT, f"Need 0 < from <= to <= {head} (the log's size)")
+        try:
+            hashes = await gateway.audit.consistency_proof(old, new)
+        except ValueError:
+            raise GatewayError(Reason.NOT_FOUND, f"No consistency proof from {old}: records it needs were purged "
+                                                 "under retention; ask from a later checkpoint") from None
+        return pb.ConsistencyProof(from_size=old, to_size=new, hashes=hashes)
 
     return ServiceBinding(
         service="passerelle.gateway.v1.AuditCheckpoints",
-        handlers={"ListCheckpoints": list_checkpoints},
-        access={"ListCheckpoints": Access("public")},
+        handlers={"ListCheckpoints": list_checkpoints, "GetConsistencyProof": consistency},
+        access={"ListCheckpoints": Access("public"), "GetConsistencyProof": Access("public")},
         tags=["audit"],
     )
+
+
+def note_installer(gateway: Gateway) -> Any:
+    """``GET /v1/audit/checkpoint``: the latest checkpoint as C2SP note text, with its cosignatures."""
+
+    async def latest_note() -> PlainTextResponse:
+        latest = await gateway.audit.latest_checkpoint()
+        if latest is None:
+            return PlainTextResponse("no checkpoint signed yet\n", status_code=404)
+        text = cosigned_text(latest, await gateway.audit.cosignatures(latest.tree_size))
+        return PlainTextResponse(text, media_type="text/plain; charset=utf-8")
+
+    def install(app: FastAPI) -> dict[str, Any]:
+        app.add_api_route("/v1/audit/checkpoint", latest_note, methods=["GET"], tags=["audit"],
+                          summary="The latest signed checkpoint as a C2SP note, with witness cosignatures",
+                          response_class=PlainTextResponse)  # fmt: skip
+        return {}
+
+    return install
 
 
 async def periodic(name: str, every_s: float, step: Callable[[], Awaitable[object]]) -> None:
@@ -96,16 +155,25 @@ def _start(gateway: Gateway, name: str, every_s: float, step: Callable[[], Await
 
 
 async def install_audit(gateway: Gateway) -> None:
-    """The checkpoints API, the periodic signer and the retention purge (a FEATURES entry)."""
+    """The checkpoints API, the periodic signer, cosignature fetching and the retention purge (a FEATURES entry)."""
     from gateway.bootstrap import now_us
 
     conf = gateway.config.gateway
     signer = signer_for(gateway)
     gateway.bindings.append(checkpoints_binding(gateway, signer))
+    gateway.rest_installers.append(note_installer(gateway))
     if conf.checkpoint_interval_s > 0:
         _start(gateway, "checkpoint", conf.checkpoint_interval_s, signer.checkpoint)
     if conf.audit_retention_days > 0:
         _start(gateway, "retention", conf.retention_interval_s, lambda: purge_expired(gateway, signer, now_us()))
+    witnesses = witnesses_of(gateway.config)
+    if witnesses:
+        import httpx
+
+        client = httpx.AsyncClient(timeout=5.0)
+        _start(gateway, "cosignatures", conf.witness_poll_s,
+               lambda: collect_cosignatures(gateway.audit, witnesses, client))  # fmt: skip
+        gateway.closers.append(client.aclose)
 
     async def final_checkpoint() -> None:
         # Runs before the store closes (closers run in reverse): the last exchanges get a signed head.

@@ -1,0 +1,1 @@
+"""Talking to transparency-log witnesses: fetching and checking their cosignatures."""
