@@ -1,5 +1,8 @@
 """Composition of the security features: issuer key sets, sender constraints, quotas, revocations.
 
+Also: the DPoP replay store shared by the processes, the public URL proofs are checked
+against, quotas of citizens and staff, and limits per client address on both doors.
+
 Called from ``gateway.bootstrap`` (the composition root); kept apart so that the
 root stays short. Nothing here runs at import time.
 """
@@ -11,6 +14,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -18,14 +22,18 @@ import httpx
 from adapters.keys import JwksFileKeys, JwksUrlKeys
 from gateway.config import Config, IssuerSection
 from gateway.core.auth import Issuer
-from gateway.core.quotas import Admission, Quota
+from gateway.core.errors import Reason
+from gateway.core.quotas import AddressQuotas, Admission, KeyedBuckets, PrincipalQuotas, Quota
 from gateway.core.revocation import Revocation, RevocationList
 from gateway.quota_sync import HEARTBEAT_S, TTL_S, QuotaSync
 
 if TYPE_CHECKING:
     from gateway.bootstrap import Gateway
 
-__all__ = ["admission_for", "install_security", "issuers_for", "revocation_list_for", "sender_modes_for"]
+__all__ = [
+    "address_quotas_for", "admission_for", "install_security", "issuers_for", "principal_quotas_for",
+    "replay_store_for", "revocation_list_for", "sender_modes_for",
+]
 
 _log = logging.getLogger("passerelle.security")
 #: How often each process looks for revocations made by another process.
@@ -57,6 +65,59 @@ def admission_for(config: Config) -> Admission:
         for c in config.consumers
     }
     return Admission(default, per)
+
+
+def principal_quotas_for(config: Config) -> PrincipalQuotas:
+    """Citizens' and staff members' own quotas (agencies': ``admission_for``)."""
+    gw = config.gateway
+    return PrincipalQuotas({"citizen": KeyedBuckets(gw.citizen_rate_per_s, gw.citizen_burst),
+                            "staff": KeyedBuckets(gw.staff_rate_per_s, gw.staff_burst)})
+
+
+def address_quotas_for(config: Config) -> AddressQuotas:
+    """Per client address: calls without a token, and failed authentications."""
+    gw = config.gateway
+    return AddressQuotas(KeyedBuckets(gw.address_rate_per_s, gw.address_burst),
+                         KeyedBuckets(gw.failed_auth_per_s, gw.failed_auth_burst))
+
+
+def replay_store_for(config: Config) -> Any:
+    """Where used DPoP proofs are recorded: ``dpop_replay``, or beside the revocations (their backend)."""
+    target = config.gateway.dpop_replay or config.gateway.revocations
+    if target == "memory":
+        from adapters.stores.dpop_replay_memory import InMemoryProofReplayStore
+
+        return InMemoryProofReplayStore()
+    if target.startswith(("postgresql://", "postgres://")):
+        from adapters.stores.dpop_replay_postgres import PostgresProofReplayStore
+
+        return PostgresProofReplayStore(target)
+    if not config.gateway.dpop_replay:   # a file of its own beside the revocations' file
+        target = str(Path(target.removeprefix("sqlite:")).with_name("dpop_replay.db"))
+    from adapters.stores.dpop_replay_sqlite import SqliteProofReplayStore
+
+    return SqliteProofReplayStore(config.path(target.removeprefix("sqlite:")))
+
+
+def _install_limits(gateway: Gateway) -> None:
+    """The verifier's public URL, replay store and per-principal quotas; per-address limits on both doors."""
+    from gateway.entrypoints._address_limits import AsgiAddressLimits, GrpcAddressLimits
+
+    config, verifier = gateway.config, gateway.verifier
+    verifier.public_url = config.gateway.public_url.rstrip("/")
+    verifier.principal_quotas = principal_quotas_for(config)
+    verifier.replay_store = replay_store_for(config)
+    limits = address_quotas_for(config)
+
+    def refused(reason: Reason, protocol: str) -> None:
+        gateway.pipeline.record_security_event(reason, protocol)
+
+    def rest(app: Any) -> dict[str, Any]:
+        app.add_middleware(AsgiAddressLimits, quotas=limits, clock=time.monotonic, on_refusal=refused)
+        return {}
+
+    gateway.rest_installers.append(rest)
+    gateway.grpc_interceptors.append(GrpcAddressLimits(limits, clock=time.monotonic, on_refusal=refused))
 
 
 def _static_revocations(config: Config) -> list[Revocation]:
@@ -128,6 +189,7 @@ async def install_security(gateway: Gateway) -> None:
             if not keys:
                 _log.error("no usable key from JWKS URL; its tokens are refused until it answers",
                            extra={"fields": {"source": keys.url}})
+    _install_limits(gateway)
     store = _revocation_store(gateway.config)
     sync = RevocationSync(store, gateway.verifier.revocations, _static_revocations(gateway.config), now_us)
     await sync.reload()
@@ -139,6 +201,8 @@ async def install_security(gateway: Gateway) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await store.close()
+        if gateway.verifier.replay_store is not None:
+            await gateway.verifier.replay_store.close()
         for keys in gateway.verifier.key_sets():
             if isinstance(keys, JwksUrlKeys):
                 await keys.close()

@@ -103,9 +103,23 @@ class GatewaySection(_Strict):
     revocations: str = "sqlite:revocations.db"  # durable token/consumer/key revocations; or a postgresql:// DSN
     sender_constraint: SenderConstraint = "optional"  # default for consumers (cnf: mTLS / DPoP)
     dpop_max_age_s: int = Field(60, gt=0, le=600)  # how old a DPoP proof may be
+    # DPoP proofs already used, shared by the processes: "" follows `revocations` (sqlite:dpop_replay.db beside
+    # it, or its DSN), "memory" (one process), "sqlite:PATH" or a postgresql:// DSN.
+    dpop_replay: str = ""
+    # Where clients reach the REST door ("https://passerelle.example.lu", behind a proxy): the origin every DPoP
+    # htu is checked against, never the Host header. "": the address the REST port listens on.
+    public_url: str = Field("", pattern=r"^(https?://[^/?#\s]+(/[^?#\s]*)?)?$")
     rate_per_s: float = Field(1000.0, ge=0)  # per-consumer quota defaults; 0: no rate limit
     burst: int = Field(2000, ge=1)
     max_concurrent: int = Field(128, ge=0)  # 0: no concurrency limit
+    citizen_rate_per_s: float = Field(10.0, ge=0)  # per citizen (/v1/me/...); 0: no limit
+    citizen_burst: int = Field(100, ge=1)
+    staff_rate_per_s: float = Field(50.0, ge=0)  # per staff member (ops and admin APIs); 0: no limit
+    staff_burst: int = Field(500, ge=1)
+    address_rate_per_s: float = Field(50.0, ge=0)  # routes without a token, per client address; 0: no limit
+    address_burst: int = Field(500, ge=1)
+    failed_auth_per_s: float = Field(10.0, ge=0)  # failed authentications per client address; 0: no limit
+    failed_auth_burst: int = Field(1000, ge=1)
     # Quotas shared by the processes on one PostgreSQL: "" (through `audit` when it is PostgreSQL),
     # "local" (each process admits the whole quota), or a postgresql:// DSN. docs/scaling.md.
     quotas: str = ""

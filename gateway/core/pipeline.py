@@ -175,9 +175,15 @@ class ExchangePipeline:
             raise
 
     async def authenticate_async(self, ctx: CallContext, *, kind: str = "consumer") -> Principal:
-        """As ``authenticate``; an unknown signing key first refreshes the issuer's keys (rate-limited)."""
+        """As ``authenticate``; an unknown signing key first refreshes the issuer's keys (rate-limited),
+        and a DPoP proof's reuse is checked in the store shared by every process."""
         try:
-            return self._authorised_sender(await self._verifier.verify_async(ctx.token), ctx, kind)
+            principal = await self._verifier.verify_async(ctx.token)
+            await self._verifier.check_sender_async(
+                principal, token=ctx.token or "", cert_sha256=ctx.peer_cert_sha256, dpop_proof=ctx.dpop_proof,
+                method=ctx.http_method, url=ctx.http_url,
+            )
+            return self._of_kind(principal, kind)
         except GatewayError as exc:
             self.record_security_event(exc.reason, ctx.protocol)
             raise
@@ -187,6 +193,10 @@ class ExchangePipeline:
             principal, token=ctx.token or "", cert_sha256=ctx.peer_cert_sha256, dpop_proof=ctx.dpop_proof,
             method=ctx.http_method, url=ctx.http_url,
         )
+        return self._of_kind(principal, kind)
+
+    @staticmethod
+    def _of_kind(principal: Principal, kind: str) -> Principal:
         if principal.kind != kind:
             raise GatewayError(Reason.WRONG_TOKEN_SCOPE, f"This operation needs a {kind} token")
         return principal

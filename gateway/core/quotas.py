@@ -29,8 +29,8 @@ from cachetools import LRUCache
 from gateway.core.errors import GatewayError, Reason
 
 __all__ = [
-    "SHARE_FLOOR", "Admission", "KeyedBuckets", "PrincipalQuotas", "Quota", "TokenBucket", "fair_shares",
-    "local_concurrency",
+    "SHARE_FLOOR", "AddressQuotas", "Admission", "KeyedBuckets", "PrincipalQuotas", "Quota", "TokenBucket",
+    "fair_shares", "local_concurrency",
 ]
 
 #: Part of a consumer's quota split evenly over the live processes whatever the demand, so that a
@@ -206,3 +206,26 @@ class PrincipalQuotas:
         buckets = self._per_kind.get(kind)
         if buckets is not None:
             buckets.take(principal, now)
+
+
+class AddressQuotas:
+    """Per client address: requests without a token, and failed authentications (charged afterwards).
+
+    ``admit`` refuses an address whose failed authentications used up their allowance (whatever
+    it sends now, token or not), then charges a request without a token to ``anonymous``;
+    ``failed`` charges a refusal by authentication.
+    """
+
+    def __init__(self, anonymous: KeyedBuckets, failed_auth: KeyedBuckets) -> None:
+        self.anonymous, self.failed_auth = anonymous, failed_auth
+
+    def admit(self, address: str, *, has_token: bool, now: float) -> None:
+        wait = self.failed_auth.would_wait(address, now)
+        if wait:
+            raise GatewayError(Reason.RATE_LIMITED, "Too many failed authentications from this address",
+                               retry_after=float(max(1, math.ceil(wait))))
+        if not has_token:
+            self.anonymous.take(address, now)
+
+    def failed(self, address: str, now: float) -> None:
+        self.failed_auth.wait(address, now)

@@ -27,6 +27,7 @@ from gateway.core.errors import GatewayError, Reason
 from gateway.core.pipeline import CallContext, ExchangePipeline
 from gateway.entrypoints._context import call_context
 from gateway.entrypoints._grpc_security import admit_grpc_call
+from gateway.entrypoints._request_url import request_url
 from gateway.entrypoints.grpc_server import abort_with
 from gateway.entrypoints.openapi_schema import message_ref
 
@@ -170,7 +171,7 @@ def _rest_endpoint(
 
     async def endpoint(request: Request) -> Response:
         ctx = call_context("rest", request.headers.get, None)
-        ctx.http_method, ctx.http_url = request.method, str(request.url)
+        ctx.http_method, ctx.http_url = request.method, request_url(request.scope)   # never the Host header
         ctx.dpop_proof = request.headers.get("dpop", "")
         try:
             principal = await _authorise(pipeline, access, ctx)

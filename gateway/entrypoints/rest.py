@@ -22,6 +22,7 @@ from gateway.core.contracts import Operation
 from gateway.core.errors import REASONS, GatewayError, Reason
 from gateway.core.pipeline import ExchangePipeline
 from gateway.entrypoints._context import call_context
+from gateway.entrypoints._request_url import request_url
 from gateway.entrypoints.api_docs import install_api_docs
 from gateway.entrypoints.openapi_schema import message_ref, path_parameters
 from observability.frontdoor import FASTAPI_TELEMETRY_OFF
@@ -112,7 +113,7 @@ class SizeLimits:
 def _endpoint(pipeline: ExchangePipeline, op: Operation) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         ctx = call_context("rest", request.headers.get, None)
-        ctx.http_method, ctx.http_url = request.method, str(request.url)
+        ctx.http_method, ctx.http_url = request.method, request_url(request.scope)   # never the Host header
         ctx.dpop_proof = request.headers.get("dpop", "")
         try:
             message = _request_message(op, request)

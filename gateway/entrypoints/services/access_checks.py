@@ -43,7 +43,7 @@ class _Checks:
         ctx = call.ctx
         try:
             principal = await self.gw.verifier.verify_async(ctx.token)
-            self.gw.verifier.check_sender(
+            await self.gw.verifier.check_sender_async(
                 principal,
                 token=ctx.token or "",
                 cert_sha256=ctx.peer_cert_sha256,
