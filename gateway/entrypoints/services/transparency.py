@@ -133,7 +133,10 @@ def citizen_binding(gateway: Gateway) -> ServiceBinding:
     async def get_proof(request: pb.GetMyAccessProofRequest, call: Call) -> pb.AccessProof:
         subject = _subject(gateway, call)
         not_found = GatewayError(Reason.NOT_FOUND, "No such access in your history")
-        if not request.id.isdigit():
+        # An audit sequence number: ASCII decimal ("²" and "١" pass isdigit) and within int64.
+        if not (request.id.isascii() and request.id.isdigit()):
+            raise GatewayError(Reason.INVALID_ARGUMENT, "id must be an ASCII decimal number", field="id")
+        if int(request.id) > 2**63 - 1:
             raise not_found
         stored = await gateway.audit.get(int(request.id))
         if stored is None or stored.record.subject != subject:  # another person's record looks absent
