@@ -12,7 +12,9 @@ import json
 import logging
 import sys
 import time
+import traceback
 from collections.abc import Callable, Collection
+from functools import cache
 from typing import Any
 
 from opentelemetry import trace
@@ -20,7 +22,15 @@ from opentelemetry import trace
 from gateway.core.types import AuditRecord, ExchangeTiming
 from observability.labels import known_or_other
 
-__all__ = ["JsonFormatter", "LoggingObserver", "RateLimitedSecurityLog", "configure_logging", "quiet_url_loggers"]
+__all__ = [
+    "JsonFormatter",
+    "LoggingObserver",
+    "RateLimitedErrorLog",
+    "RateLimitedSecurityLog",
+    "configure_logging",
+    "quiet_url_loggers",
+    "unexpected_errors",
+]
 
 
 class JsonFormatter(logging.Formatter):
@@ -42,6 +52,9 @@ class JsonFormatter(logging.Formatter):
 
 #: Libraries that log request URLs at INFO: our URLs (paths, queries) hold national ids.
 URL_LOGGERS = ("httpx", "httpcore", "uvicorn.access", "aiohttp.access")
+#: Loggers of servers that would print a traceback (with the exception's text) on an escaped error;
+#: the front doors catch everything and log through ``unexpected_errors()`` instead.
+_SERVER_ERROR_LOGGERS = ("uvicorn.error", "grpc._cython.cygrpc")
 
 
 def quiet_url_loggers() -> None:
@@ -59,6 +72,9 @@ def configure_logging(level: str = "INFO") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     quiet_url_loggers()
+    for name in _SERVER_ERROR_LOGGERS:
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
 
 
 class LoggingObserver:
@@ -88,6 +104,55 @@ class LoggingObserver:
                 }
             },
         )
+
+
+class _Bucket:
+    """A token bucket: ``take()`` is True at most ``rate`` times a second after a ``burst``."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self._rate, self._burst = rate, float(burst)
+        self._tokens, self._last = float(burst), time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self._tokens = min(self._burst, self._tokens + (now - self._last) * self._rate)
+        self._last = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
+
+
+class RateLimitedErrorLog:
+    """The server's own unexpected errors: one JSON line each, at most ``rate``/s, always counted.
+
+    The line names the exception's type and where it was raised, never its text: messages of
+    library exceptions quote their input (national ids, tokens).
+    """
+
+    def __init__(self, rate: float = 10.0, burst: int = 20) -> None:
+        self._log = logging.getLogger("passerelle.error")
+        self._bucket = _Bucket(rate, burst)
+        self.counts: dict[str, int] = {}
+        self.suppressed = 0
+
+    def record(self, exc: BaseException, door: str) -> None:
+        self.counts[door] = self.counts.get(door, 0) + 1
+        if not self._bucket.take():
+            self.suppressed += 1
+            return
+        frames = traceback.extract_tb(exc.__traceback__)
+        where = f"{frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno}" if frames else ""
+        fields = {"door": door, "error": type(exc).__qualname__, "where": where,
+                  "suppressed_since_last": self.suppressed}
+        self.suppressed = 0
+        self._log.error("unexpected error", extra={"fields": fields})
+
+
+@cache
+def unexpected_errors() -> RateLimitedErrorLog:
+    """The process's one error log for both front doors (made on first use, not at import)."""
+    return RateLimitedErrorLog()
 
 
 class RateLimitedSecurityLog:

@@ -10,7 +10,6 @@ the contract's message, so an answer that does not fit the contract is a
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -25,6 +24,7 @@ from opentelemetry import trace
 from adapters.registries._trace import client_span, outgoing_metadata
 from gateway.core.contracts import Operation
 from gateway.core.errors import GatewayError, Reason
+from gateway.core.strict_json import loads_strict
 
 __all__ = ["FieldMapping", "RestOperationSpec", "RestRegistryAdapter"]
 
@@ -129,13 +129,16 @@ class RestRegistryAdapter:
         if not 200 <= status < 300:
             raise GatewayError(Reason.REGISTRY_BAD_RESPONSE)
         try:
-            document = json.loads(body)
+            document = loads_strict(body)   # one meaning: no duplicated keys, NaN or runaway nesting
             node = _dig(document, spec.root) if spec.root else document
             mapped = {name: _convert(node, m) for name, m in spec.response.items()}
             message = op.response_cls()
-            json_format.ParseDict({k: v for k, v in mapped.items() if v is not None}, message)
+            # Members of a newer dialect inside a mapped object are dropped, as unknown fields are on gRPC.
+            json_format.ParseDict({k: v for k, v in mapped.items() if v is not None}, message,
+                                  ignore_unknown_fields=True)
         except (ValueError, KeyError, TypeError, InvalidOperation, json_format.ParseError):
             raise GatewayError(Reason.REGISTRY_BAD_RESPONSE) from None
+        message.DiscardUnknownFields()
         return message
 
     async def close(self) -> None:

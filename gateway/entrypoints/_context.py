@@ -4,19 +4,39 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from opentelemetry import trace
 
 from gateway.core.identifiers import national_id_problem
 from gateway.core.pipeline import CallContext
 
-__all__ = ["FORWARDED_HEADERS", "bearer_token", "call_context"]
+__all__ = ["FORWARDED_HEADERS", "SINGLE_VALUED", "bearer_token", "call_context", "repeated_single_valued"]
 
 _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:/@-]{1,128}$")
 #: Headers passed on to the registry (W3C trace context and the correlation id).
 FORWARDED_HEADERS = ("traceparent", "tracestate")
+#: Keys the gateway reads as ONE value. Given twice, a proxy may read the first and the gateway the
+#: last (REST and gRPC libraries differ), so such a request is refused on both doors (DUPLICATE_HEADER).
+#: ``tracestate`` is not one of them: W3C trace context lets it be split over several headers.
+SINGLE_VALUED = frozenset({
+    "authorization", "dpop", "x-purpose", "x-fields", "x-consent-id", "x-case-id", "x-officer-id",
+    "x-ai-system", "x-request-id", "traceparent", "content-type", "content-length",
+    "content-encoding", "transfer-encoding", "host", "grpc-encoding", "grpc-timeout",
+})
+
+
+def repeated_single_valued(keys: Iterable[str]) -> str | None:
+    """The first single-valued key given more than once (keys compared in lower case), or None."""
+    seen: set[str] = set()
+    for key in keys:
+        name = key.lower()
+        if name in SINGLE_VALUED:
+            if name in seen:
+                return name
+            seen.add(name)
+    return None
 
 
 def bearer_token(value: str | None) -> str | None:

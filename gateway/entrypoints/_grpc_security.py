@@ -12,6 +12,7 @@ import grpc
 from gateway.core.cnf import cert_thumbprint
 from gateway.core.errors import GatewayError, Reason
 from gateway.core.pipeline import CallContext, ExchangePipeline
+from gateway.entrypoints._context import repeated_single_valued
 
 __all__ = ["MAX_METADATA_BYTES", "TRANSPORT_METADATA_BYTES", "admit_grpc_call", "grpc_tls", "peer_cert_sha256",
            "server_credentials"]
@@ -41,11 +42,16 @@ def peer_cert_sha256(context: grpc.aio.ServicerContext[Any, Any]) -> str:
 
 
 def admit_grpc_call(pipeline: ExchangePipeline, context: grpc.aio.ServicerContext[Any, Any], ctx: CallContext) -> None:
-    """Refuse oversized metadata (a security event), and record the client certificate's thumbprint."""
-    size = sum(len(k) + len(v) for k, v in context.invocation_metadata() or ())
-    if size > MAX_METADATA_BYTES:
+    """Refuse oversized metadata and repeated single-valued keys (security events, as on REST),
+    and record the client certificate's thumbprint."""
+    metadata = context.invocation_metadata() or ()
+    if sum(len(k) + len(v) for k, v in metadata) > MAX_METADATA_BYTES:
         pipeline.record_security_event(Reason.HEADERS_TOO_LARGE, "grpc")
         raise GatewayError(Reason.HEADERS_TOO_LARGE)
+    repeated = repeated_single_valued(k for k, _ in metadata)
+    if repeated is not None:
+        pipeline.record_security_event(Reason.DUPLICATE_HEADER, "grpc")
+        raise GatewayError(Reason.DUPLICATE_HEADER, f"The header {repeated} is given more than once")
     ctx.peer_cert_sha256 = peer_cert_sha256(context)
 
 

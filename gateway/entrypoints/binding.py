@@ -19,7 +19,7 @@ from fastapi import FastAPI, Request, Response
 from google.api import annotations_pb2
 from google.protobuf import descriptor_pool, json_format, message_factory
 from google.protobuf.descriptor import MethodDescriptor
-from google.protobuf.message import DecodeError, Message
+from google.protobuf.message import Message
 
 from gateway.core.auth import Principal
 from gateway.core.contracts import load_generated_modules
@@ -28,7 +28,8 @@ from gateway.core.pipeline import CallContext, ExchangePipeline
 from gateway.entrypoints._context import call_context
 from gateway.entrypoints._grpc_security import admit_grpc_call
 from gateway.entrypoints._request_url import request_url
-from gateway.entrypoints.grpc_server import abort_with
+from gateway.entrypoints._rest_mapping import parse_body, rest_message
+from gateway.entrypoints.grpc_server import abort_unexpected, abort_with, parse_request
 from gateway.entrypoints.openapi_schema import message_ref
 
 __all__ = ["Access", "Call", "ServiceBinding", "install_grpc", "install_rest"]
@@ -91,15 +92,15 @@ def _grpc_handler(pipeline: ExchangePipeline, b: ServiceBinding, m: MethodDescri
         try:
             admit_grpc_call(pipeline, context, ctx)
             principal = await _authorise(pipeline, access, ctx)
-            try:
-                request = req_cls.FromString(raw)
-            except DecodeError:
-                raise GatewayError(Reason.INVALID_ARGUMENT, "The request is not a valid protobuf message") from None
+            request = parse_request(req_cls, raw)
             response = await handler(request, Call(principal, ctx))
+            response.DiscardUnknownFields()
+            return response.SerializeToString()
         except GatewayError as err:
             await abort_with(context, err, ctx.request_id)
-            raise AssertionError("unreachable") from None
-        return response.SerializeToString()
+        except Exception as exc:  # the catch-all: INTERNAL without the exception's text
+            await abort_unexpected(context, exc, ctx.request_id)
+        raise AssertionError("unreachable")
 
     return grpc.unary_unary_rpc_method_handler(handle)
 
@@ -131,34 +132,13 @@ def _http_rule(m: MethodDescriptor) -> tuple[str, str, str]:
 
 
 async def _rest_request(req_cls: type[Message], request: Request, body_rule: str) -> Message:
-    values: dict[str, Any] = {}
+    """Through the canonical mapping (``_rest_mapping``); the body is read once, already size-bounded."""
+    body = None
     if body_rule == "*":
         raw = await request.body()
-        if raw:
-            try:
-                import json
-
-                parsed = json.loads(raw)
-            except ValueError:
-                raise GatewayError(Reason.INVALID_ARGUMENT, "The body is not JSON") from None
-            if not isinstance(parsed, dict):
-                raise GatewayError(Reason.INVALID_ARGUMENT, "The body must be a JSON object")
-            values.update(parsed)
-    else:
-        values.update(request.query_params.items())
-    values.update(request.path_params)
-    message = req_cls()
-    try:
-        json_format.ParseDict(values, message)
-    except json_format.ParseError as exc:
-        raise GatewayError(Reason.INVALID_ARGUMENT, _parse_problem(str(exc))) from None
-    return message
-
-
-def _parse_problem(text: str) -> str:
-    """json_format's message names the field; keep it short and free of values."""
-    head = text.split(":")[0]
-    return f"The request does not fit the contract ({head[:120]})"
+        body = parse_body(raw) if raw else {}
+    path = {k: str(v) for k, v in request.path_params.items()}
+    return rest_message(req_cls, path=path, query=request.query_params.multi_items(), body=body)
 
 
 def _rest_endpoint(
@@ -179,6 +159,7 @@ def _rest_endpoint(
             response = await handler(message, Call(principal, ctx))
         except GatewayError as err:
             return problem_response(err, ctx.request_id)
+        response.DiscardUnknownFields()
         body = json_format.MessageToJson(
             response, indent=None, ensure_ascii=False, always_print_fields_with_no_presence=b.print_defaults
         )

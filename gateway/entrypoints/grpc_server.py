@@ -12,7 +12,7 @@ from typing import Any
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -23,8 +23,13 @@ from gateway.core.errors import DOMAIN, GatewayError, Reason
 from gateway.core.pipeline import ExchangePipeline
 from gateway.entrypoints._context import call_context
 from gateway.entrypoints._grpc_security import TRANSPORT_METADATA_BYTES, admit_grpc_call
+from observability.logs import unexpected_errors
 
-__all__ = ["abort_with", "create_grpc_server", "rich_status"]
+__all__ = ["abort_unexpected", "abort_with", "create_grpc_server", "parse_request", "rich_status"]
+
+
+#: ``grpc_compression_options`` bitset: bit 0 is identity (no compression).
+_IDENTITY_ONLY = 1
 
 
 def rich_status(err: GatewayError, request_id: str = "") -> grpc.Status:
@@ -48,6 +53,26 @@ async def abort_with(context: grpc.aio.ServicerContext[Any, Any], err: GatewayEr
     await context.abort(status.code, status.details, trailing_metadata=trailing)
 
 
+async def abort_unexpected(
+    context: grpc.aio.ServicerContext[Any, Any], exc: Exception, request_id: str = ""
+) -> None:
+    """An exception we did not plan for: INTERNAL in the error model, its text only in a rate-limited log."""
+    if isinstance(exc, grpc.aio.AbortError):
+        raise exc   # an abort already on its way out
+    unexpected_errors().record(exc, "grpc")
+    await abort_with(context, GatewayError(Reason.INTERNAL), request_id)
+
+
+def parse_request(cls: type[Message], raw: bytes) -> Message:
+    """The caller's message with fields unknown to our contract dropped: they reach no registry."""
+    try:
+        message = cls.FromString(raw)
+    except (DecodeError, RecursionError):
+        raise GatewayError(Reason.INVALID_ARGUMENT, "The request is not a valid protobuf message") from None
+    message.DiscardUnknownFields()
+    return message
+
+
 def _exchange_handler(pipeline: ExchangePipeline, op: Operation) -> grpc.RpcMethodHandler:
     async def handle(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
         md = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
@@ -56,15 +81,15 @@ def _exchange_handler(pipeline: ExchangePipeline, op: Operation) -> grpc.RpcMeth
         context.set_trailing_metadata((("x-request-id", ctx.request_id),))
         try:
             admit_grpc_call(pipeline, context, ctx)
-            try:
-                request = op.request_cls.FromString(raw)
-            except DecodeError:
-                raise GatewayError(Reason.INVALID_ARGUMENT, "The request is not a valid protobuf message") from None
+            request = parse_request(op.request_cls, raw)
             response = await pipeline.exchange(op, request, ctx)
+            response.DiscardUnknownFields()   # what leaves is what the audit lists, whatever the adapter kept
+            return response.SerializeToString()
         except GatewayError as err:
             await abort_with(context, err, ctx.request_id)
-            raise AssertionError("unreachable") from None
-        return response.SerializeToString()
+        except Exception as exc:  # the catch-all: INTERNAL without the exception's text
+            await abort_unexpected(context, exc, ctx.request_id)
+        raise AssertionError("unreachable")
 
     return grpc.unary_unary_rpc_method_handler(handle)
 
@@ -104,6 +129,11 @@ async def create_grpc_server(
         interceptors=interceptors or None,
         options=[
             ("grpc.max_receive_message_length", max_request_bytes),
+            # Requests are a few hundred bytes; gRPC core inflates a compressed message WHOLE before
+            # checking the size limit (a 60 KB gzip bomb costs 60 MB per call in flight). Identity
+            # only: a compressed request is refused before inflation, UNIMPLEMENTED with
+            # grpc-accept-encoding: identity (the gRPC spec's answer to an unsupported encoding).
+            ("grpc.compression_enabled_algorithms_bitset", _IDENTITY_ONLY),
             ("grpc.max_metadata_size", TRANSPORT_METADATA_BYTES),
             ("grpc.absolute_max_metadata_size", TRANSPORT_METADATA_BYTES),
             ("grpc.so_reuseport", 1),

@@ -15,34 +15,24 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from google.protobuf import json_format
+from google.protobuf.message import Message
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
 from gateway.core.contracts import Operation
-from gateway.core.errors import REASONS, GatewayError, Reason
+from gateway.core.errors import GatewayError, Reason
 from gateway.core.pipeline import ExchangePipeline
+from gateway.entrypoints._asgi_guard import FrontDoorGuard
 from gateway.entrypoints._context import call_context
+from gateway.entrypoints._problem import PROBLEM_SCHEMA, problem_response
 from gateway.entrypoints._request_url import request_url
+from gateway.entrypoints._rest_mapping import rest_message
 from gateway.entrypoints.api_docs import install_api_docs
 from gateway.entrypoints.openapi_schema import message_ref, path_parameters
 from observability.frontdoor import FASTAPI_TELEMETRY_OFF
 
-__all__ = ["PROBLEM_SCHEMA", "create_rest_app", "problem_response"]
+__all__ = ["PROBLEM_SCHEMA", "SizeLimits", "create_rest_app", "problem_response"]
 
-PROBLEM_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["type", "title", "status", "reason"],
-    "properties": {
-        "type": {"type": "string"},
-        "title": {"type": "string"},
-        "status": {"type": "integer"},
-        "detail": {"type": "string"},
-        "instance": {"type": "string"},
-        "reason": {"type": "string", "enum": [str(r) for r in Reason]},
-        "field": {"type": "string"},
-        "requestId": {"type": "string"},
-    },
-}
 _HEADERS = [
     ("x-purpose", True, "Purpose code from the purposes catalogue"),
     ("x-consent-id", False, "Consent reference, where the legal basis is consent"),
@@ -54,60 +44,8 @@ _HEADERS = [
 ]
 
 
-def problem_response(err: GatewayError, request_id: str = "", instance: str = "") -> JSONResponse:
-    info = REASONS[err.reason]
-    body: dict[str, Any] = {
-        "type": f"urn:passerelle:problem:{err.reason}",
-        "title": info.title,
-        "status": info.http,
-        "detail": err.detail,
-        "reason": str(err.reason),
-    }
-    # ``instance`` names the request, never the URL: paths hold national ids.
-    if instance or request_id:
-        body["instance"] = instance or f"urn:passerelle:request:{request_id}"
-    if err.field:
-        body["field"] = err.field
-    headers = {}
-    if request_id:
-        body["requestId"] = request_id
-        headers["x-request-id"] = request_id
-    if err.retry_after is not None:
-        headers["retry-after"] = str(max(1, round(err.retry_after)))
-    if err.reason is Reason.DPOP_PROOF_INVALID:
-        headers["www-authenticate"] = 'DPoP error="invalid_dpop_proof", algs="ES256 EdDSA PS256 RS256"'
-    elif info.http == 401:
-        headers["www-authenticate"] = 'Bearer error="invalid_token"'
-    return JSONResponse(body, status_code=info.http, headers=headers, media_type="application/problem+json")
-
-
-class SizeLimits:
-    """ASGI middleware: refuse oversized headers (431) and bodies (413) before any parsing."""
-
-    def __init__(
-        self,
-        app: Any,
-        *,
-        max_header_bytes: int,
-        max_body_bytes: int,
-        on_refusal: Callable[[Reason], None] | None = None,
-    ) -> None:
-        self.app, self.max_header_bytes, self.max_body_bytes = app, max_header_bytes, max_body_bytes
-        self.on_refusal = on_refusal or (lambda _reason: None)
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            headers = scope["headers"]
-            if sum(len(k) + len(v) for k, v in headers) > self.max_header_bytes:
-                self.on_refusal(Reason.HEADERS_TOO_LARGE)
-                await problem_response(GatewayError(Reason.HEADERS_TOO_LARGE))(scope, receive, send)
-                return
-            for k, v in headers:
-                if k == b"content-length" and (not v.isdigit() or int(v) > self.max_body_bytes):
-                    self.on_refusal(Reason.REQUEST_TOO_LARGE)
-                    await problem_response(GatewayError(Reason.REQUEST_TOO_LARGE))(scope, receive, send)
-                    return
-        await self.app(scope, receive, send)
+#: The former name of the outermost ASGI layer (framing limits and more: ``FrontDoorGuard``).
+SizeLimits = FrontDoorGuard
 
 
 def _endpoint(pipeline: ExchangePipeline, op: Operation) -> Callable[[Request], Awaitable[Response]]:
@@ -116,12 +54,13 @@ def _endpoint(pipeline: ExchangePipeline, op: Operation) -> Callable[[Request], 
         ctx.http_method, ctx.http_url = request.method, request_url(request.scope)   # never the Host header
         ctx.dpop_proof = request.headers.get("dpop", "")
         try:
-            message = _request_message(op, request)
-            if not ctx.field_mask and "fields" in request.query_params:
+            message = _request_message(op, request, ctx.field_mask)
+            if "fields" in request.query_params:
                 ctx.field_mask = tuple(f for f in request.query_params["fields"].split(",") if f)
             answer = await pipeline.exchange(op, message, ctx)
         except GatewayError as err:
             return problem_response(err, ctx.request_id)
+        answer.DiscardUnknownFields()   # what leaves is what the audit lists, whatever the adapter kept
         body = json_format.MessageToJson(answer, indent=None, ensure_ascii=False)
         return Response(body, media_type="application/json", headers={"x-request-id": ctx.request_id})
 
@@ -129,19 +68,20 @@ def _endpoint(pipeline: ExchangePipeline, op: Operation) -> Callable[[Request], 
     return endpoint
 
 
-def _request_message(op: Operation, request: Request) -> Any:
-    values: dict[str, Any] = dict(request.path_params)
-    values.update((k, v) for k, v in request.query_params.items() if k != "fields")
-    message = op.request_cls()
-    try:
-        json_format.ParseDict(values, message)
-    except json_format.ParseError:
-        raise GatewayError(Reason.INVALID_ARGUMENT, "A path or query parameter does not fit the contract") from None
-    return message
+def _request_message(op: Operation, request: Request, header_mask: tuple[str, ...]) -> Message:
+    """Path and query through the canonical mapping; ``fields`` (the query form of x-fields) once, alone."""
+    query = request.query_params.multi_items()
+    masks = [v for k, v in query if k == "fields"]
+    if len(masks) > 1 or (masks and header_mask):
+        raise GatewayError(Reason.INVALID_ARGUMENT, "The field mask is given more than once", field="fields")
+    path = {k: str(v) for k, v in request.path_params.items()}
+    return rest_message(op.request_cls, path=path, query=[(k, v) for k, v in query if k != "fields"])
 
 
 def _route_doc(op: Operation) -> dict[str, Any]:
     params = path_parameters(op)
+    params.append({"name": "fields", "in": "query", "required": False, "schema": {"type": "string"},
+                   "description": "Field mask narrowing the answer (instead of x-fields, not with it)"})
     params += [
         {"name": name, "in": "header", "required": required, "schema": {"type": "string"}, "description": doc}
         for name, required, doc in _HEADERS
@@ -177,6 +117,7 @@ def create_rest_app(
 ) -> FastAPI:
     """``installers`` add further routes (the gateway's own services) and return their schemas."""
     app = FastAPI(
+        redirect_slashes=False,  # no redirects of any kind: /x/ and /x%2F are a plain 404
         title=title,
         version=version,
         docs_url=None,   # /docs is ours: Swagger UI from an installed package, no CDN (api_docs)
@@ -209,7 +150,7 @@ def create_rest_app(
     _install_openapi(app, components)
     install_api_docs(app, title)
     app.add_middleware(
-        SizeLimits,
+        FrontDoorGuard,
         max_header_bytes=max_header_bytes,
         max_body_bytes=max_body_bytes,
         on_refusal=lambda reason: pipeline.record_security_event(reason, "rest"),
@@ -231,10 +172,15 @@ def _install_health(app: FastAPI, ready: Callable[[], Awaitable[dict[str, Any]]]
 def _install_error_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, exc: Exception) -> Response:
         status = getattr(exc, "status_code", 500)
-        reason = {404: Reason.UNKNOWN_SERVICE, 405: Reason.UNKNOWN_SERVICE, 413: Reason.REQUEST_TOO_LARGE}.get(
+        reason = {404: Reason.UNKNOWN_SERVICE, 405: Reason.METHOD_NOT_ALLOWED, 413: Reason.REQUEST_TOO_LARGE}.get(
             status, Reason.INVALID_ARGUMENT if 400 <= status < 500 else Reason.INTERNAL
         )
-        return problem_response(GatewayError(reason))
+        allow = (getattr(exc, "headers", None) or {}).get("Allow")
+        return problem_response(GatewayError(reason), headers={"allow": allow} if allow else None)
+
+    async def gateway_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, GatewayError)
+        return problem_response(exc)
 
     async def validation_error(request: Request, exc: Exception) -> Response:
         return problem_response(GatewayError(Reason.INVALID_ARGUMENT, "The request does not fit the schema"))
@@ -243,6 +189,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         return problem_response(GatewayError(Reason.INTERNAL))
 
     app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(GatewayError, gateway_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(Exception, unexpected)
 

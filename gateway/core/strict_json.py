@@ -1,0 +1,69 @@
+"""JSON with exactly one meaning: no duplicated keys, no NaN or Infinity, bounded nesting.
+
+Python's ``json`` module keeps the last of two equal keys (other parsers keep the
+first), reads ``NaN``/``Infinity`` and ``1e999``, and recurses as deep as the text
+goes. A proxy, a log and the gateway would then read different documents, so
+these are refused instead, in bodies from callers and in answers from registries.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+__all__ = ["MAX_JSON_DEPTH", "StrictJsonError", "loads_strict"]
+
+#: Deeper than any contract needs; far below Python's recursion limit.
+MAX_JSON_DEPTH = 32
+
+
+class StrictJsonError(ValueError):
+    """The text is not JSON with one meaning; the message says why, without quoting the text."""
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise StrictJsonError("duplicated key in a JSON object")
+        out[key] = value
+    return out
+
+
+def _constant(name: str) -> Any:
+    raise StrictJsonError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise StrictJsonError("a JSON number is out of range")
+    return value
+
+
+def _deeper_than(document: Any, limit: int) -> bool:
+    """Walked without recursion, after parsing (the C parser stops itself at the recursion limit)."""
+    stack: list[tuple[Any, int]] = [(document, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict | list):
+            if depth > limit:
+                return True
+            stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, dict) else node))
+    return False
+
+
+def loads_strict(text: str | bytes, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """``json.loads`` refusing duplicated keys, non-finite numbers and nesting deeper than ``max_depth``."""
+    try:
+        document = json.loads(text, object_pairs_hook=_object, parse_constant=_constant, parse_float=_finite)
+    except StrictJsonError:
+        raise
+    except RecursionError:
+        raise StrictJsonError(f"JSON nested deeper than {max_depth} levels") from None
+    except ValueError:
+        raise StrictJsonError("not JSON") from None
+    if _deeper_than(document, max_depth):
+        raise StrictJsonError(f"JSON nested deeper than {max_depth} levels")
+    return document
