@@ -372,11 +372,13 @@ def _check_mandate(n: int, m: MandateSection, consumers: set[str], purposes: set
     op = ops.get(m.service)
     if op is None:
         return [*out, f"{where}.service: no configured registry serves {m.service!r}"]
-    fields = op.field_categories
+    from consent import category_problem
+
+    fields = op.field_categories   # top-level names and dotted paths of nested fields
     message = op.response_cls.DESCRIPTOR.full_name
     out += [f"{where}.fields: {f!r} is not a field of {message}" for f in m.fields if f not in fields]
-    cats = set(fields.values())
-    out += [f"{where}.categories: no field of {message} has category {c!r}" for c in m.categories if c not in cats]
+    problems = (category_problem(c, fields, message) for c in m.categories)
+    out += [f"{where}.categories: {p}" for p in problems if p]
     if not m.fields and not m.categories:
         out.append(f"{where}: a mandate must allow some fields or categories")
     if m.valid_from and m.valid_until and m.valid_until <= m.valid_from:

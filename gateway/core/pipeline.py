@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from google.protobuf.message import Message
@@ -22,11 +22,11 @@ from consent import Decision, Mandate, Policy, allowed_fields, check_consent
 from gateway.core.auth import Principal, TokenVerifier
 from gateway.core.contracts import Operation
 from gateway.core.errors import GatewayError, Reason
-from gateway.core.minimise import minimise
+from gateway.core.minimise import Disclosure, disclosures, minimise, narrow, nested_people
 from gateway.core.ports import AuditLog, ConsentStore, ExchangeObserver, RegistryAdapter, SecurityEvents
 from gateway.core.pseudonym import Pseudonymiser
 from gateway.core.quotas import Admission
-from gateway.core.types import AuditRecord, EventKind, ExchangeTiming, Outcome
+from gateway.core.types import AuditRecord, EventKind, ExchangeTiming, Outcome, SubjectRole
 from gateway.core.validation import format_problem
 
 __all__ = ["CallContext", "ExchangePipeline", "Registry"]
@@ -124,6 +124,7 @@ class _Trail:
     legal_reference: str = ""
     consent_id: str = ""
     fields: tuple[str, ...] = ()
+    disclosures: tuple[Disclosure, ...] = ()   # other persons whose data left (household members ...)
     hidden_until_us: int = 0
     hidden_reason: str = ""
     # For telemetry only (ExchangeTiming): the registry leg and message sizes.
@@ -262,7 +263,9 @@ class ExchangePipeline:
             trail.registry_end_us = int((time.perf_counter() - started) * 1e6)
         trail.registry_response_bytes = answer.ByteSize()
         with _stage("minimise"):
+            people = nested_people(answer, op.nested_subjects) if op.nested_subjects else ()  # before: see minimise
             trail.fields = minimise(answer, wanted)
+            trail.disclosures = disclosures(answer, people) if people else ()
         trail.response_bytes = answer.ByteSize()
         return answer
 
@@ -293,11 +296,11 @@ class ExchangePipeline:
         allowed = allowed_fields(mandate, op.field_categories)
         if not ctx.field_mask:
             return allowed
-        by_any_name = {f.name: f.name for f in op.response_fields} | {f.json_name: f.name for f in op.response_fields}
+        by_any_name = op.json_paths   # field paths and proto3 JSON paths, dotted for nested fields
         unknown = [n for n in ctx.field_mask if n not in by_any_name]
         if unknown:
             raise GatewayError(Reason.INVALID_ARGUMENT, f"unknown field in field mask: {unknown[0]}", field="fields")
-        return allowed & {by_any_name[n] for n in ctx.field_mask}
+        return narrow(allowed, (by_any_name[n] for n in ctx.field_mask))
 
     async def _check_consent(
         self, ctx: CallContext, trail: _Trail, now_us: int, mandate: Mandate, needed: frozenset[str]
@@ -320,6 +323,23 @@ class ExchangePipeline:
             raise GatewayError(Reason(verdict.reason), verdict.explanation)
         if verdict.consent.single_use and not await self._consents.spend(verdict.consent.id, now_us):
             raise GatewayError(Reason.CONSENT_SPENT)
+
+    def _third_party_records(self, record: AuditRecord, trail: _Trail) -> list[AuditRecord]:
+        """A record in the history of each other person whose data left, with only their fields.
+
+        Same exchange (request and trace ids, agency, purpose, legal basis); nothing that points at the
+        lookup's subject (their pseudonym, case or consent), so the record exposes no one else.
+        """
+        if record.outcome is not Outcome.OK:
+            return []
+        out = []
+        for d in trail.disclosures:
+            subject = self._pseudonymise(d.identifier)
+            if not subject or subject == record.subject:
+                continue
+            extra = {"subject_role": SubjectRole.THIRD_PARTY.value, "disclosed_in": d.path}
+            out.append(replace(record, subject=subject, fields=d.fields, consent_id="", case_id="", extra=extra))
+        return out
 
     @staticmethod
     def _timeout(registry: Registry, ctx: CallContext, started: float) -> float:
@@ -362,6 +382,8 @@ class ExchangePipeline:
         try:
             with _stage("audit"):
                 await self._audit.append(record)
+                for disclosed in self._third_party_records(record, trail):   # each before any data leaves
+                    await self._audit.append(disclosed)
         except GatewayError:
             if reason is None:
                 raise   # fail closed: the data does not leave

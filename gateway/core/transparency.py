@@ -68,6 +68,7 @@ class AccessEntry:
     reason_title: str
     ai_system: str
     record_hash: str
+    subject_role: str = "data_subject"   # "third_party": disclosed in an answer about another person
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +86,8 @@ def iso_time(time_us: int) -> str:
 def entry_of(stored: StoredAuditRecord, cat: Catalogue) -> AccessEntry:
     r = stored.record
     categories = cat.categories.get(r.service, {})
+    held_in = r.extra.get("disclosed_in", "")   # a third party's fields are named within their own message
+    prefix = f"{held_in}." if held_in else ""
     reason_title = ""
     if r.reason:
         try:
@@ -93,11 +96,11 @@ def entry_of(stored: StoredAuditRecord, cat: Catalogue) -> AccessEntry:
             reason_title = ""
     return AccessEntry(
         id=stored.seq, time_us=r.time_us, agency_id=r.consumer, agency_name=cat.agencies.get(r.consumer, r.consumer),
-        service=r.service, data_fields=tuple((f, categories.get(f, "")) for f in r.fields),
+        service=r.service, data_fields=tuple((f, categories.get(prefix + f, "")) for f in r.fields),
         purpose=r.purpose, purpose_title=dict(cat.purposes.get(r.purpose, {})), legal_basis=r.legal_basis,
         legal_basis_title=cat.legal_bases.get(r.legal_basis, ""), legal_reference=r.legal_reference,
         consent_id=r.consent_id, outcome=r.outcome.value, reason=r.reason, reason_title=reason_title,
-        ai_system=r.ai_system, record_hash=stored.hash,
+        ai_system=r.ai_system, record_hash=stored.hash, subject_role=r.subject_role.value,
     )  # fmt: skip
 
 
@@ -165,7 +168,7 @@ def parse_bound(value: str, *, name: str, end: bool) -> int | None:
 EXPORT_COLUMNS = (
     "id", "time", "agency_id", "agency_name", "service", "data_fields", "purpose", "purpose_title_fr",
     "purpose_title_de", "purpose_title_en", "legal_basis", "legal_basis_title", "legal_reference",
-    "consent_id", "outcome", "reason", "reason_title", "ai_system", "record_hash",
+    "consent_id", "outcome", "reason", "reason_title", "ai_system", "record_hash", "subject_role",
 )  # fmt: skip
 
 
@@ -177,4 +180,5 @@ def export_row(e: AccessEntry) -> tuple[str, ...]:
         str(e.id), iso_time(e.time_us), e.agency_id, e.agency_name, e.service, fields, e.purpose,
         t.get("fr", ""), t.get("de", ""), t.get("en", ""), e.legal_basis, e.legal_basis_title,
         e.legal_reference, e.consent_id, e.outcome, e.reason, e.reason_title, e.ai_system, e.record_hash,
+        e.subject_role,
     )  # fmt: skip

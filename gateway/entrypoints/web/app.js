@@ -156,6 +156,9 @@
     heading.append(el("span", { text: a.agency ? a.agency.name : "" }), " ",
       el("time", { datetime: a.time, class: "when", text: when(a.time) }));
     article.append(heading);
+    if (a.subjectRole === "third_party") {  // the lookup was about someone else; only this person's fields are listed
+      article.append(el("p", { class: "third-party", text: t("thirdPartyNote", a.agency ? a.agency.name : "") }));
+    }
     const dl = el("dl");
     row(dl, "purpose", a.purpose ? (title(a.purpose.title) || a.purpose.code) : "");
     row(dl, "fields", (a.dataFields || []).map((f) => {
