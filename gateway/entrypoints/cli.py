@@ -20,7 +20,8 @@ from gateway.entrypoints.cli_consent import app as consent_app
 from gateway.entrypoints.cli_report import report_app
 from gateway.entrypoints.cli_security import security_app
 
-app = typer.Typer(help="Passerelle: once-only data-exchange gateway.", no_args_is_help=True, add_completion=False)
+app = typer.Typer(help="Passerelle: once-only data-exchange gateway.", no_args_is_help=True, add_completion=False,
+                  rich_markup_mode=None)   # plain help: option texts hold [sections] that markup would eat
 demo_app = typer.Typer(help="The demo data set.", no_args_is_help=True)
 app.add_typer(demo_app, name="demo")
 app.add_typer(audit_app, name="audit")
@@ -43,11 +44,20 @@ def _run(coro: object) -> None:
 
 
 def _load(path: Path) -> Config:
+    """The validated configuration, every file it names readable; else one line per problem and exit code 2."""
+    from gateway.config_files import file_problems
+
     try:
-        return load_config(path)
+        config = load_config(path)
     except ConfigError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
+    problems = file_problems(config)
+    for problem in problems:
+        typer.echo(f"{path}: {problem}", err=True)
+    if problems:
+        raise typer.Exit(2)
+    return config
 
 
 @contextlib.contextmanager
@@ -116,8 +126,10 @@ def serve(
     demo: Annotated[bool, typer.Option("--demo", help="Demo keys, config, data and registries.")] = False,
     config: Annotated[Path | None, typer.Option("--config", help="Configuration file (TOML).")] = None,
     data_dir: DataDir = DEFAULT_DATA_DIR,
-    rest_port: Annotated[int | None, typer.Option("--rest-port")] = None,
-    grpc_port: Annotated[int | None, typer.Option("--grpc-port")] = None,
+    rest_port: Annotated[int | None, typer.Option("--rest-port", help="REST port (0: any free one). "
+                                                  "Default: [gateway] rest_port, 8080.")] = None,
+    grpc_port: Annotated[int | None, typer.Option("--grpc-port", help="gRPC port (0: any free one). "
+                                                  "Default: [gateway] grpc_port, 50051.")] = None,
     persons: Annotated[int, typer.Option("--persons", help="Demo data set size.")] = 10_000,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Gateway processes sharing the ports.")] = 1,
 ) -> None:
@@ -155,9 +167,13 @@ def token(
     ttl: Annotated[int, typer.Option("--ttl", help="Lifetime in seconds.")] = 900,
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
-    """Print a demo token from the demo identity providers."""
-    from gateway.demo.setup import demo_token
+    """Print a demo token from the demo identity providers (of `gateway serve --demo` on --data-dir)."""
+    from gateway.demo.setup import CONFIG_NAME, demo_token
 
+    if not (data_dir / CONFIG_NAME).is_file() or not (data_dir / "keys").is_dir():
+        typer.echo(f"no demo set-up in {data_dir}: run `gateway serve --demo --data-dir {data_dir}` first "
+                   "(demo tokens are signed by the keys it creates)", err=True)  # fmt: skip
+        raise typer.Exit(2)
     if consumer:
         tok = demo_token(data_dir, issuer_id="demo-agencies", subject=consumer, scope="exchange", ttl_s=ttl)
     elif citizen:

@@ -20,7 +20,7 @@ from observability.report_source import AuditSource, consent_revocations_at
 __all__ = ["report_app"]
 
 report_app = typer.Typer(help="The interoperability report (digital-maturity indicators).")
-_DEMO_CONFIG = Path(".gateway-demo") / "gateway.toml"
+_DEMO_DIR = Path(".gateway-demo")
 
 
 def _day_us(value: str, option: str) -> int:
@@ -59,7 +59,10 @@ def report(
     until: Annotated[str, typer.Option("--to", help="Day after the last, YYYY-MM-DD (UTC, excluded).")],
     output: Annotated[Path, typer.Option("--output", help="File to write.")],
     fmt: Annotated[str, typer.Option("--format", help="json or html.")] = "json",
-    config: Annotated[Path, typer.Option("--config", help="Gateway configuration (TOML).")] = _DEMO_CONFIG,
+    config: Annotated[Path | None, typer.Option("--config", help="Gateway configuration (TOML).")] = None,
+    data_dir: Annotated[
+        Path, typer.Option("--data-dir", help="Demo data folder (used when --config is not given).")
+    ] = _DEMO_DIR,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Compute the indicators for [--from, --to) and the previous period of the same length."""
@@ -68,8 +71,12 @@ def report(
     period = Period(_day_us(since, "--from"), _day_us(until, "--to"))
     if period.until_us <= period.since_us:
         raise typer.BadParameter("must be after --from", param_hint="--to")
+    path = config or data_dir / "gateway.toml"
+    if config is None and not path.exists():
+        typer.echo(f"no configuration at {path}: give --config FILE, or run `gateway serve --demo` first", err=True)
+        raise typer.Exit(2)
     try:
-        conf = load_config(config)
+        conf = load_config(path)
     except ConfigError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None

@@ -62,7 +62,7 @@ def dpop_proof(
     key: Annotated[Path, typer.Option("--key", help="The DPoP private key (PEM).")],
     url: Annotated[str, typer.Option("--url", help="The full request URL.")],
     token: Annotated[str, typer.Option("--token", help="The access token the proof goes with.")],
-    method: Annotated[str, typer.Option("--method")] = "GET",
+    method: Annotated[str, typer.Option("--method", help="The request's HTTP method.")] = "GET",
 ) -> None:
     """Print a fresh DPoP proof for one request (header ``DPoP``). Valid once, for 60 seconds."""
     from gateway.core.dpop import make_proof
@@ -82,11 +82,15 @@ def errors_doc() -> None:
 def init_pkcs11(
     config: Annotated[Path | None, typer.Option("--config", help="Token settings from [gateway.keys].")] = None,
     module: Annotated[str, typer.Option("--module", help="PKCS#11 library.")] = "/usr/lib/softhsm/libsofthsm2.so",
-    token_label: Annotated[str, typer.Option("--token-label")] = "passerelle",
+    token_label: Annotated[str, typer.Option("--token-label", help="Label of the PKCS#11 token.")] = "passerelle",
     pin_file: Annotated[Path | None, typer.Option("--pin-file", help="File holding the user PIN.")] = None,
     pin_env: Annotated[str, typer.Option("--pin-env", help="Environment variable holding the user PIN.")] = "",
-    checkpoint_label: Annotated[str, typer.Option("--checkpoint-label")] = "passerelle-checkpoint",
-    receipt_label: Annotated[str, typer.Option("--receipt-label")] = "passerelle-receipt",
+    checkpoint_label: Annotated[
+        str, typer.Option("--checkpoint-label", help="Label of the Ed25519 checkpoint key.")
+    ] = "passerelle-checkpoint",
+    receipt_label: Annotated[
+        str, typer.Option("--receipt-label", help="Label of the P-256 receipt key.")
+    ] = "passerelle-receipt",
 ) -> None:
     """Generate the checkpoint key (Ed25519) and the receipt key (P-256) inside a PKCS#11 token.
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -73,3 +74,101 @@ def test_unreadable_and_malformed_files_are_reported(tmp_path: Path) -> None:
     bad.write_text("[gateway\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(bad)
+
+
+# --- What `gateway ...` tells a person: one line naming the key and the path, exit code 2 ---------------------
+
+def _cli(*args: str) -> tuple[int, str]:
+    from typer.testing import CliRunner
+
+    from gateway.entrypoints.cli import app
+
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, result.output
+
+
+def _demo_config_with(tmp_path: Path, old: str, new: str) -> Path:
+    path = ensure_demo(tmp_path)
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key", "missing"),
+    [
+        ('jwks_file = "keys/demo-agencies.jwks.json"', 'jwks_file = "keys/gone.jwks.json"',
+         "issuers[0].jwks_file", "keys/gone.jwks.json"),
+        ('pseudonym_key = "keys/pseudonym.key"', 'pseudonym_key = "keys/nowhere.key"',
+         "gateway.pseudonym_key", "keys/nowhere.key"),
+        ('audit = "sqlite:audit.db"', 'audit = "sqlite:no-such-folder/audit.db"',
+         "gateway.audit", "no-such-folder/audit.db"),
+        ("[gateway]\n", '[gateway]\ntls = { cert = "keys/tls/absent.pem", key = "keys/tls/absent.key" }\n',
+         "gateway.tls.cert", "keys/tls/absent.pem"),
+    ],
+)  # fmt: skip
+def test_a_missing_file_is_one_line_naming_the_key_and_the_path_and_exit_code_2(
+    tmp_path: Path, old: str, new: str, key: str, missing: str
+) -> None:
+    config = _demo_config_with(tmp_path, old, new)
+    code, output = _cli("serve", "--config", str(config))
+    assert code == 2
+    lines = [line for line in output.splitlines() if key in line]
+    assert len(lines) == 1, output
+    assert str((tmp_path / missing).resolve()) in lines[0]
+    assert "Traceback" not in output
+
+
+def test_token_refuses_a_folder_without_demo_set_up_and_creates_nothing(tmp_path: Path) -> None:
+    empty = tmp_path / "not-a-demo"
+    code, output = _cli("token", "--consumer", "cedies", "--data-dir", str(empty))
+    assert code == 2
+    assert "serve --demo" in output
+    assert not empty.exists()
+
+
+def test_verify_receipt_without_a_reachable_gateway_says_how_to_pass_the_key_set(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    receipt = tmp_path / "consent.json"
+    receipt.write_text('{"receipt": "x.y.z"}')
+    code, output = _cli("consent", "verify-receipt", str(receipt), "--jwks", f"http://127.0.0.1:{port}/jwks.json")
+    assert code == 2
+    assert "--jwks FILE" in output and "Traceback" not in output
+
+
+def test_report_takes_data_dir_like_the_other_subcommands(tmp_path: Path) -> None:
+    code, output = _cli("report", "--from", "2026-01-01", "--to", "2027-01-01", "--output", str(tmp_path / "r.json"),
+                        "--data-dir", str(tmp_path / "elsewhere"))  # fmt: skip
+    assert code == 2
+    assert f"no configuration at {tmp_path / 'elsewhere' / 'gateway.toml'}" in output
+
+
+def _commands(command: Any, path: str = "gateway") -> list[tuple[str, Any]]:
+    out = [(path, command)]
+    if hasattr(command, "commands"):   # a group (typer may carry its own copy of click: no isinstance)
+        for name, sub in command.commands.items():
+            out += _commands(sub, f"{path} {name}")
+    return out
+
+
+def test_every_option_of_every_command_is_described_without_markup() -> None:
+    import typer
+
+    from gateway.entrypoints.cli import app
+
+    undescribed, markup = [], []
+    for path, command in _commands(typer.main.get_command(app)):
+        for param in command.params:
+            if param.param_type_name == "option" and not param.help:
+                undescribed.append(f"{path} {param.opts[0]}")
+        code, output = _cli(*path.split()[1:], "--help")
+        assert code == 0, output
+        if "[/" in output or "[bold" in output or "<bool>" in output:
+            markup.append(path)
+    assert undescribed == []
+    assert markup == []
