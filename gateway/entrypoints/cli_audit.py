@@ -361,3 +361,47 @@ def purge(
         return purged
 
     typer.echo(f"purged {_with_store(conf, work)} records older than {days} days")
+
+
+@audit_app.command()
+def witness(
+    gateway: Annotated[str, typer.Option("--gateway", help="The gateway's REST base URL.")],
+    key: Annotated[Path, typer.Option("--key", help="This witness's Ed25519 private key (PKCS#8 PEM); "
+                                      "created (mode 0600) if missing.")],
+    state: Annotated[Path, typer.Option("--state", help="Folder for this witness's state (its own storage).")],
+    port: Annotated[int, typer.Option("--port", help="Port to serve /checkpoint and /status on.")] = 8090,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    name: Annotated[str, typer.Option("--name", help="The witness's C2SP key name.")] = "witness.passerelle.demo/w1",
+    log_key: Annotated[str, typer.Option("--log-key", help="The log's verifier key (vkey, from GET "
+                                         "/v1/audit/checkpoints). Default: pinned on first contact.")] = "",
+    poll_s: Annotated[float, typer.Option("--poll-s", min=0.05, help="Seconds between polls.")] = 10.0,
+) -> None:
+    """Run a witness: cosign the gateway's checkpoints that extend what it saw, refuse forks and rollbacks."""
+    import os
+
+    import uvicorn
+
+    from adapters.keys.file_signer import FileNoteSigner, generate_ed25519_pem
+    from gateway.entrypoints.witness import StateFile, Witness, witness_app
+
+    if not key.exists():
+        key.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(generate_ed25519_pem())
+    try:
+        w = Witness(gateway, FileNoteSigner.from_file(name, key, is_demo=False), StateFile(state), log_vkey=log_key)
+    except (OSError, TypeError, ValueError) as exc:
+        typer.echo(f"witness: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"witness {name} on http://{host}:{port}/checkpoint; its key: {w.vkey}", err=True)
+
+    async def main() -> None:
+        server = uvicorn.Server(uvicorn.Config(witness_app(w), host=host, port=port, log_level="warning"))
+        poller = asyncio.create_task(w.run(poll_s))
+        try:
+            await server.serve()
+        finally:
+            poller.cancel()
+
+    asyncio.run(main())
