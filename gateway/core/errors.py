@@ -8,7 +8,7 @@ a short public title; the front doors render it as ``google.rpc.Status`` with an
     GatewayError
     ├── authentication  TOKEN_MISSING, TOKEN_MALFORMED, TOKEN_INVALID, TOKEN_EXPIRED, ...
     ├── request         INVALID_ARGUMENT, PURPOSE_MISSING, UNKNOWN_SERVICE, REQUEST_TOO_LARGE, HEADERS_TOO_LARGE,
-    │                   DUPLICATE_HEADER, METHOD_NOT_ALLOWED (REST only)
+    │                   DUPLICATE_HEADER, METHOD_NOT_ALLOWED (REST only), CALLER_FIELD_INVALID
     ├── authorisation   UNKNOWN_PURPOSE, NO_MANDATE, MANDATE_*, CONSENT_*
     ├── quota           RATE_LIMITED, CONCURRENCY_LIMITED
     ├── registry        SUBJECT_NOT_FOUND, REGISTRY_UNAVAILABLE, REGISTRY_TIMEOUT, REGISTRY_BAD_RESPONSE
@@ -49,6 +49,7 @@ class Reason(StrEnum):
     DPOP_REPLAY_UNAVAILABLE = "DPOP_REPLAY_UNAVAILABLE"
     WRONG_TOKEN_SCOPE = "WRONG_TOKEN_SCOPE"
     INVALID_ARGUMENT = "INVALID_ARGUMENT"
+    CALLER_FIELD_INVALID = "CALLER_FIELD_INVALID"
     PURPOSE_MISSING = "PURPOSE_MISSING"
     UNKNOWN_SERVICE = "UNKNOWN_SERVICE"
     REQUEST_TOO_LARGE = "REQUEST_TOO_LARGE"
@@ -110,6 +111,9 @@ REASONS: dict[Reason, ReasonInfo] = {
     ),
     Reason.WRONG_TOKEN_SCOPE: ReasonInfo(_S.PERMISSION_DENIED, 403, "The token's scope does not allow this"),
     Reason.INVALID_ARGUMENT: ReasonInfo(_S.INVALID_ARGUMENT, 400, "A request field is invalid"),
+    Reason.CALLER_FIELD_INVALID: ReasonInfo(
+        _S.INVALID_ARGUMENT, 400, "A caller identifier (case, officer, AI system, consent or request id) is invalid"
+    ),
     Reason.PURPOSE_MISSING: ReasonInfo(_S.INVALID_ARGUMENT, 400, "The request states no purpose (x-purpose)"),
     Reason.UNKNOWN_SERVICE: ReasonInfo(_S.UNIMPLEMENTED, 404, "No such service or operation"),
     Reason.REQUEST_TOO_LARGE: ReasonInfo(_S.RESOURCE_EXHAUSTED, 413, "The request exceeds the size limit"),

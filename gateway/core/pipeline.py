@@ -20,6 +20,7 @@ from opentelemetry import trace
 
 from consent import Decision, Mandate, Policy, allowed_fields, check_consent
 from gateway.core.auth import Principal, TokenVerifier
+from gateway.core.caller_text import CALLER_HEADERS, UNKNOWN_PURPOSE, caller_id_problem, recorded_purpose
 from gateway.core.contracts import Operation
 from gateway.core.errors import GatewayError, Reason
 from gateway.core.minimise import Disclosure, disclosures, minimise, narrow, nested_people
@@ -116,10 +117,19 @@ class Registry:
 
 @dataclass(slots=True)
 class _Trail:
-    """What the audit record will say, filled in as the exchange progresses."""
+    """What the audit record will say, filled in as the exchange progresses.
+
+    Caller-chosen values enter the trail only once checked (``_check_caller_values``): a refusal
+    for a bad value records the refusal, never the value.
+    """
 
     consumer: str
     subject: str = ""
+    purpose: str = ""                  # a catalogue code, UNKNOWN_PURPOSE or "" (none stated)
+    case_id: str = ""
+    officer_id: str = ""
+    request_id: str = ""
+    ai_system: str = ""
     legal_basis: str = ""
     legal_reference: str = ""
     consent_id: str = ""
@@ -238,9 +248,9 @@ class ExchangePipeline:
     ) -> Message:
         if op.subject_field:
             trail.subject = self._pseudonymise(getattr(request, op.subject_field))
+        self._check_caller_values(ctx, trail)
         self._validate(op, request)
-        if not ctx.purpose:
-            raise GatewayError(Reason.PURPOSE_MISSING)
+        self._check_purpose(ctx, trail)
         now_us = self._clock_us()
         with _stage("authorise"):
             mandate = self._authorise(op, ctx, trail, now_us, request)
@@ -268,6 +278,27 @@ class ExchangePipeline:
             trail.disclosures = disclosures(answer, people) if people else ()
         trail.response_bytes = answer.ByteSize()
         return answer
+
+    def _check_caller_values(self, ctx: CallContext, trail: _Trail) -> None:
+        """Record the purpose only as a catalogue code; refuse caller identifiers that may not be recorded.
+
+        The consent id is checked here but recorded only if the consent check used it (``_check_consent``).
+        """
+        trail.purpose = recorded_purpose(ctx.purpose, self.policy().purposes)
+        for attr, header in CALLER_HEADERS:
+            problem = caller_id_problem(getattr(ctx, attr))
+            if problem:
+                raise GatewayError(Reason.CALLER_FIELD_INVALID, f"{header} {problem}", field=header)
+        trail.case_id, trail.officer_id, trail.ai_system = ctx.case_id, ctx.officer_id, ctx.ai_system
+        trail.request_id = ctx.request_id
+
+    @staticmethod
+    def _check_purpose(ctx: CallContext, trail: _Trail) -> None:
+        if not ctx.purpose:
+            raise GatewayError(Reason.PURPOSE_MISSING)
+        if trail.purpose == UNKNOWN_PURPOSE:   # refused here, so that no message repeats the caller's text
+            detail = "x-purpose is not a code of the purposes catalogue (GET /v1/purposes)"
+            raise GatewayError(Reason.UNKNOWN_PURPOSE, detail, field="x-purpose")
 
     def _validate(self, op: Operation, request: Message) -> None:
         if op.subject_field and not getattr(request, op.subject_field):
@@ -360,21 +391,21 @@ class ExchangePipeline:
             kind=EventKind.EXCHANGE,
             consumer=trail.consumer,
             service=op.full_name,
-            purpose=ctx.purpose,
+            purpose=trail.purpose,
             legal_basis=trail.legal_basis,
             legal_reference=trail.legal_reference,
             subject=trail.subject,
-            consent_id=trail.consent_id or ctx.consent_id,
-            case_id=ctx.case_id,
-            officer_id=ctx.officer_id,
-            request_id=ctx.request_id,
+            consent_id=trail.consent_id,    # only the consent the check used, never the caller's header
+            case_id=trail.case_id,
+            officer_id=trail.officer_id,
+            request_id=trail.request_id,
             trace_id=ctx.trace_id,
             fields=trail.fields if reason is None else (),
             outcome=outcome,
             reason=str(reason or ""),
             latency_us=int((time.perf_counter() - started) * 1e6),
             protocol=ctx.protocol,
-            ai_system=ctx.ai_system,
+            ai_system=trail.ai_system,
             hidden_until_us=trail.hidden_until_us,
             hidden_reason=trail.hidden_reason,
         )

@@ -4,6 +4,11 @@ Pure functions over stored records and the configured catalogue (agency names,
 purpose titles, the contracts' field categories); time is passed in. The
 subject filter is applied by the caller from the token, never from a parameter.
 
+Probes are shown too: an access check about the citizen made by an agency or staff
+(an ``EventKind.ADMIN`` record with ``action=access-check``) is an entry with
+outcome ``checked``, the service it asked about, and the answer's reason code; no
+data left, and no consent id is shown.
+
 Embargo: a record whose ``hidden_until_us`` is still in the future (set from the
 mandate's ``hidden_days``, e.g. during an investigation) is counted but not
 shown; once that time has passed it appears like any other.
@@ -18,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 from gateway.core.errors import REASONS, GatewayError, Reason
-from gateway.core.types import EventKind, StoredAuditRecord
+from gateway.core.types import AuditRecord, EventKind, StoredAuditRecord
 
 __all__ = [
     "EXPORT_COLUMNS",
@@ -36,6 +41,8 @@ __all__ = [
 ]
 
 MAX_PAGE_SIZE = 200
+CHECKED = "checked"          # outcome shown for an access check ("checked whether it could access ...")
+_STAFF = "passerelle-staff"  # agency id shown when gateway staff, not the agency, made the check
 DEFAULT_PAGE_SIZE = 50
 
 
@@ -83,8 +90,36 @@ def iso_time(time_us: int) -> str:
     return datetime.fromtimestamp(time_us / 1e6, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def _is_check(r: AuditRecord) -> bool:
+    return r.kind is EventKind.ADMIN and r.extra.get("action") == "access-check"
+
+
+def _check_entry(stored: StoredAuditRecord, cat: Catalogue) -> AccessEntry:
+    r = stored.record
+    answer = r.extra.get("answer", "")
+    by_staff = r.extra.get("actor", "").startswith("staff:")
+    agency = _STAFF if by_staff else r.consumer
+    return AccessEntry(
+        id=stored.seq, time_us=r.time_us, agency_id=agency,
+        agency_name="Passerelle staff" if by_staff else cat.agencies.get(r.consumer, r.consumer),
+        service=r.extra.get("checked_service", ""), data_fields=(), purpose=r.purpose,
+        purpose_title=dict(cat.purposes.get(r.purpose, {})), legal_basis="", legal_basis_title="",
+        legal_reference="", consent_id="", outcome=CHECKED, reason=answer, reason_title=_reason_title(answer),
+        ai_system="", record_hash=stored.hash,
+    )  # fmt: skip
+
+
+def _reason_title(reason: str) -> str:
+    try:
+        return REASONS[Reason(reason)].title if reason else ""
+    except ValueError:
+        return ""
+
+
 def entry_of(stored: StoredAuditRecord, cat: Catalogue) -> AccessEntry:
     r = stored.record
+    if _is_check(r):
+        return _check_entry(stored, cat)
     categories = cat.categories.get(r.service, {})
     held_in = r.extra.get("disclosed_in", "")   # a third party's fields are named within their own message
     prefix = f"{held_in}." if held_in else ""
@@ -105,11 +140,11 @@ def entry_of(stored: StoredAuditRecord, cat: Catalogue) -> AccessEntry:
 
 
 def split_embargo(records: Iterable[StoredAuditRecord], now_us: int) -> tuple[list[StoredAuditRecord], int]:
-    """Exchanges the citizen may see now, and how many are still under embargo."""
+    """Exchanges and access checks the citizen may see now, and how many are still under embargo."""
     shown: list[StoredAuditRecord] = []
     hidden = 0
     for s in records:
-        if s.record.kind is not EventKind.EXCHANGE:
+        if s.record.kind is not EventKind.EXCHANGE and not _is_check(s.record):
             continue
         if s.record.hidden_until_us > now_us:
             hidden += 1

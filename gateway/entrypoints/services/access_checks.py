@@ -2,8 +2,15 @@
 
 No registry is called and no data is returned. Agencies may ask about their own
 consumer id, citizens about their own national id, staff (admin or ops scope)
-about anything. A check that names a data subject by an agency or staff member
-is itself recorded in the audit log, because it tells whether a consent exists.
+about anything.
+
+A check that names a data subject, made by an agency or staff member, is a probe:
+its answer tells whether that person consented. It is recorded before the answer
+leaves (no record, no answer: ``AUDIT_UNAVAILABLE``) with the subject's pseudonym,
+so it appears in that person's history ("checked whether it could access ...",
+``gateway.core.transparency``). The answer never names the consent (field 10 of
+``CheckAccessResponse`` is reserved), and the recorded purpose is a catalogue code
+or ``unknown``, never the caller's text.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from typing import TYPE_CHECKING
 from consent import explain_access
 from gateway._pb.passerelle.gateway.v1 import access_pb2 as pb
 from gateway.core.auth import Principal
+from gateway.core.caller_text import caller_id_problem, recorded_purpose
 from gateway.core.contracts import Operation
 from gateway.core.errors import GatewayError, Reason
 from gateway.core.validation import format_problem
@@ -94,6 +102,9 @@ class _Checks:
             raise GatewayError(Reason.UNKNOWN_SERVICE, "service must name a registry operation: package.Service/Method")
         if not req.purpose:
             raise _bad("purpose", "purpose is required")
+        problem = caller_id_problem(req.case_id)
+        if problem:
+            raise GatewayError(Reason.CALLER_FIELD_INVALID, f"case_id {problem}", field="case_id")
         request_fields = self._request_fields(req, op)
         subject = self.gw.pseudonymise(req.subject) if req.subject else ""
         consents = await self.gw.consents.for_subject(subject, consumer, req.purpose) if subject else ()
@@ -119,9 +130,10 @@ class _Checks:
                 Call(principal, call.ctx),
                 service=f"{SERVICE}/CheckAccess",
                 consumer=consumer,
-                purpose=req.purpose,
+                purpose=recorded_purpose(req.purpose, policy.purposes),
                 subject=subject,
-                extra={"action": "access-check", "checked_service": op.full_name, "allowed": str(answer.allowed)},
+                extra={"action": "access-check", "checked_service": op.full_name, "allowed": str(answer.allowed),
+                       "answer": answer.reason},
             )
         m, purpose = answer.mandate, policy.purposes.get(req.purpose)
         return pb.CheckAccessResponse(
@@ -134,7 +146,6 @@ class _Checks:
             legal_reference=m.legal_reference if m else "",
             fields=answer.fields,
             needs_consent=answer.needs_consent,
-            consent_id=answer.consent.id if answer.consent else "",
             purpose_title=purpose.title if purpose else {},
         )
 

@@ -1,25 +1,28 @@
 """Mandates managed at run time (``MandateAdmin``, staff tokens with the ``admin`` scope).
 
 A change is validated against the contracts exactly like the configuration,
-recorded in the audit log (``EventKind.ADMIN``) before it is applied, persisted
-in the mandate store, and takes effect at once here and within the store's poll
-interval on every other instance.
+recorded in the audit log (``EventKind.ADMIN``: actor, action, mandate id, its
+document and SHA-256, the admin's reason, expiry, result) before it is applied
+(``_changes.apply_change``: no record, no change), persisted in the mandate store,
+and takes effect at once here and within the store's poll interval on every other
+instance.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, TypeVar
 
 from adapters.stores.mandate_live import LivePolicy, MandateEntry
 from consent import LEGAL_BASES, Limit, Mandate, limit_error, mandate_from_dict, mandate_to_dict
 from gateway._pb.passerelle.gateway.v1 import admin_pb2 as pb
+from gateway.core.caller_text import free_text_problem
 from gateway.core.contracts import Operation
 from gateway.core.errors import GatewayError, Reason
 from gateway.entrypoints.binding import Access, Call, ServiceBinding
 from gateway.entrypoints.services import timestamp
-from gateway.entrypoints.services._changes import record_change
+from gateway.entrypoints.services._changes import Change, apply_change
 
 if TYPE_CHECKING:
     from gateway.bootstrap import Gateway
@@ -71,6 +74,13 @@ def _limit_problems(limits: tuple[Limit, ...], op: Operation) -> list[str]:
 
 
 _ts = timestamp
+T = TypeVar("T")
+
+
+def _check_reason(reason: str) -> None:
+    problem = free_text_problem(reason)
+    if problem:
+        raise GatewayError(Reason.INVALID_ARGUMENT, f"reason {problem}", field="reason")
 
 
 def to_proto(e: MandateEntry) -> pb.Mandate:
@@ -135,37 +145,37 @@ class _Admin:
         if problems:
             field, detail = problems[0]
             raise GatewayError(Reason.INVALID_ARGUMENT, f"{field}: {detail}", field=field)
-        before = self.live.entry(mandate.id)
-        await self._record(call, "PutMandate", mandate, "update" if before else "create")
-        return to_proto(await self.live.put(mandate, by=call.principal.id, now_us=self.clock_us()))
+        _check_reason(req.change_reason)
+        action = "update" if self.live.entry(mandate.id) else "create"
+        by, now = call.principal.id, self.clock_us()
+        entry = await self._change(call, "PutMandate", mandate, action, req.change_reason,
+                                   lambda: self.live.put(mandate, by=by, now_us=now))
+        assert entry is not None   # a put is never a no-op
+        return to_proto(entry)
 
     async def delete(self, req: pb.DeleteMandateRequest, call: Call) -> pb.Mandate:
         assert call.principal is not None
+        _check_reason(req.reason)
         entry = self._entry(req.id)
-        await self._record(call, "DeleteMandate", entry.mandate, "delete")
-        await self.live.delete(req.id, by=call.principal.id, now_us=self.clock_us())
+        by, now = call.principal.id, self.clock_us()
+        await self._change(call, "DeleteMandate", entry.mandate, "delete", req.reason,
+                           lambda: self.live.delete(req.id, by=by, now_us=now))   # gone meanwhile: a follow-up no-op
         return to_proto(entry)
 
-    async def _record(self, call: Call, method: str, m: Mandate, action: str) -> None:
+    async def _change(
+        self, call: Call, method: str, m: Mandate, action: str, reason: str, apply: Callable[[], Awaitable[T]]
+    ) -> T | None:
         import hashlib
         import json
 
         doc = json.dumps(mandate_to_dict(m), sort_keys=True, separators=(",", ":"))
-        await record_change(
-            self.gw.audit,
-            self.clock_us,
-            call,
-            service=f"{SERVICE}/{method}",
-            consumer=m.consumer,
-            purpose=",".join(sorted(m.purposes)),
-            legal_basis=m.legal_basis,
-            legal_reference=m.legal_reference,
-            extra={
-                "action": action,
-                "mandate_id": m.id,
-                "mandate_sha256": hashlib.sha256(doc.encode()).hexdigest(),
-                "mandate": doc[:4000],
-            },
+        change = Change(action, "mandate", m.id, reason, m.valid_until_us)
+        details = {"mandate_id": m.id, "mandate_sha256": hashlib.sha256(doc.encode()).hexdigest(), "mandate": doc}
+        return await apply_change(
+            self.gw.audit, self.clock_us, call, change, apply, details=details,
+            effect=lambda done: "done" if done is not None else "no-op",
+            service=f"{SERVICE}/{method}", consumer=m.consumer, purpose=",".join(sorted(m.purposes)),
+            legal_basis=m.legal_basis, legal_reference=m.legal_reference,
         )
 
 

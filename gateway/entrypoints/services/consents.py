@@ -20,7 +20,7 @@ from gateway._pb.passerelle.gateway.v1 import consent_pb2 as pb
 from gateway.core.errors import GatewayError, Reason
 from gateway.entrypoints.binding import Access, Call, ServiceBinding
 from gateway.entrypoints.services import timestamp
-from gateway.entrypoints.services._changes import record_change
+from gateway.entrypoints.services._changes import Change, record_change
 from gateway.entrypoints.services.receipts import ReceiptSigner, receipt_claims
 
 if TYPE_CHECKING:
@@ -193,7 +193,7 @@ class _Consents:
             legal_reference=basis.legal_reference,
             subject=c.subject,
             consent_id=c.id,
-            extra={"action": "grant"},
+            extra=Change("grant", "consent", c.id, until_us=c.expires_us).fields(),
         )
         await self.gw.consents.add(c)
         return self.record(c, policy, now_us)
@@ -223,7 +223,7 @@ class _Consents:
                 legal_basis=c.extra.get("legal_basis", ""),
                 subject=subject,
                 consent_id=c.id,
-                extra={"action": "revoke"},
+                extra=Change("revoke", "consent", c.id).fields(),
             )
             await self.gw.consents.revoke(c.id, subject, now_us)
             c = await self.gw.consents.get(c.id) or c

@@ -1,4 +1,11 @@
-"""Revocations for staff (scope "admin"): tokens by ``jti``, consumers, signing keys; on both doors."""
+"""Revocations for staff (scope "admin"): tokens by ``jti``, consumers, signing keys; on both doors.
+
+Each revocation and reinstatement is evidence (``_changes``): its effect is computed
+from the store without changing it, recorded (actor, kind, ``sha256:`` of a token id
+or the key id or consumer, reason, expiry, ``result``), and only then applied. A
+reinstatement of something not revoked is recorded as ``no-op`` and changes nothing;
+revocations from the configuration cannot be reinstated here (also ``no-op``).
+"""
 
 from __future__ import annotations
 
@@ -6,10 +13,11 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from gateway._pb.passerelle.gateway.v1 import revocations_pb2 as pb
+from gateway.core.caller_text import free_text_problem
 from gateway.core.errors import GatewayError, Reason
 from gateway.core.revocation import KINDS, Revocation, RevocationList, RevocationStore
 from gateway.entrypoints.binding import Access, Call, ServiceBinding
-from gateway.entrypoints.services._changes import record_change
+from gateway.entrypoints.services._changes import Change, apply_change, target_id
 
 if TYPE_CHECKING:
     from gateway.bootstrap import Gateway
@@ -39,35 +47,52 @@ def _entry(r: Revocation) -> pb.RevocationEntry:
                               until_us=r.until_us, by=r.by)
 
 
-def _validate(gateway: Gateway, kind: str, value: str) -> None:
+def _validate(gateway: Gateway, kind: str, value: str, reason: str) -> None:
     if kind not in KINDS:
         raise GatewayError(Reason.INVALID_ARGUMENT, f"kind must be one of {', '.join(KINDS)}", field="kind")
     if not value or len(value) > 256:
         raise GatewayError(Reason.INVALID_ARGUMENT, "value must be 1 to 256 characters", field="value")
     if kind == "consumer" and value not in {c.id for c in gateway.config.consumers}:
         raise GatewayError(Reason.INVALID_ARGUMENT, "no such consumer", field="value")
+    problem = free_text_problem(reason)
+    if problem:
+        raise GatewayError(Reason.INVALID_ARGUMENT, f"reason {problem}", field="reason")
 
 
 def revocations_binding(gateway: Gateway, sync: RevocationSync, clock_us: Callable[[], int]) -> ServiceBinding:
     async def revoke(request: pb.RevokeRequest, call: Call) -> pb.RevocationEntry:
-        _validate(gateway, request.kind, request.value)
+        _validate(gateway, request.kind, request.value, request.reason)
         assert call.principal is not None
-        r = Revocation(request.kind, request.value, request.reason[:200], clock_us(), max(0, request.until_us),
-                       call.principal.id)
-        await sync.store.add(r)
-        sync.view.add(r)   # at once in this process; other processes on their next poll
-        await record_change(gateway.audit, clock_us, call, service=f"{SERVICE}/Revoke",
-                            consumer=r.value if r.kind == "consumer" else "", extra={"revoked": r.kind})
+        now = clock_us()
+        if request.until_us and request.until_us <= now:
+            raise GatewayError(Reason.INVALID_ARGUMENT, "until_us must be in the future (or 0)", field="until_us")
+        r = Revocation(request.kind, request.value, request.reason, now, max(0, request.until_us), call.principal.id)
+        change = Change("revoke", r.kind, target_id(r.kind, r.value), r.reason, r.until_us)
+
+        async def apply() -> None:
+            await sync.store.add(r)
+            sync.view.add(r)   # at once in this process; other processes on their next poll
+
+        await apply_change(gateway.audit, clock_us, call, change, apply, service=f"{SERVICE}/Revoke",
+                           consumer=r.value if r.kind == "consumer" else "")
         return _entry(r)
 
     async def reinstate(request: pb.ReinstateRequest, call: Call) -> pb.ReinstateResponse:
-        _validate(gateway, request.kind, request.value)
-        removed = await sync.store.remove(request.kind, request.value)
-        await sync.reload()
-        await record_change(gateway.audit, clock_us, call, service=f"{SERVICE}/Reinstate",
-                            consumer=request.value if request.kind == "consumer" else "",
-                            extra={"reinstated": request.kind})
-        return pb.ReinstateResponse(removed=removed)
+        kind, value = request.kind, request.value
+        _validate(gateway, kind, value, request.reason)
+        revoked = any(r.kind == kind and r.value == value for r in await sync.store.active(clock_us()))
+        change = Change("reinstate", kind, target_id(kind, value), request.reason,
+                        result="done" if revoked else "no-op")
+
+        async def apply() -> bool:
+            removed = await sync.store.remove(kind, value)
+            await sync.reload()
+            return removed
+
+        removed = await apply_change(gateway.audit, clock_us, call, change, apply, service=f"{SERVICE}/Reinstate",
+                                     effect=lambda done: "done" if done else "no-op",
+                                     consumer=value if kind == "consumer" else "")
+        return pb.ReinstateResponse(removed=bool(removed))
 
     async def list_revocations(request: pb.ListRevocationsRequest, call: Call) -> pb.ListRevocationsResponse:
         rows = [*sync.static, *await sync.store.active(clock_us())]

@@ -11,8 +11,6 @@ The subject is always ``pseudonymise(token.sub)``; no parameter names a person.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +24,7 @@ from consent import LEGAL_BASES
 from gateway._pb.passerelle.gateway.v1 import audit_pb2 as pb
 from gateway.core.audit_proof import PROOF_FORMAT, InclusionProof
 from gateway.core.errors import GatewayError, Reason
+from gateway.core.export_safety import csv_text
 from gateway.core.ports import AuditQuery
 from gateway.core.transparency import (
     EXPORT_COLUMNS,
@@ -161,12 +160,8 @@ def citizen_binding(gateway: Gateway) -> ServiceBinding:
 
 
 def _export_body(entries: list[AccessEntry], hidden: int, fmt: str, now: int) -> tuple[str, str]:
-    if fmt == "csv":
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\r\n")
-        writer.writerow(EXPORT_COLUMNS)
-        writer.writerows(export_row(e) for e in entries)
-        return out.getvalue(), "text/csv; charset=utf-8"
+    if fmt == "csv":   # every cell neutralised: agency-chosen text must not run as a spreadsheet formula
+        return csv_text(EXPORT_COLUMNS, (export_row(e) for e in entries)), "text/csv; charset=utf-8"
     from google.protobuf import json_format
 
     body = {

@@ -156,6 +156,7 @@
     heading.append(el("span", { text: a.agency ? a.agency.name : "" }), " ",
       el("time", { datetime: a.time, class: "when", text: when(a.time) }));
     article.append(heading);
+    if (outcome === "checked") return renderCheck(a, article);
     if (a.subjectRole === "third_party") {  // the lookup was about someone else; only this person's fields are listed
       article.append(el("p", { class: "third-party", text: t("thirdPartyNote", a.agency ? a.agency.name : "") }));
     }
@@ -173,6 +174,19 @@
     row(dl, "outcome", el("span", { class: `badge ${outcome}`, text: t(outcome) }));
     row(dl, "reason", a.reason ? [a.reasonTitle, `(${a.reason})`].filter(Boolean).join(" ") : "");
     row(dl, "ai", a.aiSystem);
+    row(dl, "recordId", a.id);
+    article.append(dl);
+    return el("li", {}, article);
+  }
+
+  // An agency (or staff) asked whether it could access this person's data: a probe, shown as such.
+  function renderCheck(a, article) {
+    const who = a.agency ? a.agency.name : "";
+    article.append(el("p", { text: t("checkNote", who, a.service) }));
+    const dl = el("dl");
+    row(dl, "purpose", a.purpose ? (title(a.purpose.title) || a.purpose.code) : "");
+    row(dl, "outcome", el("span", { class: "badge checked", text: t("checked") }));
+    row(dl, "checkAnswer", a.reason ? [a.reasonTitle, `(${a.reason})`].filter(Boolean).join(" ") : t("checkAllowed"));
     row(dl, "recordId", a.id);
     article.append(dl);
     return el("li", {}, article);

@@ -1,0 +1,94 @@
+"""What the gateway may record of the values a caller chooses.
+
+Agencies choose the purpose, case, officer, AI system, consent and request ids they
+send; the log keeps them and the citizen's page shows them. Caller text must
+therefore never reach the log as free text: a purpose is recorded as a code of the
+purposes catalogue or as ``UNKNOWN_PURPOSE``; every caller identifier is refused
+unless it is a short identifier (``CALLER_ID``):
+
+* 1 to 64 characters of ``A-Z a-z 0-9 . _ : / -``, the first a letter or digit,
+  so that no recorded value starts a spreadsheet formula (``= + - @``) or holds
+  spaces, quotes, markup or control characters;
+* no run of 13 or more digits, which could be a national identification number
+  (``gateway.core.identifiers``): a person's id never enters the log in clear
+  through a header.
+
+Each ``*_problem`` function returns ``None`` when the value may be recorded, or a
+short public explanation that never repeats the value. Pure functions: both front
+doors and every service decide identically.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Container
+
+__all__ = [
+    "CALLER_HEADERS",
+    "CALLER_ID",
+    "MAX_FREE_TEXT",
+    "UNKNOWN_PURPOSE",
+    "caller_id_problem",
+    "free_text_problem",
+    "holds_national_id",
+    "recorded_purpose",
+]
+
+#: A caller identifier that may be recorded and shown (see the module docstring).
+CALLER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}")
+#: The purpose recorded when the caller's purpose is not a catalogue code.
+UNKNOWN_PURPOSE = "unknown"
+#: Longest free text (an administrator's reason for a change) that may be recorded.
+MAX_FREE_TEXT = 200
+#: ``CallContext`` attribute -> the header (gRPC metadata key) that carries it.
+CALLER_HEADERS: tuple[tuple[str, str], ...] = (
+    ("consent_id", "x-consent-id"),
+    ("case_id", "x-case-id"),
+    ("officer_id", "x-officer-id"),
+    ("ai_system", "x-ai-system"),
+    ("request_id", "x-request-id"),
+)
+
+_DIGIT_RUN = re.compile(r"[0-9]{13,}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_ID_RULE = "must be 1 to 64 characters of A-Z a-z 0-9 . _ : / -, starting with a letter or digit"
+_NID_RULE = "must not hold 13 or more consecutive digits (a national identification number)"
+
+
+def holds_national_id(text: str) -> bool:
+    """True when ``text`` holds 13 or more consecutive digits: it could be a national id."""
+    return _DIGIT_RUN.search(text) is not None
+
+
+def caller_id_problem(value: str) -> str | None:
+    """Why ``value`` may not be recorded as a caller identifier, or None (empty means "not sent")."""
+    if not value:
+        return None
+    if CALLER_ID.fullmatch(value) is None:
+        return _ID_RULE
+    if holds_national_id(value):
+        return _NID_RULE
+    return None
+
+
+def free_text_problem(value: str, *, max_chars: int = MAX_FREE_TEXT) -> str | None:
+    """Why ``value`` may not be recorded as free text (a staff member's reason), or None.
+
+    Free text is for staff, never shown to citizens as fact; it is still bounded, kept
+    to one line of printable characters and free of national ids, and neutralised
+    in every export (``gateway.core.export_safety``).
+    """
+    if len(value) > max_chars:
+        return f"must be at most {max_chars} characters"
+    if _CONTROL.search(value):
+        return "must be one line of printable characters"
+    if holds_national_id(value):
+        return _NID_RULE
+    return None
+
+
+def recorded_purpose(value: str, catalogue: Container[str]) -> str:
+    """The purpose as the log may hold it: a catalogue code, "" when none was stated, else ``UNKNOWN_PURPOSE``."""
+    if not value:
+        return ""
+    return value if value in catalogue else UNKNOWN_PURPOSE

@@ -1,0 +1,122 @@
+"""Caller-chosen values: what may be recorded, what is refused, and what the pipeline records instead."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.core.caller_text import (
+    UNKNOWN_PURPOSE,
+    caller_id_problem,
+    free_text_problem,
+    recorded_purpose,
+)
+from gateway.core.errors import GatewayError, Reason
+from gateway.core.export_safety import csv_cell, csv_text
+from gateway.core.ports import AuditQuery
+from tests.unit.test_pipeline import Stack, person_request, stack, valid_nid  # noqa: F401  (fixture)
+
+URGENT = "URGENT: call +352 621 000 000 to keep your benefits"
+
+
+@pytest.mark.parametrize("value", ["dossier-2026-0042", "a", "AI.reg/2025:17", "x" * 64, "cns_0123456789abcdef"])
+def test_short_identifiers_may_be_recorded(value: str) -> None:
+    assert caller_id_problem(value) is None
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["-1-1", "=HYPERLINK(\"http://x\")", "+352", "@SUM(A1)", "x" * 65, "a b", "a\tb", "<b>", "é", URGENT, "x" * 12_000],
+)
+def test_values_that_are_not_short_identifiers_are_refused(value: str) -> None:
+    assert caller_id_problem(value) is not None
+
+
+@pytest.mark.parametrize("value", [valid_nid(), f"case-{valid_nid()}", "1234567890123", "case-99999999999999"])
+def test_anything_holding_13_consecutive_digits_is_refused(value: str) -> None:
+    problem = caller_id_problem(value)
+    assert problem is not None and "national" in problem and value not in problem
+
+
+def test_the_explanation_never_repeats_the_value() -> None:
+    for value in ["=cmd|' /C calc'!A0", valid_nid(), URGENT]:
+        assert value not in (caller_id_problem(value) or "")
+
+
+def test_an_unknown_purpose_is_recorded_as_the_marker() -> None:
+    catalogue = {"student-aid"}
+    assert recorded_purpose("student-aid", catalogue) == "student-aid"
+    assert recorded_purpose(URGENT, catalogue) == UNKNOWN_PURPOSE
+    assert recorded_purpose(valid_nid(), catalogue) == UNKNOWN_PURPOSE
+    assert recorded_purpose("", catalogue) == ""
+
+
+@pytest.mark.parametrize("value", ["x" * 201, "line\nbreak", "\u202eevil", f"for {valid_nid()}"])
+def test_free_text_is_one_bounded_line_without_national_ids(value: str) -> None:
+    assert free_text_problem(value) is not None
+
+
+def test_free_text_may_hold_ordinary_sentences() -> None:
+    assert free_text_problem("Laptop stolen, ticket INC-4711; revoke until re-issued") is None
+
+
+# --- spreadsheet formulas --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["=1+1", "+352", "-1-1", "@SUM(A1)", "\tx", "\rx", '=HYPERLINK("http://e.vil")'])
+def test_cells_that_would_start_a_formula_are_prefixed_with_a_quote(value: str) -> None:
+    assert csv_cell(value) == "'" + value
+
+
+@pytest.mark.parametrize("value", ["Caisse pour l'avenir des enfants", "2026-01-01T00:00:00.000Z", "", "a=b"])
+def test_ordinary_cells_are_unchanged(value: str) -> None:
+    assert csv_cell(value) == value
+
+
+def test_csv_text_quotes_and_neutralises_every_cell() -> None:
+    text = csv_text(("a", "b"), [('=HYPERLINK("x")', 'say "hi", then\nleave')])
+    assert text == 'a,b\r\n"\'=HYPERLINK(""x"")","say ""hi"", then\nleave"\r\n'
+
+
+# --- the pipeline records facts, never the caller's text -------------------------------------------------
+
+
+async def _refused(stack: Stack, **ctx: object) -> GatewayError:  # noqa: F811
+    op, req = person_request(stack)
+    with pytest.raises(GatewayError) as exc:
+        await stack.pipeline.exchange(op, req, stack.ctx(**ctx))  # type: ignore[arg-type]
+    return exc.value
+
+
+async def test_an_unknown_purpose_is_refused_and_recorded_as_the_marker(stack: Stack) -> None:  # noqa: F811
+    err = await _refused(stack, consumer="sandbox", purpose=URGENT)
+    assert err.reason is Reason.UNKNOWN_PURPOSE and URGENT not in err.detail
+    (row,) = await stack.audit.query(AuditQuery())
+    assert (row.record.purpose, row.record.reason) == (UNKNOWN_PURPOSE, "UNKNOWN_PURPOSE")
+
+
+@pytest.mark.parametrize(
+    ("header", "attr", "value"),
+    [
+        ("x-ai-system", "ai_system", "-1-1"),
+        ("x-case-id", "case_id", valid_nid()),
+        ("x-officer-id", "officer_id", "=HYPERLINK(\"http://e.vil\")"),
+        ("x-consent-id", "consent_id", "x" * 12_000),
+        ("x-request-id", "request_id", "@cmd"),
+    ],
+)
+async def test_a_bad_caller_identifier_is_refused_and_not_recorded(
+    stack: Stack, header: str, attr: str, value: str  # noqa: F811
+) -> None:
+    err = await _refused(stack, **{attr: value})
+    assert (err.reason, err.field) == (Reason.CALLER_FIELD_INVALID, header) and value not in err.detail
+    assert stack.registry.calls == []
+    (row,) = await stack.audit.query(AuditQuery())
+    assert row.record.reason == "CALLER_FIELD_INVALID"
+    assert value not in repr(row.record)
+
+
+async def test_an_unchecked_consent_id_is_not_recorded(stack: Stack) -> None:  # noqa: F811
+    op, req = person_request(stack)   # public-task mandate: no consent is checked
+    await stack.pipeline.exchange(op, req, stack.ctx(consent_id="cns_madeup"))  # type: ignore[arg-type]
+    (row,) = await stack.audit.query(AuditQuery())
+    assert row.record.consent_id == ""
