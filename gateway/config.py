@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from consent.model import LEGAL_BASES
+from gateway.core.caller_text import UNKNOWN_PURPOSE, caller_id_problem
 
 __all__ = ["Config", "ConfigError", "KeysSection", "load_config", "signing_keys_problem"]
 
@@ -215,6 +216,15 @@ class PurposeSection(_Strict):
     legal_reference: str = ""
     legal_url: str = ""
     retention_days: int = Field(0, ge=0)
+
+    @field_validator("code")
+    @classmethod
+    def _recordable_code(cls, v: str) -> str:
+        # A code is recorded and shown as is; "unknown" marks a purpose outside the catalogue.
+        problem = caller_id_problem(v) if v else "must not be empty"
+        if problem or v == UNKNOWN_PURPOSE:
+            raise ValueError(problem or f"{UNKNOWN_PURPOSE!r} is reserved for purposes outside the catalogue")
+        return v
 
     @field_validator("title")
     @classmethod
