@@ -284,6 +284,36 @@ async def test_replayed_dpop_proof_is_refused(stack: SecurityStack) -> None:
         assert await rest_reason(stack, c.headers(proof)) == (401, "DPOP_PROOF_INVALID")
 
 
+async def test_a_proof_made_for_a_forged_host_header_is_refused(stack: SecurityStack) -> None:
+    """``htu`` is checked against the gateway's own address (or ``public_url``), never the ``Host`` header."""
+    c = DpopClient(stack)
+    proof = make_proof(c.key, "GET", f"http://evil.example{c.path}", c.token)
+    with Refused(stack, "DPOP_PROOF_INVALID", "rest"):
+        assert await rest_reason(stack, {**c.headers(proof), "host": "evil.example"}) == (401, "DPOP_PROOF_INVALID")
+
+
+async def test_a_proof_for_the_gateway_url_is_served_whatever_the_host_header(stack: SecurityStack) -> None:
+    c = DpopClient(stack)
+    r = await stack.rest.get(c.path, headers={**c.headers(make_proof(c.key, "GET", c.url, c.token)),
+                                              "host": "evil.example", "x-purpose": "student-aid"})
+    assert r.status_code == 200, r.text
+
+
+async def test_with_a_public_url_proofs_must_name_it(stack: SecurityStack) -> None:
+    c = DpopClient(stack)
+    verifier = stack.running.gateway.verifier
+    verifier.public_url = "https://passerelle.example.lu/gw"
+    try:
+        public = make_proof(c.key, "GET", f"https://passerelle.example.lu/gw{c.path}", c.token)
+        served = await stack.rest.get(c.path, headers={**c.headers(public), "x-purpose": "student-aid"})
+        with Refused(stack, "DPOP_PROOF_INVALID", "rest"):
+            assert await rest_reason(stack, c.headers(make_proof(c.key, "GET", c.url, c.token))) == (
+                401, "DPOP_PROOF_INVALID")
+    finally:
+        verifier.public_url = ""
+    assert served.status_code == 200, served.text
+
+
 async def test_dpop_bound_token_is_refused_on_grpc(stack: SecurityStack) -> None:
     """gRPC has no DPoP: a DPoP-bound token stolen from a REST client is useless there."""
     c = DpopClient(stack)

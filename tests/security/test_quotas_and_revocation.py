@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
+from typing import Any
 
 import grpc
 import jwt
@@ -11,8 +14,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from adapters.stores.revocations_sqlite import SqliteRevocationStore
 from gateway._pb.registry.business.v1 import business_pb2, business_pb2_grpc
+from gateway.core.quotas import AddressQuotas, KeyedBuckets, PrincipalQuotas
 from gateway.core.revocation import RevocationList
 from gateway.demo.setup import demo_token, key_id
+from gateway.entrypoints._address_limits import GrpcAddressLimits
 from gateway.entrypoints.services.revocations import RevocationSync
 from tests.security.conftest import SecurityStack
 from tests.security.test_attacks import grpc_reason, person, rest_reason
@@ -179,3 +184,121 @@ async def rest_reason_ok(stack: SecurityStack, token: str) -> int:
         headers={"authorization": f"Bearer {token}", "x-purpose": "student-aid"},
     )
     return r.status_code
+
+
+# --- quotas of citizens and staff, limits per client address ------------------------------------------------
+
+
+@contextlib.contextmanager
+def principal_quota(stack: SecurityStack, kind: str, burst: int) -> Iterator[None]:
+    """A tiny quota for ``kind`` (almost no refill) for the block; the configured one afterwards."""
+    verifier = stack.running.gateway.verifier
+    saved = verifier.principal_quotas
+    verifier.principal_quotas = PrincipalQuotas({kind: KeyedBuckets(0.001, burst)})
+    try:
+        yield
+    finally:
+        verifier.principal_quotas = saved
+
+
+def address_quotas(stack: SecurityStack) -> AddressQuotas:
+    found = [i.quotas for i in stack.running.gateway.grpc_interceptors if isinstance(i, GrpcAddressLimits)]
+    assert len(found) == 1
+    return found[0]
+
+
+@contextlib.contextmanager
+def address_limits(stack: SecurityStack, *, anonymous: int = 10_000, failed: int = 10_000) -> Iterator[AddressQuotas]:
+    quotas = address_quotas(stack)
+    saved = quotas.anonymous, quotas.failed_auth
+    quotas.anonymous, quotas.failed_auth = KeyedBuckets(0.001, anonymous), KeyedBuckets(0.001, failed)
+    try:
+        yield quotas
+    finally:
+        quotas.anonymous, quotas.failed_auth = saved
+
+
+def grpc_call(stack: SecurityStack, method: str) -> Any:
+    return stack.channel.unary_unary(method, request_serializer=None, response_deserializer=None)
+
+
+async def grpc_code(stack: SecurityStack, method: str, metadata: tuple[tuple[str, str], ...] = ()) -> grpc.StatusCode:
+    try:
+        await grpc_call(stack, method)(b"", metadata=metadata, timeout=5)
+    except grpc.aio.AioRpcError as exc:
+        return exc.code()
+    return grpc.StatusCode.OK
+
+
+@pytest.mark.parametrize(
+    ("kind", "token_of", "path", "method"),
+    [
+        ("citizen", lambda s: demo_token(s.data_dir, issuer_id="demo-citizens", subject=person(s), scope="citizen"),
+         "/v1/me/accesses", "/passerelle.gateway.v1.CitizenAccesses/ListMyAccesses"),
+        ("staff", lambda s: demo_token(s.data_dir, issuer_id="demo-staff", subject="ops", scope="ops"),
+         "/v1/ops/exchanges", "/passerelle.gateway.v1.Operations/ListExchanges"),
+    ],
+    ids=["citizen", "staff"],
+)
+async def test_citizens_and_staff_have_quotas_on_both_doors(
+    stack: SecurityStack, kind: str, token_of: Any, path: str, method: str
+) -> None:
+    token = token_of(stack)
+    headers = {"authorization": f"Bearer {token}"}
+    with principal_quota(stack, kind, burst=2):
+        statuses = [(await stack.rest.get(path, headers=headers)).status_code for _ in range(2)]
+        refused = await stack.rest.get(path, headers=headers)
+        code = await grpc_code(stack, method, tuple(headers.items()))
+        fresh = await stack.rest.get(path, headers={"authorization": f"Bearer {token_of(stack)}"})
+    assert statuses == [200, 200], statuses
+    assert (refused.status_code, refused.json()["reason"]) == (429, "RATE_LIMITED")
+    assert int(refused.headers["retry-after"]) >= 1
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert fresh.status_code == 429, "a new token of the same person shares the quota"
+
+
+async def test_another_citizen_is_served_while_one_is_over_quota(stack: SecurityStack) -> None:
+    nids = [p.national_id for p in stack.data.persons[:2]]
+    tokens = [demo_token(stack.data_dir, issuer_id="demo-citizens", subject=n, scope="citizen") for n in nids]
+    with principal_quota(stack, "citizen", burst=1):
+        first = [(await stack.rest.get("/v1/me/accesses", headers={"authorization": f"Bearer {t}"})).status_code
+                 for t in (tokens[0], tokens[0], tokens[1])]
+    assert first == [200, 429, 200]
+
+
+async def test_calls_without_a_token_are_limited_per_client_address_on_rest(stack: SecurityStack) -> None:
+    """uvicorn trusts X-Forwarded-For from 127.0.0.1 (a local proxy): it names the client here."""
+    with address_limits(stack, anonymous=3):
+        for path in ("/v1/audit/checkpoints", "/.well-known/jwks.json", "/readyz"):
+            r = await stack.rest.get(path, headers={"x-forwarded-for": "203.0.113.7"})
+            assert r.status_code in (200, 503), (path, r.status_code)
+        refused = await stack.rest.get("/v1/audit/checkpoints", headers={"x-forwarded-for": "203.0.113.7"})
+        elsewhere = await stack.rest.get("/v1/audit/checkpoints", headers={"x-forwarded-for": "203.0.113.8"})
+    assert (refused.status_code, refused.json()["reason"]) == (429, "RATE_LIMITED")
+    assert int(refused.headers["retry-after"]) >= 1
+    assert elsewhere.status_code == 200
+
+
+async def test_calls_without_a_token_are_limited_per_client_address_on_grpc(stack: SecurityStack) -> None:
+    method = "/passerelle.gateway.v1.AuditCheckpoints/ListCheckpoints"
+    with address_limits(stack, anonymous=2):
+        codes = [await grpc_code(stack, method) for _ in range(3)]
+    assert codes == [grpc.StatusCode.OK, grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED]
+
+
+async def test_an_address_that_fails_authentication_too_often_is_refused_before_its_token_is_read(
+    stack: SecurityStack,
+) -> None:
+    good = {"authorization": f"Bearer {stack.token()}", "x-purpose": "student-aid"}
+    junk = {"authorization": "Bearer junk", "x-forwarded-for": "198.51.100.9"}
+    with address_limits(stack, failed=2):
+        fails = [(await stack.rest.get("/v1/catalogue", headers=junk)).status_code for _ in range(2)]
+        blocked = await stack.rest.get(f"/v1/population/persons/{person(stack)}",
+                                       headers={**good, "x-forwarded-for": "198.51.100.9"})
+        served = await stack.rest.get(f"/v1/population/persons/{person(stack)}", headers=good)
+        grpc_fails = [await grpc_code(stack, "/passerelle.gateway.v1.Operations/ListExchanges",
+                                      (("authorization", "Bearer junk"),)) for _ in range(3)]
+    assert fails == [401, 401]
+    assert (blocked.status_code, blocked.json()["reason"]) == (429, "RATE_LIMITED")
+    assert served.status_code == 200
+    assert grpc_fails == [grpc.StatusCode.UNAUTHENTICATED] * 2 + [grpc.StatusCode.RESOURCE_EXHAUSTED]
