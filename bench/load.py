@@ -9,6 +9,7 @@ Each run is time-bounded: ``warmup_s`` unmeasured, then ``duration_s`` measured.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import statistics
@@ -18,8 +19,11 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 __all__ = ["Call", "Result", "available_generators", "run_load"]
+
+_ROOT = Path(__file__).resolve().parent.parent   # `python -m bench.pyload` from any folder
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,15 @@ def run_load(
     if gen == "wrk":
         return _wrk(call, concurrency, duration_s, warmup_s)
     return _python(call, concurrency, duration_s, warmup_s)
+
+
+def _last_json_line(out: str, err: str) -> dict[str, Any]:
+    """The client's result: its last stdout line that is a JSON object; else say what it printed instead."""
+    for line in reversed(out.strip().splitlines()):
+        if line.startswith("{"):
+            with contextlib.suppress(ValueError):
+                return json.loads(line)  # type: ignore[no-any-return]
+    raise RuntimeError(f"python load client gave no result: {(out + err).strip()[-2000:]}")
 
 
 def _percentiles(latencies_ms: list[float]) -> tuple[float, float, float]:
@@ -153,12 +166,13 @@ def _python(call: Call, concurrency: int, duration_s: float, warmup_s: float) ->
     for i in range(procs_n):
         share = concurrency // procs_n + (1 if i < concurrency % procs_n else 0)
         procs.append(subprocess.Popen([sys.executable, "-m", "bench.pyload", spec, str(share), str(duration_s),
-                                       str(warmup_s)], stdout=subprocess.PIPE, text=True))  # fmt: skip
+                                       str(warmup_s)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                      cwd=_ROOT))  # fmt: skip
     latencies: list[float] = []
     errors = 0
     for p in procs:
-        out, _ = p.communicate(timeout=duration_s + warmup_s + 60)
-        f = json.loads(out.strip().splitlines()[-1])
+        out, err = p.communicate(timeout=duration_s + warmup_s + 60)
+        f = _last_json_line(out, err)
         latencies += f["latencies_ms"]
         errors += f["errors"]
     p50, p95, p99 = _percentiles(latencies)

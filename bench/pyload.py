@@ -25,6 +25,7 @@ async def _grpc_worker(spec: dict[str, Any], until: float, start: float, out: li
                 await fn(body, metadata=md, timeout=10)
             except grpc.aio.AioRpcError:
                 errors += 1
+                await asyncio.sleep(0.01)   # an unreachable server fails at once: do not spin
                 continue
             if t >= start:
                 out.append((time.perf_counter() - t) * 1000)
@@ -36,9 +37,13 @@ async def _rest_worker(spec: dict[str, Any], until: float, start: float, out: li
     url = f"http://127.0.0.1:{spec['port']}{spec['path']}"
     async with aiohttp.ClientSession(headers=dict(spec["headers"])) as session:
         while (t := time.perf_counter()) < until:
-            async with session.get(url) as r:
-                await r.read()
-                ok = r.status == 200
+            try:
+                async with session.get(url, timeout=aiohttp.ClientTimeout(total=10)) as r:
+                    await r.read()
+                    ok = r.status == 200
+            except (aiohttp.ClientError, OSError, TimeoutError):
+                ok = False
+                await asyncio.sleep(0.01)   # a refused connection fails at once: do not spin
             if not ok:
                 errors += 1
             elif t >= start:

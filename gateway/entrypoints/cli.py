@@ -141,6 +141,7 @@ def serve(
     if not demo and config is None:
         raise typer.BadParameter("give --config FILE, or --demo")
     configure_logging(os.environ.get("PASSERELLE_LOG_LEVEL", "INFO"))
+    logging.getLogger("passerelle.lifecycle").setLevel(logging.INFO)   # start, ready, stop: always written
     path = config or ensure_demo(data_dir)
     conf = _load(path)
     updates = {k: v for k, v in {"rest_port": rest_port, "grpc_port": grpc_port}.items() if v is not None}
@@ -151,7 +152,7 @@ def serve(
             _run_or_explain(conf, workers)
             return
         with _demo_registries(persons) as (g, t):
-            logging.getLogger("passerelle.demo").info(
+            logging.getLogger("passerelle.lifecycle.demo").info(
                 f"demo registries: gRPC 127.0.0.1:{g}, tax REST http://127.0.0.1:{t}",
                 extra={"fields": {"grpc_port": g, "tax_port": t}},
             )

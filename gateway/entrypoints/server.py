@@ -32,7 +32,9 @@ from observability.tracing import configure_tracing
 
 __all__ = ["RunningGateway", "serve_forever", "start_gateway"]
 
-_log = logging.getLogger("passerelle.server")
+#: Start, ready, first call, stop: written whatever PASSERELLE_LOG_LEVEL says (tools wait for "Passerelle ready").
+LIFECYCLE = "passerelle.lifecycle"
+_log = logging.getLogger(LIFECYCLE)
 
 
 class _EmbeddedUvicorn(uvicorn.Server):
@@ -125,6 +127,7 @@ async def serve_forever(config: Config, *, grace: float | None = None, announce:
     ``announce``: under ``--demo``, show the first call (the supervisor does it once for its workers).
     """
     tracing = configure_tracing(os.environ, service_name="passerelle-gateway")   # once per process
+    logging.getLogger(LIFECYCLE).setLevel(logging.INFO)
     running = await start_gateway(config)
     g = config.gateway
     _log.info(

@@ -28,7 +28,7 @@ from gateway.config import Config
 
 __all__ = ["reserve_port", "run_gateway", "serve_workers"]
 
-_log = logging.getLogger("passerelle.supervisor")
+_log = logging.getLogger("passerelle.lifecycle.supervisor")   # written whatever the log level
 #: A worker dying more often than this many times in a minute stops the whole service.
 MAX_RESTARTS_PER_MINUTE = 10
 
