@@ -126,8 +126,6 @@ class GatewaySection(_Strict):
     quotas: str = ""
     # /readyz: "all" configured registries must answer their probe, "any" of them, or "ignore-registries".
     readiness: Literal["all", "any", "ignore-registries"] = "all"
-    # /readyz: "all" configured registries must answer their probe, "any" of them, or "ignore-registries".
-    readiness: Literal["all", "any", "ignore-registries"] = "all"
 
 
 class WitnessSection(_Strict):
@@ -345,7 +343,8 @@ def cross_check(config: Config) -> list[str]:
         problems += _check_adapter(n, r, found)
     for n, m in enumerate(config.mandates):
         problems += _check_mandate(n, m, consumers, purposes, ops)
-    return problems
+    keys_problem = signing_keys_problem(config)
+    return [*problems, keys_problem] if keys_problem else problems
 
 
 def _duplicates(section: str, ids: list[str]) -> list[str]:
@@ -416,8 +415,8 @@ def signing_keys_problem(config: Config) -> str:
     keys = config.gateway.keys
     if keys.uses_token or keys.demo or config.gateway.demo:
         return ""
-    return (f"gateway.keys: the file key {keys.checkpoint_file!r} is allowed only in demo mode; configure a PKCS#11 "
-            "token (gateway.keys.module, token_label, pin_file) as in docs/security.md, \"Signing keys in an HSM\"")
+    return (f"gateway.keys: the file key {keys.checkpoint_file!r} is allowed only in demo mode ([gateway.keys] "
+            "demo = true); configure a PKCS#11 token (module, token_label, pin_file) as in docs/security.md")
 
 
 def mandate_window_us(m: MandateSection) -> tuple[int, int]:

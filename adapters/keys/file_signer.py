@@ -71,11 +71,13 @@ def public_key_pem(raw: bytes) -> bytes:
 def make_checkpoint_signer(config: Any) -> Any:
     """The ``NoteSigner`` that signs the log's checkpoints, named by ``[gateway] log_origin``.
 
-    Today: the demo file key ``[gateway.keys] checkpoint_file``. A PKCS#11 token
-    (``[gateway.keys] module``) is picked here as well, once its adapter exists.
+    A PKCS#11 token when ``[gateway.keys] module`` is set, else the demo file key
+    ``[gateway.keys] checkpoint_file`` (refused outside demo mode by the configuration check).
     Raises ``OSError``/``TypeError`` when the key cannot be loaded.
     """
     keys = config.gateway.keys
-    if keys.uses_token:  # the PKCS#11 adapter plugs in here
-        raise RuntimeError("gateway.keys.module: PKCS#11 checkpoint signing is not wired into this build")
+    if keys.uses_token:  # the Ed25519 key in the token (adapters.keys.pkcs11); raises KeyUnavailable (OSError)
+        from adapters.keys.signing import pkcs11_checkpoint_signer
+
+        return pkcs11_checkpoint_signer(config, config.gateway.log_origin)
     return FileNoteSigner.from_file(config.gateway.log_origin, config.path(keys.checkpoint_file), is_demo=True)
