@@ -9,9 +9,11 @@ unless it is a short identifier (``CALLER_ID``):
 * 1 to 64 characters of ``A-Z a-z 0-9 . _ : / -``, the first a letter or digit,
   so that no recorded value starts a spreadsheet formula (``= + - @``) or holds
   spaces, quotes, markup or control characters;
-* no run of 13 or more digits, which could be a national identification number
-  (``gateway.core.identifiers``): a person's id never enters the log in clear
-  through a header.
+* no national identification number (13 digits with a possible birth date and
+  both check digits, ``gateway.core.identifiers``) anywhere in it, alone or inside
+  a longer run of digits: a person's id never enters the log in clear through a
+  header. Checking the check digits, not just "13 digits", keeps random-looking
+  ids (a UUID in hex holds 13 consecutive digits about once in 20) usable.
 
 Each ``*_problem`` function returns ``None`` when the value may be recorded, or a
 short public explanation that never repeats the value. Pure functions: both front
@@ -22,6 +24,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Container
+
+from gateway.core.identifiers import national_id_problem
 
 __all__ = [
     "CALLER_HEADERS",
@@ -52,12 +56,16 @@ CALLER_HEADERS: tuple[tuple[str, str], ...] = (
 _DIGIT_RUN = re.compile(r"[0-9]{13,}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 _ID_RULE = "must be 1 to 64 characters of A-Z a-z 0-9 . _ : / -, starting with a letter or digit"
-_NID_RULE = "must not hold 13 or more consecutive digits (a national identification number)"
+_NID_RULE = "must not hold a national identification number"
 
 
 def holds_national_id(text: str) -> bool:
-    """True when ``text`` holds 13 or more consecutive digits: it could be a national id."""
-    return _DIGIT_RUN.search(text) is not None
+    """True when some 13 consecutive digits of ``text`` form a well-formed national id."""
+    for run in _DIGIT_RUN.finditer(text):
+        digits = run.group()
+        if any(national_id_problem(digits[i : i + 13]) is None for i in range(len(digits) - 12)):
+            return True
+    return False
 
 
 def caller_id_problem(value: str) -> str | None:
