@@ -170,6 +170,9 @@ class KeyedBuckets:
         self.rate, self.burst = rate_per_s, burst
         self._buckets: LRUCache[str, TokenBucket] = LRUCache(maxsize=max_keys)
 
+    def __len__(self) -> int:
+        return len(self._buckets)
+
     def wait(self, key: str, now: float) -> float:
         """Take one token for ``key``: 0.0 when admitted, else the seconds until one is back (nothing taken)."""
         if self.rate <= 0:

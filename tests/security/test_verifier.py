@@ -18,7 +18,7 @@ from gateway.core.auth import Issuer, TokenVerifier
 from gateway.core.cnf import SenderEvidence, cert_thumbprint, sender_refusal
 from gateway.core.dpop import ReplayCache, jwk_thumbprint, key_thumbprint, make_proof, normalise_htu, verify_proof
 from gateway.core.errors import GatewayError, Reason
-from gateway.core.quotas import Admission, Quota, TokenBucket
+from gateway.core.quotas import AddressQuotas, Admission, KeyedBuckets, PrincipalQuotas, Quota, TokenBucket
 
 ISS, AUD = "https://idp.test", "urn:passerelle:gateway"
 
@@ -416,3 +416,90 @@ def test_a_dpop_proof_with_a_broken_jwk_is_refused_not_crashed() -> None:
         )
         == Reason.DPOP_PROOF_INVALID
     )
+
+
+# --- the public URL and the shared replay store ---------------------------------------------------------
+
+
+def test_htu_is_built_from_the_public_url_and_the_request_path_only() -> None:
+    v, _, _ = make(Clock())
+    v.public_url = "https://gw.example/prefix"
+    assert v.htu_for("http://127.0.0.1:8080/v1/x?y=1") == "https://gw.example/prefix/v1/x"
+    assert v.htu_for("http://evil.example/v1/x") == "https://gw.example/prefix/v1/x"
+    v.public_url = ""
+    assert v.htu_for("http://127.0.0.1:8080/v1/x?y=1") == "http://127.0.0.1:8080/v1/x"
+
+
+class FlakyStore:
+    def __init__(self, fail: bool = False) -> None:
+        self.fail, self.keys = fail, set[str]()
+
+    async def first_use(self, key: str, expires_at: float, now: float) -> bool:
+        if self.fail:
+            raise OSError("store down")
+        new = key not in self.keys
+        self.keys.add(key)
+        return new
+
+    async def close(self) -> None: ...
+
+
+async def test_a_proof_used_by_another_process_is_refused() -> None:
+    clock = Clock()
+    v, private, _ = make(clock)
+    shared = FlakyStore()
+    v.replay_store = shared
+    key = ec.generate_private_key(ec.SECP256R1())
+    t = token(private, clock, cnf={"jkt": key_thumbprint(key)})
+    proof = make_proof(key, "GET", "http://127.0.0.1:8080/v1/x", t, now=clock())
+    principal = v.verify(t)
+    await v.check_sender_async(principal, token=t, dpop_proof=proof, method="GET", url="http://127.0.0.1:8080/v1/x")
+    # Another process: its own verifier (and local cache), the same keys and the same store.
+    other = TokenVerifier({"idp": Issuer("idp", ISS, "agency", frozenset({"ES256"}), {"k1": private.public_key()})},
+                          {("idp", "cedies"): "cedies"}, audience=AUD, clock=clock)
+    other.replay_store = shared
+    with pytest.raises(GatewayError) as exc:
+        await other.check_sender_async(other.verify(t), token=t, dpop_proof=proof, method="GET",
+                                       url="http://127.0.0.1:8080/v1/x")
+    assert exc.value.reason is Reason.DPOP_PROOF_INVALID
+    assert len(shared.keys) == 1
+
+
+async def test_an_unreachable_replay_store_refuses_the_proof() -> None:
+    clock = Clock()
+    v, private, _ = make(clock)
+    v.replay_store = FlakyStore(fail=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    t = token(private, clock, cnf={"jkt": key_thumbprint(key)})
+    proof = make_proof(key, "GET", "http://127.0.0.1:8080/v1/x", t, now=clock())
+    with pytest.raises(GatewayError) as exc:
+        await v.check_sender_async(v.verify(t), token=t, dpop_proof=proof, method="GET",
+                                   url="http://127.0.0.1:8080/v1/x")
+    assert (exc.value.reason, exc.value.retry_after) == (Reason.DPOP_REPLAY_UNAVAILABLE, 1.0)
+
+
+def test_keyed_buckets_stay_bounded_whatever_the_number_of_keys() -> None:
+    buckets = KeyedBuckets(1.0, 2, max_keys=100)
+    for n in range(10_000):
+        buckets.take(f"203.0.{n // 256}.{n % 256}", 0.0)
+    assert len(buckets) == 100
+
+
+def test_an_address_over_its_failed_authentications_is_refused_even_with_a_token() -> None:
+    limits = AddressQuotas(KeyedBuckets(100.0, 100), KeyedBuckets(0.1, 2))
+    for _ in range(2):
+        limits.admit("a", has_token=True, now=0.0)
+        limits.failed("a", 0.0)
+    assert reason(limits.admit, "a", has_token=True, now=0.0) == Reason.RATE_LIMITED
+    limits.admit("b", has_token=True, now=0.0)
+    assert reason(limits.admit, "a", has_token=True, now=1.0) == Reason.RATE_LIMITED
+    limits.admit("a", has_token=True, now=11.0)   # one failure's worth came back
+
+
+def test_principal_quotas_are_per_person_and_leave_agencies_to_admission() -> None:
+    quotas = PrincipalQuotas({"citizen": KeyedBuckets(0.001, 1)})
+    quotas.take("citizen", "1991062434054", 0.0)
+    assert reason(quotas.take, "citizen", "1991062434054", 0.0) == Reason.RATE_LIMITED
+    quotas.take("citizen", "1997123078000", 0.0)
+    for _ in range(5):
+        quotas.take("consumer", "cedies", 0.0)
