@@ -9,6 +9,7 @@ so that a flood cannot flood the log.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -412,9 +413,11 @@ class ExchangePipeline:
         audit_started = time.perf_counter()
         try:
             with _stage("audit"):
-                await self._audit.append(record)
-                for disclosed in self._third_party_records(record, trail):   # each before any data leaves
-                    await self._audit.append(disclosed)
+                others = self._third_party_records(record, trail)
+                if others:   # submitted together: a group-committing store writes them in one transaction
+                    await asyncio.gather(*map(self._audit.append, (record, *others)))
+                else:
+                    await self._audit.append(record)
         except GatewayError:
             if reason is None:
                 raise   # fail closed: the data does not leave

@@ -320,6 +320,12 @@ async def test_a_refused_lookup_tells_no_third_party() -> None:
     assert [r.outcome for r in await stack.records()] == [Outcome.REFUSED]
 
 
+async def test_the_records_of_one_exchange_are_committed_together() -> None:
+    stack = make_stack({"household_members"})
+    await lookup(stack)
+    assert (len(await stack.records()), stack.audit.commits) == (3, 1)
+
+
 @pytest.mark.parametrize("fail_at", [1, 2, 3])
 async def test_no_data_leaves_when_any_record_of_the_exchange_fails(fail_at: int) -> None:
     stack = make_stack({"household_members"}, fail_at=fail_at)
