@@ -14,7 +14,7 @@ import grpc
 from google.protobuf import any_pb2, duration_pb2
 from google.protobuf.message import DecodeError, Message
 from google.rpc import error_details_pb2, status_pb2
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2
 from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 
@@ -105,6 +105,38 @@ class _UnknownService(grpc.GenericRpcHandler):
         return grpc.unary_unary_rpc_method_handler(handle)
 
 
+def _health_handlers(servicer: health.aio.HealthServicer) -> grpc.GenericRpcHandler:
+    """The stock health servicer, with requests parsed by us: its own deserializer answers a
+    malformed request UNKNOWN with the parser's text."""
+
+    async def check(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+        try:
+            request = parse_request(health_pb2.HealthCheckRequest, raw)
+        except GatewayError as err:
+            await abort_with(context, err)
+            raise AssertionError("unreachable") from None
+        answer = await servicer.Check(request, context)  # type: ignore[arg-type]
+        return answer.SerializeToString()  # type: ignore[no-any-return]
+
+    async def watch(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        try:
+            request = parse_request(health_pb2.HealthCheckRequest, raw)
+        except GatewayError as err:
+            await abort_with(context, err)
+            return
+        await servicer.Watch(request, context)  # type: ignore[arg-type]
+
+    return grpc.method_handlers_generic_handler(
+        health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+        {
+            "Check": grpc.unary_unary_rpc_method_handler(check),
+            "Watch": grpc.unary_stream_rpc_method_handler(
+                watch, response_serializer=health_pb2.HealthCheckResponse.SerializeToString
+            ),
+        },
+    )
+
+
 ExtraServices = Callable[[grpc.aio.Server], Awaitable[list[str]] | list[str]]
 
 
@@ -150,7 +182,7 @@ async def create_grpc_server(
         result = add(server)
         names += await result if isinstance(result, Awaitable) else result
     health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    server.add_generic_rpc_handlers([_health_handlers(health_servicer)])
     for name in ["", *names]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     names += [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME]
