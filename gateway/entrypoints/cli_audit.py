@@ -129,61 +129,34 @@ def verify(
     retention anchor without a checkpoint or without retention; disagreement with a trusted
     checkpoint (rollback, rewrite); too few witness cosignatures.
     """
+    from adapters.stores.audit_verification import VerifyPolicy, check_log
     from gateway.bootstrap import now_us
-    from gateway.core.audit_chain import verify_rows
-    from gateway.core.log_audit import Coverage, coverage_findings
 
     conf = _config(config, data_dir)
     notes = [_read_trusted(t) for t in trusted or []]
-    witnesses = _witness_keys(conf, witness_key or [])
+    policy = VerifyPolicy(now_us(), conf.gateway.checkpoint_interval_s, conf.gateway.audit_retention_days,
+                          max_unsigned_intervals, min_cosignatures, _witness_keys(conf, witness_key or []))  # fmt: skip
 
     async def work(store: Any) -> Any:
         key = _log_key(public_key, conf.gateway.log_origin, lambda: _signer(conf, store).public_key)
-        anchor, cps, (head, _) = await store.anchor(), await store.checkpoints(), await store.chain_head()
-        wanted = {anchor.seq + 1, *(cp.tree_size + 1 for cp in cps)}
-        times: dict[int, int] = {}
+        return await check_log(store, key, policy, notes, progress=_counting)
 
-        def noting(rows: Iterator[Any]) -> Iterator[Any]:
-            for row in rows:
-                if row[0] in wanted:
-                    times[row[0]] = row[1]
-                yield row
-
-        rows = noting(_counting(store.iter_rows(), head - anchor.seq))
-        result = await asyncio.to_thread(verify_rows, rows, cps, anchor=anchor,
-                                         checkpoint_valid=lambda cp: _checkpoint_ok(cp, key))  # fmt: skip
-        coverage = Coverage(result, anchor.seq, cps, times, head, now_us(), conf.gateway.checkpoint_interval_s,
-                            max_unsigned_intervals, conf.gateway.audit_retention_days)  # fmt: skip
-        findings = coverage_findings(coverage) if result.ok else []
-        cosigned: set[str] = set()
-        for text in notes:
-            findings += await _check_trusted(store, text, key, head, cps, witnesses, cosigned)
-        if len(cosigned) < min_cosignatures:
-            findings.append(f"{len(cosigned)} valid witness cosignature(s) on the trusted checkpoint(s), "
-                            f"{min_cosignatures} required" + ("" if notes else " (give --trusted)"))  # fmt: skip
-        return result, anchor, cps, findings, cosigned
-
-    result, anchor, cps, findings, cosigned = _with_store(conf, work)
+    check = _with_store(conf, work)
+    result, anchor, cps = check.result, check.anchor, check.checkpoints
     since = f" (records before {anchor.seq + 1} were purged under retention)" if anchor.seq else ""
     if not result.ok:
         typer.echo(f"TAMPERED: record {result.seq}: {result.tamper} ({result.detail}); "
                    f"the log is intact up to seq {result.head_seq}{since}")  # fmt: skip
         raise typer.Exit(1)
-    for finding in findings:
+    for finding in check.findings:
         typer.echo(f"FAILED: {finding}")
-    if findings:
+    if check.findings:
         raise typer.Exit(1)
     older = sum(1 for cp in cps if cp.tree_size < anchor.seq)
     extra = f" ({older} older ones predate the retention anchor: signature checked only)" if older else ""
-    witnessed = f"; {len(notes)} trusted checkpoint(s) agree, cosigned by {sorted(cosigned)}" if notes else ""
+    witnessed = f"; {len(notes)} trusted checkpoint(s) agree, cosigned by {sorted(check.cosigned)}" if notes else ""
     typer.echo(f"OK: {result.records} records verified up to seq {result.head_seq}{since}; "
                f"all {result.checkpoints} signed checkpoints match{extra}{witnessed}")  # fmt: skip
-
-
-def _checkpoint_ok(cp: Any, key: Any) -> bool:
-    from adapters.stores.audit_signing import verify_checkpoint
-
-    return bool(cp.origin == key.name and verify_checkpoint(cp, key.public_key))
 
 
 def _witness_keys(conf: Any, given: list[str]) -> list[Any]:
@@ -221,29 +194,6 @@ def _read_trusted(source: str) -> str:
             return str(holder.get("cosignedNote") or holder["note"])
     typer.echo(f"--trusted {source}: no checkpoint note in this JSON", err=True)
     raise typer.Exit(2)
-
-
-async def _check_trusted(
-    store: Any, text: str, key: Any, head: int, cps: list[Any], witnesses: list[Any], cosigned: set[str]
-) -> list[str]:
-    from gateway.core.log_audit import trusted_findings
-    from gateway.core.merkle import checkpoint_from_note
-    from gateway.core.signed_note import NoteError, verify_cosignature, verify_note
-
-    try:
-        cp, note = checkpoint_from_note(text)
-    except NoteError as exc:
-        return [f"the trusted checkpoint is not a C2SP checkpoint note: {exc}"]
-    if cp.origin != key.name or not verify_note(note, key):
-        return [f"the trusted checkpoint (tree size {cp.tree_size}) is not signed by the pinned log key "
-                f"{key.name}: the log key was replaced, or this is another log"]  # fmt: skip
-    cosigned.update(w.name for w in witnesses if verify_cosignature(note.text, note.signatures, w.verifier))
-    anchor = await store.anchor()
-    roots: dict[int, bytes | None] = {}
-    if cp.tree_size <= head and cp.tree_size >= anchor.seq:
-        size, root = await store.tree_head(cp.tree_size)
-        roots[cp.tree_size] = root if size == cp.tree_size else None
-    return trusted_findings(cp, head, lambda n: roots.get(n), cps)
 
 
 @audit_app.command()
