@@ -19,12 +19,12 @@ __all__ = ["file_problems"]
 def _readable(key: str, path: Path) -> list[str]:
     try:
         with path.open("rb") as f:
-            f.read(1)
+            empty = not f.read(1)
     except IsADirectoryError:
         return [f"{key}: {path} is a folder, not a file"]
     except OSError as exc:
         return [f"{key}: cannot read {path}: {exc.strerror}"]
-    return []
+    return [f"{key}: {path} is empty"] if empty else []
 
 
 def _store_folder(key: str, dsn: str, config: Config) -> list[str]:

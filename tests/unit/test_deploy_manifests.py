@@ -39,3 +39,63 @@ def test_the_gateway_configuration_in_the_configmap_is_valid() -> None:
     config = Config.model_validate(tomllib.loads(config_map["data"]["gateway.toml"]))
     assert cross_check(config) == []
     assert config.gateway.audit.startswith("postgresql://")
+
+
+def _secrets() -> dict[str, dict[str, str]]:
+    return {d["metadata"]["name"]: {**d.get("stringData", {}), **d.get("data", {})}
+            for _, d in documents() if d["kind"] == "Secret"}  # fmt: skip
+
+
+def _mounted_secret_keys() -> set[tuple[str, str | None]]:
+    """(Secret, key) pairs the workloads use; key None for a whole Secret mounted as a volume."""
+    out: set[tuple[str, str | None]] = set()
+    for _, d in documents():
+        if d["kind"] != "Deployment":
+            continue
+        pod = d["spec"]["template"]["spec"]
+        out |= {(v["secret"]["secretName"], None) for v in pod.get("volumes", []) if "secret" in v}
+        for c in pod["containers"]:
+            env = c.get("env", [])
+            refs = [e["valueFrom"]["secretKeyRef"] for e in env if "secretKeyRef" in e.get("valueFrom", {})]
+            out |= {(r["name"], r["key"]) for r in refs}
+    return out
+
+
+def test_every_mounted_secret_is_declared_with_its_keys() -> None:
+    secrets = _secrets()
+    for name, key in _mounted_secret_keys():
+        assert name in secrets, f"Secret {name!r} is mounted but not declared"
+        assert key is None or key in secrets[name], f"Secret {name!r} has no key {key!r}"
+
+
+def test_no_secret_value_is_committed() -> None:
+    assert {name: [k for k, v in keys.items() if v] for name, keys in _secrets().items()} == {
+        name: [] for name in _secrets()
+    }
+
+
+def test_every_file_the_configuration_reads_from_the_keys_secret_is_a_key_of_it() -> None:
+    config_map = next(
+        d for _, d in documents() if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "passerelle-gateway"
+    )
+    text = config_map["data"]["gateway.toml"]
+    files = {line.split('"')[1].rsplit("/", 1)[1] for line in text.splitlines() if '"/etc/passerelle/keys/' in line}
+    assert files and files <= set(_secrets()["passerelle-keys"])
+
+
+def test_the_collector_has_a_pipeline_for_the_metrics_the_gateway_pushes() -> None:
+    config_map = next(
+        d for _, d in documents() if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "otel-collector"
+    )
+    pipelines = yaml.safe_load(config_map["data"]["config.yaml"])["service"]["pipelines"]
+    assert {"traces", "metrics"} <= set(pipelines)
+    assert "otlp" in pipelines["metrics"]["receivers"]
+
+
+def test_the_image_installs_the_wheel_built_in_a_first_stage() -> None:
+    dockerfile = (Path(__file__).parents[2] / "deploy" / "Dockerfile").read_text()
+    stages = [line for line in dockerfile.splitlines() if line.startswith("FROM ")]
+    assert len(stages) == 2 and stages[0].endswith(" AS build")
+    runtime = dockerfile[dockerfile.rindex("\nFROM "):]
+    assert "COPY --from=build /dist" in runtime and "pip install --no-cache-dir /dist/passerelle-" in runtime
+    assert "codegen" not in runtime and "COPY gateway" not in runtime
