@@ -84,7 +84,7 @@ class GatewaySection(_Strict):
     grpc_port: int = Field(50051, ge=0, le=65535)
     audit: str = "sqlite:audit.db"  # "sqlite:PATH" or a postgresql:// DSN
     consents: str = "sqlite:consents.db"  # "sqlite:PATH" or a postgresql:// DSN (consents and run-time mandates)
-    signing_key: str = "keys/gateway-signing.pem"
+    signing_key: str = ""  # unused since ADR 0006, still accepted: the signing keys are in [gateway.keys]
     pseudonym_key: str = "keys/pseudonym.key"
     max_request_bytes: int = Field(64 * 1024, gt=0)
     max_token_bytes: int = Field(8 * 1024, gt=0)

@@ -72,7 +72,7 @@ def _demo_signing_keys(folder: Path) -> None:
 def ensure_demo(data_dir: Path) -> Path:
     """Create keys and configuration if missing; return the configuration file's path."""
     keys = data_dir / "keys"
-    for name in [*DEMO_ISSUERS, "gateway-signing"]:
+    for name in DEMO_ISSUERS:   # the identity providers; the gateway's own keys: demo-signing-keys/
         _ec_key(keys, name)
     pseudonym = keys / "pseudonym.key"
     if not pseudonym.exists():
