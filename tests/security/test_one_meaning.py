@@ -346,3 +346,32 @@ async def test_an_unexpected_exception_is_internal_without_its_text_on_both_door
     assert "secret" not in r.text and person(stack) not in r.text
     assert exc.value.code() == grpc.StatusCode.INTERNAL and grpc_reason(exc.value) == "INTERNAL"
     assert "secret" not in (exc.value.details() or "")
+
+
+async def test_the_server_error_log_is_json_rate_limited_and_never_quotes_the_exception() -> None:
+    import logging
+
+    from observability.logs import JsonFormatter, RateLimitedErrorLog
+
+    lines: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(JsonFormatter().format(record))
+
+    handler = Collect()
+    logger = logging.getLogger("passerelle.error")
+    logger.addHandler(handler)
+    try:
+        log = RateLimitedErrorLog(rate=0.001, burst=3)
+        for _ in range(50):
+            try:
+                raise ValueError("national id 1991062434054")
+            except ValueError as exc:
+                log.record(exc, "rest")
+    finally:
+        logger.removeHandler(handler)
+    assert len(lines) == 3 and log.counts == {"rest": 50} and log.suppressed == 47
+    entry = json.loads(lines[0])
+    assert (entry["error"], entry["door"], entry["level"]) == ("ValueError", "rest", "error")
+    assert "1991062434054" not in lines[0]
