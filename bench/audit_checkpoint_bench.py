@@ -11,25 +11,21 @@ import tempfile
 import time
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-
+from adapters.keys.file_signer import FileNoteSigner, generate_ed25519_pem
 from adapters.stores.audit_checkpoints import CheckpointSigner
 from adapters.stores.audit_sqlite import SqliteAuditLog
 from bench.audit_bench import _record
 
 
 async def _run(n: int, step: int = 1000) -> dict[str, float]:
-    pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
+    key = FileNoteSigner("bench.example/audit", generate_ed25519_pem())
     with tempfile.TemporaryDirectory() as tmp:
         store = SqliteAuditLog(Path(tmp) / "audit.db")
         await store.start()
         try:
             for start in range(0, n, 4096):
                 await asyncio.gather(*(store.append(_record(i)) for i in range(start, min(n, start + 4096))))
-            signer = CheckpointSigner(store, pem, clock_us=lambda: time.time_ns() // 1000)
+            signer = CheckpointSigner(store, key, clock_us=lambda: time.time_ns() // 1000)
             t = time.perf_counter()
             await signer.checkpoint()
             first = time.perf_counter() - t

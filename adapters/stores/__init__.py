@@ -7,5 +7,5 @@ one behaviour, checked by one contract suite (``tests/integration/test_audit_sto
 - ``audit_postgres.PostgresAuditLog``: PostgreSQL, safe with several writer processes;
 - ``audit_memory.InMemoryAuditLog``: the fake for unit tests, which can be told to fail.
 
-``audit_signing`` signs and checks Merkle checkpoints with the gateway's ES256 key.
+``audit_signing`` signs and checks Merkle checkpoints (C2SP notes, Ed25519).
 """
