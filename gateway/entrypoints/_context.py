@@ -53,6 +53,11 @@ def _safe(value: str | None) -> str:
     return value if value and _SAFE_ID.match(value) and national_id_problem(value) is not None else ""
 
 
+def _given(header: Callable[[str], str | None], name: str) -> str:
+    """A caller-chosen identifier as given (trimmed): the core checks it and refuses a bad one on both doors."""
+    return (header(name) or "").strip()
+
+
 def call_context(protocol: str, header: Callable[[str], str | None], timeout_s: float | None) -> CallContext:
     request_id = _safe(header("x-request-id")) or uuid.uuid4().hex
     traceparent = header("traceparent") or ""
@@ -65,12 +70,12 @@ def call_context(protocol: str, header: Callable[[str], str | None], timeout_s: 
         protocol=protocol,
         token=bearer_token(header("authorization")),
         purpose=(header("x-purpose") or "").strip(),
-        consent_id=_safe(header("x-consent-id")),
-        case_id=_safe(header("x-case-id")),
-        officer_id=_safe(header("x-officer-id")),
+        consent_id=_given(header, "x-consent-id"),
+        case_id=_given(header, "x-case-id"),
+        officer_id=_given(header, "x-officer-id"),
         request_id=request_id,
         trace_id=f"{current.trace_id:032x}" if current.is_valid else (match.group(1) if match else ""),
-        ai_system=_safe(header("x-ai-system")),
+        ai_system=_given(header, "x-ai-system"),
         field_mask=tuple(f.strip() for f in fields.split(",") if f.strip()),
         timeout_s=timeout_s,
         metadata=metadata,

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import PlainTextResponse, Response
 
 from adapters.keys.file_signer import make_checkpoint_signer
 from adapters.stores.audit_checkpoints import CheckpointSigner
@@ -26,6 +26,7 @@ from gateway.core.errors import GatewayError, Reason
 from gateway.core.merkle import Checkpoint, checkpoint_note
 from gateway.core.signed_note import Cosignature, Note, vkey
 from gateway.core.transparency import iso_time
+from gateway.entrypoints._problem import PROBLEM_SCHEMA, problem_response
 from gateway.entrypoints.binding import Access, Call, ServiceBinding
 
 if TYPE_CHECKING:
@@ -100,20 +101,27 @@ def checkpoints_binding(gateway: Gateway, signer: CheckpointSigner) -> ServiceBi
     )
 
 
+_NO_CHECKPOINT_YET = {
+    "description": "No checkpoint signed yet",
+    "content": {"application/problem+json": {"schema": PROBLEM_SCHEMA}},
+}
+
+
 def note_installer(gateway: Gateway) -> Any:
     """``GET /v1/audit/checkpoint``: the latest checkpoint as C2SP note text, with its cosignatures."""
 
-    async def latest_note() -> PlainTextResponse:
+    async def latest_note() -> Response:
         latest = await gateway.audit.latest_checkpoint()
         if latest is None:
-            return PlainTextResponse("no checkpoint signed yet\n", status_code=404)
+            return problem_response(GatewayError(Reason.NOT_FOUND, "No checkpoint has been signed yet"))
         text = cosigned_text(latest, await gateway.audit.cosignatures(latest.tree_size))
         return PlainTextResponse(text, media_type="text/plain; charset=utf-8")
 
     def install(app: FastAPI) -> dict[str, Any]:
         app.add_api_route("/v1/audit/checkpoint", latest_note, methods=["GET"], tags=["audit"],
                           summary="The latest signed checkpoint as a C2SP note, with witness cosignatures",
-                          response_class=PlainTextResponse)  # fmt: skip
+                          response_class=PlainTextResponse,
+                          responses={404: _NO_CHECKPOINT_YET})
         return {}
 
     return install
