@@ -241,6 +241,11 @@ class ExchangePipeline:
         except GatewayError as exc:
             await self._record(op, ctx, trail, exc.reason, started)
             raise
+        except Exception:
+            # A bug or an adapter's unmapped failure is still an exchange: recorded as INTERNAL,
+            # then re-raised for the front door to answer INTERNAL (without its text) and log it.
+            await self._record(op, ctx, trail, Reason.INTERNAL, started)
+            raise
         await self._record(op, ctx, trail, None, started)
         return response
 

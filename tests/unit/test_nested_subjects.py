@@ -340,3 +340,15 @@ async def test_third_party_records_chain_like_any_other_and_older_records_keep_t
     stored = list(await stack.audit.query(AuditQuery(limit=100)))
     assert verify_chain(stored).ok and len(stored) == 3
     assert canonical_bytes(1, stored[0].record).endswith(b",{}]")   # no role written for the data subject
+
+
+def test_the_admin_api_accepts_qualified_categories_and_names_a_wrong_one() -> None:
+    """``household_members.NAME`` is as valid at run time as in the configuration file."""
+    from gateway.entrypoints.services.admin import mandate_problems
+
+    ops = {PERSON.full_name: PERSON}
+    known = {"consumers": {"cedies"}, "purposes": {"student-aid"}, "operations": ops}
+    good = mandate(categories={"household_members.NAME"})
+    assert [p for p in mandate_problems(good, **known) if p[0] == "categories"] == []
+    bad = mandate(categories={"household_members.INCOME"})
+    assert [f for f, _ in mandate_problems(bad, **known)].count("categories") == 1

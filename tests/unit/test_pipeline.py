@@ -248,6 +248,20 @@ async def test_registry_failures_are_audited_as_errors(stack: Stack, reason: Rea
     assert (row.record.outcome, row.record.reason) == (Outcome.ERROR, str(reason))
 
 
+async def test_an_unexpected_adapter_failure_is_still_audited_as_internal(stack: Stack) -> None:
+    """A bug below the pipeline does not make an exchange vanish from the log."""
+
+    async def broken(*args: object, **kwargs: object) -> Message:
+        raise RuntimeError("socket exploded: 1991062434054")
+
+    stack.registry.call = broken  # type: ignore[method-assign]
+    op, req = person_request(stack)
+    with pytest.raises(RuntimeError):
+        await stack.pipeline.exchange(op, req, stack.ctx())  # type: ignore[arg-type]
+    (row,) = await stack.audit.query(AuditQuery())
+    assert (row.record.outcome, row.record.reason, row.record.fields) == (Outcome.ERROR, "INTERNAL", ())
+
+
 async def test_caller_deadline_bounds_the_registry_call(stack: Stack) -> None:
     op, req = person_request(stack)
     await stack.pipeline.exchange(op, req, stack.ctx(timeout_s=0.2))  # type: ignore[arg-type]

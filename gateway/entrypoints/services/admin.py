@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, TypeVar
 
 from adapters.stores.mandate_live import LivePolicy, MandateEntry
-from consent import LEGAL_BASES, Limit, Mandate, limit_error, mandate_from_dict, mandate_to_dict
+from consent import LEGAL_BASES, Limit, Mandate, category_problem, limit_error, mandate_from_dict, mandate_to_dict
 from gateway._pb.passerelle.gateway.v1 import admin_pb2 as pb
 from gateway.core.caller_text import free_text_problem
 from gateway.core.contracts import Operation
@@ -54,7 +54,7 @@ def mandate_problems(
         return [*out, ("service", f"no configured registry serves {m.service[:120]!r}")]
     cats = op.field_categories
     out += [("fields", f"{f[:64]!r} is not a field of the answer") for f in sorted(m.fields - set(cats))]
-    out += [("categories", f"no field has category {c[:64]!r}") for c in sorted(m.categories - set(cats.values()))]
+    out += [("categories", problem[:200]) for c in sorted(m.categories) if (problem := category_problem(c, cats))]
     if not m.fields and not m.categories:
         out.append(("fields", "a mandate must allow some fields or categories"))
     out += [("limits", p) for p in _limit_problems(m.limits, op)]

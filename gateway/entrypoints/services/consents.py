@@ -93,7 +93,8 @@ class _Consents:
         for m in mandates:
             op = self.gw.operations.get(m.service)
             cats = op.field_categories if op else {}
-            out |= m.categories | {cats[f] for f in m.fields if cats.get(f)}
+            # A qualified category (``managers.NAME``) is, to the citizen, the category itself.
+            out |= {c.rpartition(".")[2] for c in m.categories} | {cats[f] for f in m.fields if cats.get(f)}
         return frozenset(out)
 
     def _checked(
