@@ -135,6 +135,8 @@ async def periodic(name: str, every_s: float, step: Callable[[], Awaitable[objec
             await step()
         except asyncio.CancelledError:
             raise
+        except OSError as exc:  # the signing key or the store is unreachable: expected, one line, retried
+            log.error("audit task failed: %s", str(exc)[:200], extra={"fields": {"task": name}})
         except Exception:
             log.exception("audit task failed", extra={"fields": {"task": name}})
 
