@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from consent.model import LEGAL_BASES
 from gateway.core.caller_text import UNKNOWN_PURPOSE, caller_id_problem
+from gateway.core.transparency import MAX_HIDDEN_DAYS
 
 __all__ = ["Config", "ConfigError", "KeysSection", "load_config", "signing_keys_problem"]
 
@@ -59,6 +60,10 @@ class KeysSection(_Strict):
     demo: bool = False
     checkpoint_file: str = "demo-signing-keys/checkpoint-ed25519.pem"
     receipt_file: str = "demo-signing-keys/receipt-p256.pem"
+    # The checkpoint signer's memory of what it last signed (docs/audit-transparency.md): a file the
+    # log's database administrator cannot write, owned by the key custodian. Required with a token;
+    # the demo keeps it beside its key files.
+    signer_state: str = ""
 
     @model_validator(mode="after")
     def _token_complete(self) -> KeysSection:
@@ -73,6 +78,10 @@ class KeysSection(_Strict):
     @property
     def uses_token(self) -> bool:
         return bool(self.module)
+
+    @property
+    def signer_state_file(self) -> str:
+        return self.signer_state or "demo-signing-keys/checkpoint-signer-state.json"
 
 
 class GatewaySection(_Strict):
@@ -164,6 +173,9 @@ class ConsumerSection(_Strict):
     rate_per_s: float | None = Field(None, ge=0)  # default: the [gateway] quota values
     burst: int | None = Field(None, ge=1)
     max_concurrent: int | None = Field(None, ge=0)
+    # The AI systems this agency registered (identifiers, as sent in x-ai-system): any other value is
+    # refused, so citizens are only ever shown a registered system.
+    ai_systems: list[str] = []
 
 
 class RevokedSection(_Strict):
@@ -252,7 +264,7 @@ class MandateSection(_Strict):
     categories: list[str] = []
     valid_from: date | None = None
     valid_until: date | None = None
-    hidden_days: int = Field(0, ge=0)
+    hidden_days: int = Field(0, ge=0, le=MAX_HIDDEN_DAYS)
     hidden_reason: str = ""
     limits: list[LimitSection] = []  # all must hold (docs/consent.md)
     consent_required: bool = False  # only subjects that consented, whatever the legal basis
@@ -413,6 +425,9 @@ def _check_limits(where: str, m: MandateSection, op: object) -> list[str]:
 def signing_keys_problem(config: Config) -> str:
     """Outside demo mode a file key is refused: one line naming the key, or "" when the keys are acceptable."""
     keys = config.gateway.keys
+    if keys.uses_token and not keys.signer_state:
+        return ("gateway.keys.signer_state: a PKCS#11 checkpoint key needs a signer state file, kept by the key "
+                "custodian where the log's database administrator cannot write (docs/audit-transparency.md)")
     if keys.uses_token or keys.demo or config.gateway.demo:
         return ""
     return (f"gateway.keys: the file key {keys.checkpoint_file!r} is allowed only in demo mode ([gateway.keys] "

@@ -34,6 +34,8 @@ class VerifyPolicy:
     max_unsigned_intervals: int = 3
     min_cosignatures: int = 0
     witnesses: Sequence[WitnessKey] = ()
+    #: The checkpoint signer's own state (a signed note kept outside the database), when readable.
+    signer_state: str = ""
 
 
 @dataclass
@@ -77,6 +79,9 @@ async def check_log(
     coverage = Coverage(result, anchor.seq, cps, times, head, policy.now_us, policy.interval_s,
                         policy.max_unsigned_intervals, policy.retention_days)  # fmt: skip
     check.findings += coverage_findings(coverage)
+    if policy.signer_state:
+        check.findings += await _check_trusted(store, policy.signer_state, key, head, cps, (), set(),
+                                               label="the signer's own state (kept outside the database)")
     for text in trusted:
         check.findings += await _check_trusted(store, text, key, head, cps, policy.witnesses, check.cosigned)
     if len(check.cosigned) < policy.min_cosignatures:
@@ -87,14 +92,14 @@ async def check_log(
 
 async def _check_trusted(
     store: Any, text: str, key: Verifier, head: int, cps: list[Checkpoint], witnesses: Sequence[WitnessKey],
-    cosigned: set[str],
+    cosigned: set[str], label: str = "the trusted checkpoint",
 ) -> list[str]:  # fmt: skip
     try:
         cp, note = checkpoint_from_note(text)
     except NoteError as exc:
-        return [f"the trusted checkpoint is not a C2SP checkpoint note: {exc}"]
+        return [f"{label} is not a C2SP checkpoint note: {exc}"]
     if cp.origin != key.name or not verify_note(note, key):
-        return [f"the trusted checkpoint (tree size {cp.tree_size}) is not signed by the pinned log key "
+        return [f"{label} (tree size {cp.tree_size}) is not signed by the pinned log key "
                 f"{key.name}: the log key was replaced, or this is another log"]  # fmt: skip
     cosigned.update(w.name for w in witnesses if verify_cosignature(note.text, note.signatures, w.verifier))
     anchor = await store.anchor()
@@ -102,4 +107,4 @@ async def _check_trusted(
     if anchor.seq <= cp.tree_size <= head:
         size, root = await store.tree_head(cp.tree_size)
         roots[cp.tree_size] = root if size == cp.tree_size else None
-    return trusted_findings(cp, head, lambda n: roots.get(n), cps)
+    return trusted_findings(cp, head, lambda n: roots.get(n), cps, label)

@@ -18,10 +18,10 @@ from typing import Any
 
 import httpx
 
-from gateway.core.merkle import checkpoint_from_note, checkpoint_payload
+from gateway.core.merkle import Checkpoint, checkpoint_from_note, checkpoint_payload
 from gateway.core.signed_note import COSIGNATURE_TYPE, NoteError, Verifier, parse_vkey, verify_cosignature
 
-__all__ = ["WitnessKey", "collect_cosignatures", "witness_key"]
+__all__ = ["WitnessKey", "collect_cosignatures", "witness_key", "witnessed_checkpoints"]
 
 log = logging.getLogger("passerelle.audit")
 
@@ -76,3 +76,29 @@ async def _collect_one(store: Any, w: WitnessKey, client: httpx.AsyncClient) -> 
         return 0
     await store.add_cosignature(cp.tree_size, cosignature)
     return 1
+
+
+async def witnessed_checkpoints(
+    witnesses: Sequence[WitnessKey], client: httpx.AsyncClient
+) -> list[tuple[str, Checkpoint]]:  # fmt: skip
+    """Each reachable witness's latest checkpoint that carries its valid cosignature, as ``(name, checkpoint)``.
+
+    The witnesses' URLs come from the configuration, not from the log's database: what
+    they cosigned is evidence the database administrator cannot rewrite. The log's own
+    signature is checked by the caller. Unreachable witnesses are logged and skipped.
+    """
+    found: list[tuple[str, Checkpoint]] = []
+    for w in witnesses:
+        try:
+            answer = await client.get(f"{w.url}/checkpoint")
+            if answer.status_code == 404:
+                continue
+            answer.raise_for_status()
+            cp, note = checkpoint_from_note(answer.text)
+        except (httpx.HTTPError, NoteError) as exc:
+            log.warning("witness unreachable before signing", extra={"fields": {"witness": w.name,
+                                                                                 "error": str(exc)[:200]}})
+            continue
+        if verify_cosignature(note.text, note.signatures, w.verifier) is not None:
+            found.append((w.name, cp))
+    return found

@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
@@ -159,12 +159,13 @@ class Anchor:
 class VerifyResult:
     ok: bool
     records: int                  # records checked
-    head_seq: int                 # last good seq
+    head_seq: int                 # last good seq (on a checkpoint failure: the last matching checkpoint's size)
     head_hash: str
     checkpoints: int = 0          # checkpoints whose root matched
     tamper: Tamper | None = None
     seq: int | None = None        # the first bad record
     detail: str = ""
+    signed_seq: int = 0           # the size of the last signed checkpoint whose root matched (0: none)
 
 
 def verify_rows(
@@ -188,8 +189,10 @@ def verify_rows(
     return _walk(iter(rows), pending, start)
 
 
-def _bad(records: int, seq: int, hash_: str, cps: int, tamper: Tamper, at: int, detail: str) -> VerifyResult:
-    return VerifyResult(False, records, seq, hash_, cps, tamper, at, detail)
+def _bad(
+    records: int, seq: int, hash_: str, cps: int, tamper: Tamper, at: int, detail: str, signed: int = 0
+) -> VerifyResult:  # fmt: skip
+    return VerifyResult(False, records, seq, hash_, cps, tamper, at, detail, signed)
 
 
 def _walk(rows: Iterator[Row], pending: list[Checkpoint], start: Anchor) -> VerifyResult:
@@ -198,33 +201,36 @@ def _walk(rows: Iterator[Row], pending: list[Checkpoint], start: Anchor) -> Veri
     next_cp = pending[0].tree_size if pending else -1
     cp_i = 0
     seq, prev, before = start.seq, start.hash, ""
+    signed, signed_hash = 0, start.hash  # the last checkpoint that matched: what is really verified
     records = 0
     sha256, n_scalars, prefix = hashlib.sha256, _N_SCALARS, _PREFIX
     if next_cp == seq:
         if frontier_root(frontier) != pending[0].root_hash:
             return _bad(0, seq, prev, 0, Tamper.CHECKPOINT, seq, "anchor does not match checkpoint")
         cp_i, next_cp = _advance(pending, 1)
+        signed = seq
     for row in rows:
         seq += 1
         head = _encode(row[:n_scalars])
         text = f"{prev}{prefix}{head[1:-1]},{row[n_scalars]},{row[n_scalars + 1]}]"
         digest = sha256(text.encode()).hexdigest()
         if row[0] != seq or row[-2] != prev or row[-1] != digest:
-            return _diagnose(row, rows, seq, prev, before, records, cp_i)
+            return replace(_diagnose(row, rows, seq, prev, before, records, cp_i), signed_seq=signed)
         before, prev = prev, digest
         records += 1
         if want_merkle:
             frontier_push(frontier, seq - 1, bytes.fromhex(digest))
             if seq == next_cp:
                 if frontier_root(frontier) != pending[cp_i].root_hash:
-                    return _bad(records, seq, prev, cp_i, Tamper.CHECKPOINT, seq,
-                                f"records up to {seq} do not hash to the signed root")  # fmt: skip
+                    return _bad(records, signed, signed_hash, cp_i, Tamper.CHECKPOINT, seq,
+                                f"records up to {seq} do not hash to the signed root", signed)  # fmt: skip
                 cp_i, next_cp = _advance(pending, cp_i + 1)
+                signed, signed_hash = seq, prev
                 want_merkle = next_cp > 0
     if next_cp > 0:
-        return _bad(records, seq, prev, cp_i, Tamper.TRUNCATED, seq + 1,
-                    f"log ends at {seq}, checkpoint covers {next_cp}")  # fmt: skip
-    return VerifyResult(True, records, seq, prev, cp_i)
+        return _bad(records, signed, signed_hash, cp_i, Tamper.TRUNCATED, seq + 1,
+                    f"log ends at {seq}, checkpoint covers {next_cp}", signed)  # fmt: skip
+    return VerifyResult(True, records, seq, prev, cp_i, signed_seq=signed)
 
 
 def _advance(pending: list[Checkpoint], i: int) -> tuple[int, int]:

@@ -1,4 +1,4 @@
-"""Inclusion proofs a citizen or auditor can check offline, and when to sign a checkpoint.
+"""Inclusion proofs a citizen or auditor can check offline, and when (and whether) to sign a checkpoint.
 
 A proof (format ``passerelle.audit.proof/1``) carries one record's canonical
 text and previous hash, its RFC 9162 audit path, and the signed checkpoint it
@@ -17,12 +17,14 @@ import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 
 from gateway.core.audit_chain import CANONICAL_VERSION
-from gateway.core.merkle import Checkpoint, checkpoint_signature_ok, verify_inclusion
+from gateway.core.merkle import Checkpoint, checkpoint_signature_ok, verify_consistency, verify_inclusion
 
 __all__ = [
-    "PROOF_FORMAT", "InclusionProof", "check_proof", "checkpoint_due", "proof_path_hex", "retention_cutoff_us",
+    "PROOF_FORMAT", "Due", "InclusionProof", "check_proof", "checkpoint_due", "contradiction", "proof_path_hex",
+    "retention_cutoff_us",
 ]
 
 PROOF_FORMAT = "passerelle.audit.proof/1"
@@ -69,9 +71,43 @@ def _canonical_seq(canonical: str) -> int | None:
     return values[1] if isinstance(values[1], int) else None
 
 
-def checkpoint_due(latest: Checkpoint | None, head_seq: int) -> bool:
-    """A new checkpoint is due when the log grew past the latest one (one checkpoint per tree size)."""
-    return head_seq > (latest.tree_size if latest is not None else 0)
+class Due(StrEnum):
+    """What the latest signed checkpoint says about signing the log as it is now."""
+
+    DUE = "due"                # the log grew past it
+    UP_TO_DATE = "up-to-date"  # same size, same root: nothing to sign
+    SHRUNK = "shrunk"          # the log is smaller than what was signed: records were removed
+    FORKED = "forked"          # same size, another root: records were rewritten
+
+
+def checkpoint_due(latest: Checkpoint | None, head_seq: int, head_root: bytes | None = None) -> Due:
+    """Is a checkpoint of ``(head_seq, head_root)`` due after ``latest`` (one checkpoint per tree size)?
+
+    A log smaller than ``latest``, or of its size with another root, is not "nothing to sign":
+    it contradicts a signature, and the signer must refuse (``SHRUNK``, ``FORKED``).
+    """
+    signed = latest.tree_size if latest is not None else 0
+    if head_seq < signed:
+        return Due.SHRUNK
+    if head_seq > signed:
+        return Due.DUE
+    if latest is not None and head_root is not None and head_root != latest.root_hash:
+        return Due.FORKED
+    return Due.UP_TO_DATE
+
+
+def contradiction(ref: Checkpoint, head_seq: int, head_root: bytes, proof: Sequence[bytes]) -> str | None:
+    """Why the tree ``(head_seq, head_root)`` does not extend the signed ``ref``, or ``None`` when it does.
+
+    ``proof`` is the RFC 9162 consistency proof from ``ref.tree_size`` to ``head_seq``.
+    """
+    if head_seq < ref.tree_size:
+        return (f"the log holds {head_seq} records but a checkpoint of {ref.tree_size} was signed: "
+                "records were removed")  # fmt: skip
+    if not verify_consistency(ref.tree_size, head_seq, proof, ref.root_hash, head_root):
+        return (f"the log's first {ref.tree_size} records no longer hash to the root signed for them: "
+                "records were altered, removed or reordered, and the log rechained")  # fmt: skip
+    return None
 
 
 def retention_cutoff_us(now_us: int, retention_days: int) -> int | None:

@@ -48,6 +48,10 @@ def coverage_findings(c: Coverage) -> list[str]:
     checkable = [cp for cp in cps if cp.tree_size >= c.anchor_seq]
     if c.result.ok and c.result.checkpoints < len(checkable):
         out.append(f"only {c.result.checkpoints} of {len(checkable)} signed checkpoints match the records")
+    if not checkable and c.head_seq > c.anchor_seq and c.interval_s > 0:
+        out.append(f"records {c.anchor_seq + 1}..{c.head_seq} and no signed checkpoint at all although "
+                   "checkpoints are on: the checkpoints were deleted (a rechained log looks like this), or "
+                   "none was ever signed (`gateway audit checkpoint`)")  # fmt: skip
     if c.anchor_seq:
         if c.retention_days <= 0:
             out.append(f"records 1..{c.anchor_seq} were purged although retention is off "
@@ -82,15 +86,16 @@ def _late_signatures(c: Coverage, cps: Sequence[Checkpoint]) -> list[str]:
 
 
 def trusted_findings(
-    trusted: Checkpoint, head_seq: int, root_at: Callable[[int], bytes | None], log_cps: Sequence[Checkpoint]
-) -> list[str]:
+    trusted: Checkpoint, head_seq: int, root_at: Callable[[int], bytes | None], log_cps: Sequence[Checkpoint],
+    label: str = "the trusted checkpoint",
+) -> list[str]:  # fmt: skip
     """Does the log agree with ``trusted``, a signed checkpoint kept outside the database?
 
     ``root_at(n)`` is the log's Merkle root over its first ``n`` records, or ``None`` when
     those records were purged and the anchor's frontier cannot rebuild it; ``log_cps`` are the
     log's own (signature-checked) checkpoints, used only in that case.
     """
-    size, where = trusted.tree_size, f"the trusted checkpoint (tree size {trusted.tree_size})"
+    size, where = trusted.tree_size, f"{label} (tree size {trusted.tree_size})"
     if size > head_seq:
         return [f"rollback: the log holds {head_seq} records but {where} covers {size}: "
                 "records were dropped or the log was replaced"]  # fmt: skip
@@ -104,4 +109,6 @@ def trusted_findings(
     if root != trusted.root_hash:
         return [f"rewrite: the log's first {size} records do not hash to the root of {where}: "
                 "records were altered, removed or reordered, and the log rechained"]  # fmt: skip
+    if log_cps and size > max(cp.tree_size for cp in log_cps):
+        return [f"checkpoints deleted: {where} is larger than any checkpoint the log's database keeps"]
     return []

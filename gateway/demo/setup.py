@@ -67,6 +67,24 @@ def _demo_signing_keys(folder: Path) -> None:
             key = generate()
             _write_private(folder / name, key.private_bytes(serialization.Encoding.PEM, pkcs8,
                                                             serialization.NoEncryption()))
+            if name.startswith("checkpoint"):
+                _new_signer_state(folder / name, folder / "checkpoint-signer-state.json")
+
+
+#: ``[gateway] log_origin`` of the demo configuration (its default).
+DEMO_LOG_ORIGIN = "passerelle.demo/audit"
+
+
+def _new_signer_state(key_file: Path, state_file: Path) -> None:
+    """A new checkpoint key has signed nothing yet: its state is the empty tree, born with the key."""
+    from adapters.keys.file_signer import FileNoteSigner
+    from adapters.stores.audit_signer_state import SignerStateFile, StateRecord
+    from adapters.stores.audit_signing import sign_checkpoint
+    from gateway.core.merkle import EMPTY_ROOT, Checkpoint
+
+    signer = FileNoteSigner(DEMO_LOG_ORIGIN, key_file.read_bytes())
+    empty = sign_checkpoint(Checkpoint(0, EMPTY_ROOT, time.time_ns() // 1000), signer)
+    SignerStateFile(state_file).save(StateRecord(empty))
 
 
 def ensure_demo(data_dir: Path) -> Path:

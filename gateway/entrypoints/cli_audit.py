@@ -60,11 +60,23 @@ def _with_store(config: Any, work: Callable[[Any], Awaitable[T]]) -> T:
 
 
 def _signer(config: Any, store: Any) -> Any:
+    """The checkpoint signer as the server builds it: its state outside the database, the witnesses."""
     from adapters.keys.file_signer import make_checkpoint_signer
-    from adapters.stores.audit_checkpoints import CheckpointSigner
+    from adapters.stores.audit_checkpoints import CheckpointSigner, signer_state_of
     from gateway.bootstrap import now_us
+    from gateway.entrypoints.services.audit import witnesses_fetcher, witnesses_of
 
-    return CheckpointSigner(store, make_checkpoint_signer(config), clock_us=now_us)
+    return CheckpointSigner(store, make_checkpoint_signer(config), clock_us=now_us, state=signer_state_of(config),
+                            witnessed=witnesses_fetcher(witnesses_of(config)))  # fmt: skip
+
+
+def _signer_state_note(config: Any) -> str:
+    """The signed note in the checkpoint signer's state file, if this user can read it ("" otherwise)."""
+    path = config.path(config.gateway.keys.signer_state_file)
+    try:
+        return str(json.loads(path.read_text()).get("note", ""))
+    except (OSError, ValueError, AttributeError):
+        return ""
 
 
 def _log_key(given: str | None, origin: str, fallback: Callable[[], bytes]) -> Any:
@@ -114,10 +126,13 @@ def verify(
                                                       "/checkpoint, a saved note, proof or checkpoints JSON). "
                                                       "Repeatable.")] = None,
     witness_key: Annotated[list[str] | None, typer.Option("--witness-key", help="NAME=PUBKEY (vkey or base64 "
-                                                          "Ed25519) of a witness whose cosignatures count. "
-                                                          "Default: the configured [[witnesses]].")] = None,
+                                                          "Ed25519), or a file of such lines, of a witness whose "
+                                                          "cosignatures count. Required with --min-cosignatures: "
+                                                          "the operator's gateway.toml is not where an auditor "
+                                                          "should take witness keys from.")] = None,
     min_cosignatures: Annotated[int, typer.Option("--min-cosignatures", min=0, help="Valid witness "
-                                                  "cosignatures required on the trusted checkpoint(s).")] = 0,
+                                                  "cosignatures required on the trusted checkpoint(s); needs "
+                                                  "--witness-key (keys you obtained from the witnesses).")] = 0,
     max_unsigned_intervals: Annotated[int, typer.Option("--max-unsigned-intervals", min=1, help="Fail when "
                                                         "records stay uncovered by a signed checkpoint longer "
                                                         "than this many checkpoint intervals.")] = 3,
@@ -133,9 +148,14 @@ def verify(
     from gateway.bootstrap import now_us
 
     conf = _config(config, data_dir)
+    if min_cosignatures > 0 and not witness_key:
+        typer.echo("--min-cosignatures needs --witness-key NAME=PUBKEY (or a file of them): witness keys taken "
+                   "from the operator's own configuration prove nothing against that operator", err=True)
+        raise typer.Exit(2)
     notes = [_read_trusted(t) for t in trusted or []]
     policy = VerifyPolicy(now_us(), conf.gateway.checkpoint_interval_s, conf.gateway.audit_retention_days,
-                          max_unsigned_intervals, min_cosignatures, _witness_keys(conf, witness_key or []))  # fmt: skip
+                          max_unsigned_intervals, min_cosignatures, _witness_keys(witness_key or []),
+                          signer_state=_signer_state_note(conf))  # fmt: skip
 
     async def work(store: Any) -> Any:
         key = _log_key(public_key, conf.gateway.log_origin, lambda: _signer(conf, store).public_key)
@@ -145,8 +165,8 @@ def verify(
     result, anchor, cps = check.result, check.anchor, check.checkpoints
     since = f" (records before {anchor.seq + 1} were purged under retention)" if anchor.seq else ""
     if not result.ok:
-        typer.echo(f"TAMPERED: record {result.seq}: {result.tamper} ({result.detail}); "
-                   f"the log is intact up to seq {result.head_seq}{since}")  # fmt: skip
+        typer.echo(f"TAMPERED: record {result.seq}: {result.tamper} ({result.detail}); {_verified_up_to(result)}"
+                   f"{since}")  # fmt: skip
         raise typer.Exit(1)
     for finding in check.findings:
         typer.echo(f"FAILED: {finding}")
@@ -155,21 +175,62 @@ def verify(
     older = sum(1 for cp in cps if cp.tree_size < anchor.seq)
     extra = f" ({older} older ones predate the retention anchor: signature checked only)" if older else ""
     witnessed = f"; {len(notes)} trusted checkpoint(s) agree, cosigned by {sorted(check.cosigned)}" if notes else ""
+    state = "; the signer's own state agrees" if policy.signer_state else ""
     typer.echo(f"OK: {result.records} records verified up to seq {result.head_seq}{since}; "
-               f"all {result.checkpoints} signed checkpoints match{extra}{witnessed}")  # fmt: skip
+               f"all {result.checkpoints} signed checkpoints match{extra}{state}{witnessed}")  # fmt: skip
+    if not notes:
+        typer.echo(_UNTRUSTED_LIMITS)
 
 
-def _witness_keys(conf: Any, given: list[str]) -> list[Any]:
+_UNTRUSTED_LIMITS = (
+    "NOT CHECKED without --trusted: this log was compared only with itself and its checkpoints. Whoever holds "
+    "the signing key (or root on its host) can rewrite and re-sign it; records after the latest signed "
+    "checkpoint can be dropped or rewritten; record and checkpoint times are written by the database and "
+    "prove nothing. Give --trusted with a checkpoint kept outside this database (a witness's /checkpoint, a "
+    "saved proof), and --min-cosignatures with --witness-key."
+)
+
+
+def _verified_up_to(result: Any) -> str:
+    """Where the verified log ends: for a chain break, where the chain holds; else the last matching checkpoint."""
+    from gateway.core.audit_chain import Tamper
+
+    signed = (f"the last signed checkpoint that matches covers records up to seq {result.signed_seq}"
+              if result.signed_seq else "no signed checkpoint matches")  # fmt: skip
+    if result.tamper in (Tamper.CHECKPOINT, Tamper.TRUNCATED):
+        return signed
+    return f"the chain holds up to seq {result.head_seq}; {signed}"
+
+
+def _witness_keys(given: list[str]) -> list[Any]:
+    """``NAME=PUBKEY`` values, or files holding such lines (one a line)."""
     from adapters.witness.cosignatures import witness_key
 
+    lines: list[str] = []
+    for g in given:
+        path = Path(g)
+        lines += [x.strip() for x in path.read_text().splitlines() if x.strip()] if path.is_file() else [g]
     try:
-        if not given:
-            return [witness_key(w.name, w.url, w.public_key) for w in conf.witnesses]
-        pairs = [g.split("=", 1) for g in given]
+        pairs = [line.split("=", 1) for line in lines]
         return [witness_key(name, "", key) for name, key in pairs]
     except ValueError as exc:  # also a NAME=PUBKEY without "="
         typer.echo(f"--witness-key: {exc}; expected NAME=PUBKEY", err=True)
         raise typer.Exit(2) from None
+
+
+def _reanchor_record(reason: str) -> Any:
+    """The log's own record of a re-anchoring, signed into the checkpoint that follows it."""
+    import getpass
+
+    from gateway.bootstrap import now_us
+    from gateway.core.types import AuditRecord, EventKind, Outcome
+
+    return AuditRecord(time_us=now_us(), kind=EventKind.ADMIN, consumer="", service="gateway.audit/Reanchor",
+                       purpose="", legal_basis="", legal_reference="", subject="", consent_id="", case_id="",
+                       officer_id="", request_id="", trace_id="", fields=(), outcome=Outcome.OK, reason="",
+                       latency_us=0, protocol="admin",
+                       extra={"actor": f"cli:{getpass.getuser()}", "action": "reanchor", "result": "done",
+                              "change_reason": reason})  # fmt: skip
 
 
 def _read_trusted(source: str) -> str:
@@ -197,14 +258,43 @@ def _read_trusted(source: str) -> str:
 
 
 @audit_app.command()
-def checkpoint(config: ConfigOpt = None, data_dir: DataDirOpt = _DEFAULT_DIR) -> None:
-    """Sign a checkpoint of the log now (the server also does this periodically)."""
+def checkpoint(
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = _DEFAULT_DIR,
+    reanchor: Annotated[str, typer.Option("--reanchor", help="REASON. Only when the signer's state (what it last "
+                                          "signed, kept outside the database) is lost or unreadable: sign the "
+                                          "log as it is now and make that the new state. Recorded for good, in "
+                                          "the state and in the log.")] = "",
+) -> None:
+    """Sign a checkpoint of the log now (the server also does this periodically).
+
+    Refuses (exit 1) when the log does not extend what was signed before (its own state, the latest
+    stored checkpoint, the witnesses' cosigned checkpoints), or when the signer's state is missing.
+    """
+    from adapters.stores.audit_checkpoints import SigningRefused
+    from gateway.core.caller_text import free_text_problem
+
     conf = _config(config, data_dir)
+    if reanchor and (not reanchor.strip() or free_text_problem(reanchor) is not None):
+        typer.echo("--reanchor needs a reason: one line of at most 200 printable characters", err=True)
+        raise typer.Exit(2)
 
     async def work(store: Any) -> Any:
-        return await _signer(conf, store).checkpoint(), await store.latest_checkpoint()
+        signer = _signer(conf, store)
+        if reanchor:
+            signer.refuse_reanchor()
+            await store.append(_reanchor_record(reanchor.strip()))
+        return await signer.checkpoint(reanchor=reanchor.strip()), await store.latest_checkpoint()
 
-    made, latest = _with_store(conf, work)
+    try:
+        made, latest = _with_store(conf, work)
+    except SigningRefused as exc:
+        typer.echo(f"REFUSED: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if reanchor:
+        typer.echo(f"RE-ANCHORED by hand (reason recorded): the signer now vouches for the log as it is, tree size "
+                   f"{made.tree_size if made else '?'}; the witnesses still refuse anything that contradicts what "
+                   "they cosigned", err=True)  # fmt: skip
     if made is None:
         size = latest.tree_size if latest else 0
         typer.echo(f"no new records since the latest checkpoint (tree size {size}); nothing signed")
@@ -325,6 +415,9 @@ def witness(
     log_key: Annotated[str, typer.Option("--log-key", help="The log's verifier key (vkey, from GET "
                                          "/v1/audit/checkpoints). Default: pinned on first contact.")] = "",
     poll_s: Annotated[float, typer.Option("--poll-s", min=0.05, help="Seconds between polls.")] = 10.0,
+    init: Annotated[bool, typer.Option("--init", help="First start of a witness whose key exists: begin with an "
+                                       "empty state. Without it, a missing or unreadable state is refused (a "
+                                       "witness that forgot what it cosigned would cosign a fork).")] = False,
 ) -> None:
     """Run a witness: cosign the gateway's checkpoints that extend what it saw, refuse forks and rollbacks."""
     import os
@@ -334,13 +427,15 @@ def witness(
     from adapters.keys.file_signer import FileNoteSigner, generate_ed25519_pem
     from gateway.entrypoints.witness import StateFile, Witness, witness_app
 
-    if not key.exists():
+    if not key.exists():  # a new witness: its state starts with its key
+        init = True
         key.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as f:
             f.write(generate_ed25519_pem())
     try:
-        w = Witness(gateway, FileNoteSigner.from_file(name, key, is_demo=False), StateFile(state), log_vkey=log_key)
+        signer = FileNoteSigner.from_file(name, key, is_demo=False)
+        w = Witness(gateway, signer, StateFile(state, signer), log_vkey=log_key, init=init)
     except (OSError, TypeError, ValueError) as exc:
         typer.echo(f"witness: {exc}", err=True)
         raise typer.Exit(2) from None

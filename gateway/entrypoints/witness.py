@@ -14,9 +14,12 @@ It serves:
 - ``GET /status``: JSON with its vkey, the pinned log vkey, what it accepted, any refusal.
 
 State is one JSON file in ``--state`` (``witness-state.json``), replaced atomically
-(write, fsync, rename), so a crash never leaves half a state. The log key is
-pinned on first contact when ``--log-key`` is not given (trust on first use: give
-it explicitly in production).
+(write, fsync, rename), so a crash never leaves half a state. It is signed with the
+witness's own key: an edited state is refused. A witness whose state is missing
+or unreadable refuses to start unless told ``init`` (its first start): one that
+silently started afresh would cosign a fork of what it cosigned before. The log
+key is pinned on first contact when ``--log-key`` is not given (trust on first
+use: give it explicitly in production).
 """
 
 from __future__ import annotations
@@ -37,13 +40,27 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from gateway.core.ports import NoteSigner
-from gateway.core.signed_note import COSIGNATURE_TYPE, Note, Verifier, cosign, parse_note, parse_vkey, vkey
+from gateway.core.signed_note import (
+    COSIGNATURE_TYPE,
+    Note,
+    Verifier,
+    cosign,
+    ed25519_ok,
+    parse_note,
+    parse_vkey,
+    vkey,
+)  # fmt: skip
 from gateway.core.witness import Seen, Verdict, judge, needs_proof
 
-__all__ = ["StateFile", "Witness", "WitnessState", "witness_app"]
+__all__ = ["StateError", "StateFile", "Witness", "WitnessState", "witness_app"]
 
 log = logging.getLogger("passerelle.witness")
 STATE_NAME = "witness-state.json"
+_STATE_CONTEXT = b"passerelle witness state v1\n"  # what the witness key signs: never a note or a cosignature
+
+
+class StateError(ValueError):
+    """The witness's state is missing, unreadable or not signed by its key: it must not start on its own."""
 
 
 @dataclass
@@ -55,24 +72,42 @@ class WitnessState:
     last_error: str = ""               # the latest non-final problem (unreachable, bad signature)
     refused_attempts: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)  # the last accepted sizes (bounded)
+    initialised_at: int = 0            # when this witness was started afresh (--init), POSIX seconds
+
+
+def _state_bytes(state: dict[str, Any]) -> bytes:
+    return _STATE_CONTEXT + json.dumps(state, sort_keys=True, separators=(",", ":")).encode()
 
 
 class StateFile:
-    """The witness's state as one JSON file, replaced atomically."""
+    """The witness's state as one JSON file signed by the witness's key, replaced atomically."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, signer: NoteSigner) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.path = folder / STATE_NAME
+        self._signer = signer
 
-    def load(self) -> WitnessState:
+    def load(self) -> WitnessState | None:
+        """``None`` when there is no state; ``StateError`` when it is unreadable or not signed by this key."""
         if not self.path.exists():
-            return WitnessState()
-        return WitnessState(**json.loads(self.path.read_text()))
+            return None
+        try:
+            doc = json.loads(self.path.read_text())
+            state, signature = doc["state"], base64.b64decode(doc["signature"], validate=True)
+            ok = ed25519_ok(self._signer.public_key, _state_bytes(state), signature)
+            loaded = WitnessState(**state)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise StateError(f"the witness state {self.path} is unreadable: {exc}") from None
+        if not ok:
+            raise StateError(f"the witness state {self.path} is not signed by this witness's key: it was edited")
+        return loaded
 
     def save(self, state: WitnessState) -> None:
         tmp = self.path.with_suffix(".tmp")
+        body = asdict(state)
+        signature = base64.b64encode(self._signer.sign(_state_bytes(body))).decode()
         with open(tmp, "w") as f:
-            json.dump(asdict(state), f, indent=2)
+            json.dump({"state": body, "signature": signature}, f, indent=2)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path)
@@ -92,17 +127,36 @@ def _seen_of(state: WitnessState) -> Seen | None:
 class Witness:
     """One witness for one log. ``poll_once`` does one round; the state file is the only memory."""
 
-    def __init__(self, gateway_url: str, signer: NoteSigner, store: StateFile, *, log_vkey: str = "") -> None:
+    def __init__(
+        self, gateway_url: str, signer: NoteSigner, store: StateFile, *, log_vkey: str = "", init: bool = False
+    ) -> None:  # fmt: skip
+        """``init``: this is the witness's first start (no state yet). Raises ``StateError``, ``ValueError``."""
         self.gateway_url = gateway_url.rstrip("/")
         self.signer = signer
         self.store = store
-        self.state = store.load()
+        self.state = self._initial_state(store, init)
         if log_vkey:
             pinned = parse_vkey(log_vkey)
             if self.state.log_vkey and parse_vkey(self.state.log_vkey) != pinned:
                 raise ValueError("--log-key differs from the log key this witness pinned before: refusing to start")
             self.state.log_vkey = vkey(pinned.name, pinned.public_key)
             store.save(self.state)
+
+    @staticmethod
+    def _initial_state(store: StateFile, init: bool) -> WitnessState:
+        state = store.load()
+        if state is not None and init:
+            raise StateError(f"--init, but {store.path} already holds this witness's state: refusing to forget "
+                             "what it cosigned")  # fmt: skip
+        if state is None:
+            if not init:
+                raise StateError(f"no witness state in {store.path} although the witness's key exists: a witness "
+                                 "that forgot what it cosigned would cosign a fork. Restore the state, or give "
+                                 "--init if this really is its first start")  # fmt: skip
+            state = WitnessState(initialised_at=int(time.time()))
+            store.save(state)
+            log.warning("witness initialised with an empty state", extra={"fields": {"state": str(store.path)}})
+        return state
 
     @property
     def vkey(self) -> str:
@@ -196,6 +250,6 @@ def witness_app(witness: Witness) -> FastAPI:
         seen = None if s.seen is None else {k: v for k, v in s.seen.items() if k != "note"}
         return JSONResponse({"name": witness.signer.name, "vkey": witness.vkey, "log_vkey": s.log_vkey,
                              "accepted": seen, "refusal": s.refusal, "refused_attempts": s.refused_attempts,
-                             "last_error": s.last_error})  # fmt: skip
+                             "last_error": s.last_error, "initialised_at": s.initialised_at})  # fmt: skip
 
     return app

@@ -66,6 +66,7 @@ class Processes:
         config.write_text(text)
         self.gateway: subprocess.Popen[str] | None = None
         self.witness: subprocess.Popen[str] | None = None
+        self.witness_started = False
 
     def start_gateway(self) -> None:
         cmd = _cli("serve", "--demo", "--data-dir", str(self.data), "--persons", "200",
@@ -87,7 +88,8 @@ class Processes:
     def start_witness(self) -> None:
         cmd = _cli("audit", "witness", "--gateway", f"http://127.0.0.1:{self.rest}", "--key", str(self.key_file),
                    "--state", str(self.tmp / "witness" / "state"), "--port", str(self.witness_port),
-                   "--name", WITNESS, "--poll-s", "0.3")  # fmt: skip
+                   "--name", WITNESS, "--poll-s", "0.3", *(() if self.witness_started else ("--init",)))  # fmt: skip
+        self.witness_started = True
         self.witness = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ)
         _wait("the witness", lambda: httpx.get(f"{self.witness_url}/status").status_code == 200)
 
@@ -117,6 +119,33 @@ class Processes:
             if proc is not None and proc.poll() is None:
                 proc.terminate()
                 proc.wait(timeout=30)
+
+
+def _checkpoint_rows(data: Path) -> int:
+    conn = sqlite3.connect(data / "audit.db")
+    try:
+        return int(conn.execute("SELECT count(*) FROM audit_checkpoint").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def _sign_as_key_holder(data: Path) -> None:
+    """Sign the log as it is with the real key, bypassing the gateway's checks (the key holder's attack)."""
+    import asyncio
+
+    from adapters.stores.audit_signing import sign_checkpoint
+    from adapters.stores.audit_sqlite import SqliteAuditLog
+    from gateway.core.merkle import Checkpoint
+
+    async def sign() -> None:
+        store = SqliteAuditLog(data / "audit.db")
+        await store.start()
+        size, root = await store.tree_head()
+        key = FileNoteSigner.from_file("passerelle.demo/audit", data / "demo-signing-keys" / "checkpoint-ed25519.pem")
+        await store.add_checkpoint(sign_checkpoint(Checkpoint(size, root, time.time_ns() // 1000), key))
+        await store.close()
+
+    asyncio.run(sign())
 
 
 @pytest.fixture
@@ -158,6 +187,9 @@ def test_a_witness_cosigns_survives_a_gateway_restart_and_refuses_a_rewritten_lo
     procs.start_gateway()
     procs.exchange()
     procs.exchange()
+    time.sleep(1.5)                 # five checkpoint intervals: the gateway refuses to sign the rewritten log
+    assert _checkpoint_rows(procs.data) == 0 and procs.status()["refusal"] is None
+    _sign_as_key_holder(procs.data)  # whoever holds the key signs it anyway: the witness is the defence
     refusal = _wait("the witness's refusal", lambda: procs.status()["refusal"])
     assert refusal["verdict"] in ("fork", "rollback"), refusal
     assert procs.cosigned_size() == grown   # its published cosignature stays on the last good tree

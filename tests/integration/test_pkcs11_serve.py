@@ -33,7 +33,10 @@ def served(softhsm: SoftHsm, tmp_path: Path) -> Iterator[GatewayProcess]:
         path = write_config(tmp_path, grpc_port, tax_port, checkpoint_interval_s=0.3)
         text = path.read_text()
         assert text.count(DEMO_KEYS) == 1, "the demo configuration changed shape"
-        path.write_text(text.replace(DEMO_KEYS, keys_section(softhsm)))
+        custodian = tmp_path / "custodian" / "checkpoint-signer-state.json"  # the key custodian's, not the DBA's
+        demo_state = 'signer_state = "demo-signing-keys/checkpoint-signer-state.json"'
+        path.write_text(text.replace(DEMO_KEYS, keys_section(softhsm)).replace(demo_state,
+                                                                                f'signer_state = "{custodian}"'))
         for demo_key in (tmp_path / "demo-signing-keys").iterdir():
             demo_key.unlink()  # nothing to fall back on: the token signs or nothing does
         gateway = start_gateway_process(["--config", str(path)], tmp_path / "gateway.log")

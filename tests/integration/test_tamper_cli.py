@@ -36,7 +36,9 @@ def test_a_rechained_copy_without_checkpoints_fails_against_the_checkpoint_a_cit
     rewrite_without(copy, 7)
     code, out = audit("verify", "--data-dir", str(copy), "--trusted", str(kept))
     assert code == 1 and "FAILED: rollback: the log holds 11 records" in out, out
-    code, out = audit("verify", "--data-dir", str(copy), "--trusted", str(kept), "--min-cosignatures", "1")
+    some_witness = "witness.example/w=" + "A" * 43 + "="
+    code, out = audit("verify", "--data-dir", str(copy), "--trusted", str(kept), "--min-cosignatures", "1",
+                      "--witness-key", some_witness)  # fmt: skip
     assert code == 1 and "0 valid witness cosignature(s)" in out, out
 
 

@@ -10,7 +10,7 @@ from adapters.keys.file_signer import FileNoteSigner, generate_ed25519_pem
 from adapters.stores.audit_memory import InMemoryAuditLog
 from adapters.stores.audit_signing import sign_checkpoint, verify_checkpoint
 from gateway.core.audit_chain import canonical_bytes
-from gateway.core.audit_proof import InclusionProof, check_proof, checkpoint_due, retention_cutoff_us
+from gateway.core.audit_proof import Due, InclusionProof, check_proof, checkpoint_due, retention_cutoff_us
 from gateway.core.errors import GatewayError
 from gateway.core.merkle import Checkpoint, checkpoint_signature_ok
 from gateway.core.transparency import (
@@ -102,8 +102,16 @@ def test_export_rows_have_one_cell_per_column() -> None:
 
 def test_checkpoints_are_due_only_when_the_log_grew() -> None:
     cp = Checkpoint(10, b"r", T0)
-    assert (checkpoint_due(None, 0), checkpoint_due(None, 1)) == (False, True)
-    assert (checkpoint_due(cp, 10), checkpoint_due(cp, 11)) == (False, True)
+    assert (checkpoint_due(None, 0), checkpoint_due(None, 1)) == (Due.UP_TO_DATE, Due.DUE)
+    assert (checkpoint_due(cp, 10, b"r"), checkpoint_due(cp, 11)) == (Due.UP_TO_DATE, Due.DUE)
+
+
+def test_a_log_smaller_than_its_latest_checkpoint_or_forked_at_its_size_is_no_reason_to_do_nothing() -> None:
+    cp = Checkpoint(10, b"r", T0)
+    assert (checkpoint_due(cp, 9), checkpoint_due(cp, 10, b"other")) == (Due.SHRUNK, Due.FORKED)
+
+
+def test_retention_cuts_off_whole_days_and_zero_keeps_everything() -> None:
     assert retention_cutoff_us(T0, 0) is None
     assert retention_cutoff_us(T0, 2) == T0 - 2 * DAY
 

@@ -18,8 +18,8 @@ from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse, Response
 
 from adapters.keys.file_signer import make_checkpoint_signer
-from adapters.stores.audit_checkpoints import CheckpointSigner
-from adapters.witness.cosignatures import WitnessKey, collect_cosignatures, witness_key
+from adapters.stores.audit_checkpoints import CheckpointSigner, SigningRefused, signer_state_of
+from adapters.witness.cosignatures import WitnessKey, collect_cosignatures, witness_key, witnessed_checkpoints
 from gateway._pb.passerelle.gateway.v1 import audit_pb2 as pb
 from gateway.core.audit_proof import retention_cutoff_us
 from gateway.core.errors import GatewayError, Reason
@@ -39,9 +39,26 @@ MAX_HISTORY = 1000
 
 
 def signer_for(gateway: Gateway) -> CheckpointSigner:
+    """The checkpoint signer, with its state outside the database and the configured witnesses as references."""
     from gateway.bootstrap import now_us
 
-    return CheckpointSigner(gateway.audit, make_checkpoint_signer(gateway.config), clock_us=now_us)
+    return CheckpointSigner(gateway.audit, make_checkpoint_signer(gateway.config), clock_us=now_us,
+                            state=signer_state_of(gateway.config),
+                            witnessed=witnesses_fetcher(witnesses_of(gateway.config)))  # fmt: skip
+
+
+def witnesses_fetcher(witnesses: list[WitnessKey]) -> Callable[[], Awaitable[list[tuple[str, Checkpoint]]]] | None:
+    """What the signer calls before signing: the witnesses' latest cosigned checkpoints (config URLs)."""
+    if not witnesses:
+        return None
+
+    async def fetch() -> list[tuple[str, Checkpoint]]:
+        import httpx
+
+        async with httpx.AsyncClient(timeout=3.0) as client:
+            return await witnessed_checkpoints(witnesses, client)
+
+    return fetch
 
 
 def witnesses_of(config: Any) -> list[WitnessKey]:
@@ -137,6 +154,8 @@ async def periodic(name: str, every_s: float, step: Callable[[], Awaitable[objec
             raise
         except OSError as exc:  # the signing key or the store is unreachable: expected, one line, retried
             log.error("audit task failed: %s", str(exc)[:200], extra={"fields": {"task": name}})
+        except SigningRefused as exc:  # the log contradicts a signature, or the signer lost its memory
+            log.error("AUDIT LOG NOT SIGNED: %s", str(exc)[:500], extra={"fields": {"task": name}})
         except Exception:
             log.exception("audit task failed", extra={"fields": {"task": name}})
 
@@ -170,6 +189,10 @@ async def install_audit(gateway: Gateway) -> None:
 
     conf = gateway.config.gateway
     signer = signer_for(gateway)
+    try:
+        await signer.prepare()
+    except (SigningRefused, OSError) as exc:  # exchanges are still recorded; nothing is signed until resolved
+        log.error("AUDIT LOG NOT SIGNED: %s", str(exc)[:500], extra={"fields": {"task": "start-up"}})
     gateway.bindings.append(checkpoints_binding(gateway, signer))
     gateway.rest_installers.append(note_installer(gateway))
     if conf.checkpoint_interval_s > 0:
