@@ -36,7 +36,7 @@ from gateway.core.cnf import SenderEvidence, sender_refusal
 from gateway.core.dpop import CheckedProof, ReplayCache, check_proof, normalise_htu
 from gateway.core.errors import GatewayError, Reason
 from gateway.core.ports import ProofReplayStore
-from gateway.core.quotas import PrincipalQuotas
+from gateway.core.quotas import PrincipalQuotas, authenticated
 from gateway.core.revocation import RevocationList
 
 __all__ = [
@@ -50,6 +50,9 @@ __all__ = [
 
 ASYMMETRIC_ALGORITHMS = frozenset({"ES256", "ES384", "EdDSA", "RS256", "PS256", "RS384", "PS384"})
 REQUIRED_CLAIMS = ("iss", "aud", "sub", "exp", "iat", "jti")
+#: ``typ`` values of an access token (RFC 7519 ``JWT``, RFC 9068 ``at+jwt``), compared case-insensitively;
+#: anything else (a DPoP proof's ``dpop+jwt``, an ID token ...) is another kind of JWT, never a bearer token.
+ACCESS_TOKEN_TYPES = frozenset({"jwt", "at+jwt", "application/jwt", "application/at+jwt"})
 
 
 @runtime_checkable
@@ -240,6 +243,7 @@ class TokenVerifier:
             raise GatewayError(Reason.TOKEN_MALFORMED) from None
         if has_non_finite(header):
             raise GatewayError(Reason.TOKEN_MALFORMED)
+        _check_type(header)
         try:
             check_claims(unverified, REQUIRED_CLAIMS)
         except ClaimProblem as problem:
@@ -337,8 +341,9 @@ class TokenVerifier:
         A DPoP proof's reuse is checked in this process only: prefer ``check_sender_async``.
         """
         checked = self._checked_proof(principal, token, dpop_proof, method, url)
-        self._refuse_other_sender(principal, cert_sha256, checked)
+        self._refuse_other_sender(principal, cert_sha256, checked, http=bool(method))
         self._admit(principal)
+        authenticated()
 
     async def check_sender_async(
         self, principal: Principal, *, token: str, cert_sha256: str = "", dpop_proof: str = "",
@@ -346,7 +351,7 @@ class TokenVerifier:
     ) -> None:
         """As ``check_sender``, with a DPoP proof's reuse checked in the store shared by every process."""
         checked = self._checked_proof(principal, token, dpop_proof, method, url)
-        self._refuse_other_sender(principal, cert_sha256, checked)
+        self._refuse_other_sender(principal, cert_sha256, checked, http=bool(method))
         self._admit(principal)
         if checked is not None and self.replay_store is not None:
             try:
@@ -355,6 +360,7 @@ class TokenVerifier:
                 raise GatewayError(Reason.DPOP_REPLAY_UNAVAILABLE, retry_after=1.0) from None
             if not first:
                 raise GatewayError(Reason.DPOP_PROOF_INVALID, "The DPoP proof was already used")
+        authenticated()
 
     def _checked_proof(
         self, principal: Principal, token: str, proof: str, method: str, url: str
@@ -367,7 +373,14 @@ class TokenVerifier:
             raise GatewayError(Reason.DPOP_PROOF_INVALID, "The DPoP proof was already used")
         return checked
 
-    def _refuse_other_sender(self, principal: Principal, cert_sha256: str, checked: CheckedProof | None) -> None:
+    def _refuse_other_sender(
+        self, principal: Principal, cert_sha256: str, checked: CheckedProof | None, *, http: bool
+    ) -> None:
+        cnf = principal.claims.get("cnf")
+        if not http and isinstance(cnf, Mapping) and "jkt" in cnf and self.sender_mode(principal) != "off":
+            # DPoP binds a proof to an HTTP method and URL; gRPC has neither (no standard htu for a method).
+            raise GatewayError(Reason.SENDER_CONSTRAINT_FAILED, "A DPoP-bound token is not accepted on gRPC: "
+                               "use a certificate-bound (mTLS) token on gRPC, or call the REST door")
         evidence = SenderEvidence(cert_sha256, checked.thumbprint if checked else "")
         refusal = sender_refusal(principal.claims.get("cnf"), self.sender_mode(principal), evidence)
         if refusal is not None:
@@ -376,6 +389,17 @@ class TokenVerifier:
     def _admit(self, principal: Principal) -> None:
         if self.principal_quotas is not None and principal.kind != "consumer":
             self.principal_quotas.take(principal.kind, principal.id, self._clock())
+
+
+def _check_type(header: Mapping[str, Any]) -> None:
+    """An access token is a JWT (``typ`` absent, ``JWT`` or ``at+jwt``) with no nested content (``cty``)."""
+    if "cty" in header:
+        raise GatewayError(Reason.TOKEN_INVALID, "An access token has no content type (cty)",
+                           metadata={"header": "cty"})
+    typ = header.get("typ")
+    if typ is not None and (not isinstance(typ, str) or typ.lower() not in ACCESS_TOKEN_TYPES):
+        raise GatewayError(Reason.TOKEN_INVALID, "The token's type (typ) is not an access token",
+                           metadata={"header": "typ"})
 
 
 def _map_pyjwt(exc: Exception) -> Reason:

@@ -9,6 +9,11 @@ Time claims (``exp iat nbf auth_time``) are finite JSON numbers, integer or not
 (RFC 7519 allows fractions of a second), from 0 to 253402300799 (9999-12-31):
 never a boolean, a string, ``null``, a non-finite number or an integer too large
 to be a date. Every refusal names the claim, never its value.
+
+The three segments of a compact JWS are strict base64url (RFC 7515 §2): no padding,
+no character outside ``A-Z a-z 0-9 - _``, no unused bits set. PyJWT decodes
+leniently, so ``TOKEN + "=="`` or a changed last character would otherwise be a
+second string for the same token (a second cache key, a second replay key).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import base64
 import binascii
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -27,6 +33,7 @@ __all__ = ["MAX_NUMERIC_DATE", "TIME_CLAIMS", "ClaimProblem", "check_claims", "c
 MAX_NUMERIC_DATE = 253_402_300_799
 TIME_CLAIMS = ("exp", "iat", "nbf", "auth_time")
 _MAX_STRING = 1024
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
 
 
 class ClaimProblem(ValueError):
@@ -47,20 +54,29 @@ def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _strict_base64url(segment: str) -> bytes:
+    """The bytes of an unpadded, canonical base64url segment; ``ValueError`` for any other spelling."""
+    if _BASE64URL.fullmatch(segment) is None or len(segment) % 4 == 1:
+        raise ValueError("not unpadded base64url")
+    raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    if base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii") != segment:
+        raise ValueError("not canonical base64url")   # unused low bits set: another spelling of the same bytes
+    return raw
+
+
 def strict_segment(token: str, index: int) -> dict[str, Any]:
     """The JOSE header (0) or payload (1) of a compact JWS; ``ValueError`` if not one JSON object.
 
-    Duplicated member names are refused here. ``NaN`` and ``Infinity`` are read (as Python's
-    ``json`` does) so that ``check_claims`` can refuse them naming the claim; ``has_non_finite``
-    finds them anywhere else (a header).
+    Every segment must be strict base64url, the JSON UTF-8, and duplicated member names are refused
+    here. ``NaN`` and ``Infinity`` are read (as Python's ``json`` does) so that ``check_claims`` can
+    refuse them naming the claim; ``has_non_finite`` finds them anywhere else (a header).
     """
     parts = token.split(".")
     if len(parts) != 3:
         raise ValueError("not a compact JWS")
-    segment = parts[index]
     try:
-        raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-        value = json.loads(raw, object_pairs_hook=_unique)
+        raws = [_strict_base64url(part) for part in parts]   # all three: the signature is spelt once too
+        value = json.loads(raws[index].decode("utf-8"), object_pairs_hook=_unique)
     except (binascii.Error, UnicodeDecodeError, RecursionError, ValueError) as exc:
         raise ValueError("not strict JSON") from exc
     if not isinstance(value, dict):

@@ -8,7 +8,8 @@ a short public title; the front doors render it as ``google.rpc.Status`` with an
     GatewayError
     ├── authentication  TOKEN_MISSING, TOKEN_MALFORMED, TOKEN_INVALID, TOKEN_EXPIRED, ...
     ├── request         INVALID_ARGUMENT, PURPOSE_MISSING, UNKNOWN_SERVICE, REQUEST_TOO_LARGE, HEADERS_TOO_LARGE,
-    │                   DUPLICATE_HEADER, METHOD_NOT_ALLOWED (REST only), CALLER_FIELD_INVALID
+    │                   DUPLICATE_HEADER, METHOD_NOT_ALLOWED (REST only), UNSUPPORTED_MEDIA_TYPE (REST only),
+    │                   CALLER_FIELD_INVALID
     ├── authorisation   UNKNOWN_PURPOSE, NO_MANDATE, MANDATE_*, CONSENT_*
     ├── quota           RATE_LIMITED, CONCURRENCY_LIMITED
     ├── registry        SUBJECT_NOT_FOUND, REGISTRY_UNAVAILABLE, REGISTRY_TIMEOUT, REGISTRY_BAD_RESPONSE
@@ -56,6 +57,7 @@ class Reason(StrEnum):
     HEADERS_TOO_LARGE = "HEADERS_TOO_LARGE"
     DUPLICATE_HEADER = "DUPLICATE_HEADER"
     METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
+    UNSUPPORTED_MEDIA_TYPE = "UNSUPPORTED_MEDIA_TYPE"
     NOT_FOUND = "NOT_FOUND"
     UNKNOWN_PURPOSE = "UNKNOWN_PURPOSE"
     NO_MANDATE = "NO_MANDATE"
@@ -120,6 +122,9 @@ REASONS: dict[Reason, ReasonInfo] = {
     Reason.HEADERS_TOO_LARGE: ReasonInfo(_S.RESOURCE_EXHAUSTED, 431, "The request headers exceed the size limit"),
     Reason.DUPLICATE_HEADER: ReasonInfo(_S.INVALID_ARGUMENT, 400, "A single-valued header or metadata key is repeated"),
     Reason.METHOD_NOT_ALLOWED: ReasonInfo(_S.UNIMPLEMENTED, 405, "The route does not answer this HTTP method"),
+    Reason.UNSUPPORTED_MEDIA_TYPE: ReasonInfo(
+        _S.INVALID_ARGUMENT, 415, "The body must be application/json (UTF-8) without a content coding"
+    ),
     Reason.NOT_FOUND: ReasonInfo(_S.NOT_FOUND, 404, "No such resource"),
     Reason.UNKNOWN_PURPOSE: ReasonInfo(_S.PERMISSION_DENIED, 403, "The stated purpose is not in the catalogue"),
     Reason.NO_MANDATE: ReasonInfo(_S.PERMISSION_DENIED, 403, "No mandate allows this consumer, service and purpose"),

@@ -28,6 +28,7 @@ from gateway.core.minimise import Disclosure, disclosures, minimise, narrow, nes
 from gateway.core.ports import AuditLog, ConsentStore, ExchangeObserver, RegistryAdapter, SecurityEvents
 from gateway.core.pseudonym import Pseudonymiser
 from gateway.core.quotas import Admission
+from gateway.core.transparency import MAX_HIDDEN_DAYS
 from gateway.core.types import AuditRecord, EventKind, ExchangeTiming, Outcome, SubjectRole
 from gateway.core.validation import format_problem
 
@@ -324,8 +325,8 @@ class ExchangePipeline:
             raise GatewayError(Reason(decision.reason), decision.explanation)
         m = decision.mandate
         trail.legal_basis, trail.legal_reference = m.legal_basis, m.legal_reference
-        if m.hidden_days:
-            trail.hidden_until_us = now_us + m.hidden_days * 86_400_000_000
+        if m.hidden_days > 0:   # clamped: a mandate from an older store may hold any int
+            trail.hidden_until_us = now_us + min(m.hidden_days, MAX_HIDDEN_DAYS) * 86_400_000_000
             trail.hidden_reason = m.hidden_reason
         return m
 

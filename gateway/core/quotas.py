@@ -7,8 +7,10 @@ consumer's buckets and counters are its own: a flood by one never spends
 another's allowance.
 
 Citizens and staff have quotas too (``PrincipalQuotas``: one bucket per person,
-per process), and so do callers that are not authenticated yet, per client
-address (``KeyedBuckets`` in the front doors). Both keep their buckets in a
+per process), and so do callers that are not authenticated, per client
+address (``AddressQuotas``, applied by the front doors): every call is charged to its
+address when it arrives and given back only once its token and sender verified
+(``authenticated``), so that a header that merely looks like a token buys nothing. Both keep their buckets in a
 bounded LRU: a flood of new names or addresses evicts the idlest buckets (which
 were full anyway), it does not grow memory.
 
@@ -21,7 +23,8 @@ one process every share is 1 and nothing changes. See docs/scaling.md for the bo
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 
 from cachetools import LRUCache
@@ -30,7 +33,7 @@ from gateway.core.errors import GatewayError, Reason
 
 __all__ = [
     "SHARE_FLOOR", "AddressQuotas", "Admission", "KeyedBuckets", "PrincipalQuotas", "Quota", "TokenBucket",
-    "fair_shares", "local_concurrency",
+    "authenticated", "fair_shares", "local_concurrency", "refund_when_authenticated", "refunds_ended",
 ]
 
 #: Part of a consumer's quota split evenly over the live processes whatever the demand, so that a
@@ -192,6 +195,12 @@ class KeyedBuckets:
             bucket.give_back()
         return wait
 
+    def give_back(self, key: str) -> None:
+        """Return one token taken for ``key`` (nothing if its bucket was evicted meanwhile)."""
+        bucket = self._buckets.get(key)
+        if bucket is not None:
+            bucket.give_back()
+
     def take(self, key: str, now: float) -> None:
         """Refuse with ``RATE_LIMITED`` (and when to retry) once ``key`` has spent its allowance."""
         wait = self.wait(key, now)
@@ -211,24 +220,58 @@ class PrincipalQuotas:
             buckets.take(principal, now)
 
 
+#: The current call's refund of its address charge, set by a front door around the call.
+_REFUND: ContextVar[Callable[[], None] | None] = ContextVar("passerelle_address_refund", default=None)
+
+
+def refund_when_authenticated(refund: Callable[[], None]) -> Token[Callable[[], None] | None]:
+    """From now on in this context (one call's task), ``authenticated()`` calls ``refund``, at most once.
+
+    The front door may end it early with ``_REFUND.reset(token)`` (``refunds_ended``)."""
+    done = False
+
+    def once() -> None:
+        nonlocal done
+        if not done:
+            done = True
+            refund()
+
+    return _REFUND.set(once)
+
+
+def refunds_ended(token: Token[Callable[[], None] | None]) -> None:
+    _REFUND.reset(token)
+
+
+def authenticated() -> None:
+    """The current call's token and sender binding verified: its address charge is given back."""
+    refund = _REFUND.get()
+    if refund is not None:
+        refund()
+
+
 class AddressQuotas:
-    """Per client address: requests without a token, and failed authentications (charged afterwards).
+    """Per client address: every call until its token verified, and failed authentications.
 
     ``admit`` refuses an address whose failed authentications used up their allowance (whatever
-    it sends now, token or not), then charges a request without a token to ``anonymous``;
+    it sends now, token or not), then charges the call to ``anonymous``: a front door gives that
+    charge back (``refund``) only once the call's token verified (``authenticated``), so an
+    ``authorization`` header that verifies nothing (``x``) is charged like no header at all.
     ``failed`` charges a refusal by authentication.
     """
 
     def __init__(self, anonymous: KeyedBuckets, failed_auth: KeyedBuckets) -> None:
         self.anonymous, self.failed_auth = anonymous, failed_auth
 
-    def admit(self, address: str, *, has_token: bool, now: float) -> None:
+    def admit(self, address: str, *, now: float) -> None:
         wait = self.failed_auth.would_wait(address, now)
         if wait:
             raise GatewayError(Reason.RATE_LIMITED, "Too many failed authentications from this address",
                                retry_after=float(max(1, math.ceil(wait))))
-        if not has_token:
-            self.anonymous.take(address, now)
+        self.anonymous.take(address, now)
+
+    def refund(self, address: str) -> None:
+        self.anonymous.give_back(address)
 
     def failed(self, address: str, now: float) -> None:
         self.failed_auth.wait(address, now)

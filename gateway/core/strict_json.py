@@ -1,9 +1,12 @@
-"""JSON with exactly one meaning: no duplicated keys, no NaN or Infinity, bounded nesting.
+"""JSON with exactly one meaning: UTF-8 only, no duplicated keys, no NaN or Infinity, bounded nesting.
 
 Python's ``json`` module keeps the last of two equal keys (other parsers keep the
 first), reads ``NaN``/``Infinity`` and ``1e999``, and recurses as deep as the text
 goes. A proxy, a log and the gateway would then read different documents, so
 these are refused instead, in bodies from callers and in answers from registries.
+Bytes must be UTF-8 without a byte order mark (RFC 8259 §8.1): ``json.loads`` would
+otherwise guess UTF-16 or UTF-32 and drop a BOM, reading bytes that a proxy reads as
+something else.
 """
 
 from __future__ import annotations
@@ -55,7 +58,15 @@ def _deeper_than(document: Any, limit: int) -> bool:
 
 
 def loads_strict(text: str | bytes, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
-    """``json.loads`` refusing duplicated keys, non-finite numbers and nesting deeper than ``max_depth``."""
+    """``json.loads`` refusing duplicated keys, non-finite numbers and nesting deeper than ``max_depth``;
+    bytes that are not UTF-8 without a BOM are refused too."""
+    if isinstance(text, bytes | bytearray):
+        if text.startswith(b"\xef\xbb\xbf"):
+            raise StrictJsonError("JSON starts with a byte order mark")
+        try:
+            text = bytes(text).decode("utf-8")
+        except UnicodeDecodeError:
+            raise StrictJsonError("JSON is not UTF-8") from None
     try:
         document = json.loads(text, object_pairs_hook=_object, parse_constant=_constant, parse_float=_finite)
     except StrictJsonError:

@@ -11,13 +11,16 @@ data left, and no consent id is shown.
 
 Embargo: a record whose ``hidden_until_us`` is still in the future (set from the
 mandate's ``hidden_days``, e.g. during an investigation) is counted but not
-shown; once that time has passed it appears like any other.
+shown; once that time has passed it appears like any other. ``hidden_days`` is at most
+``MAX_HIDDEN_DAYS`` (ten years) wherever a mandate is made (configuration, admin API), and
+the pipeline clamps it too: no embargo may overflow a 64-bit time.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -27,6 +30,7 @@ from gateway.core.types import AuditRecord, EventKind, StoredAuditRecord
 
 __all__ = [
     "EXPORT_COLUMNS",
+    "MAX_HIDDEN_DAYS",
     "AccessEntry",
     "Catalogue",
     "Page",
@@ -37,6 +41,8 @@ __all__ = [
     "page_token",
     "parse_bound",
     "parse_page_token",
+    "parse_page_token_of",
+    "parse_sequence",
     "split_embargo",
 ]
 
@@ -44,6 +50,17 @@ MAX_PAGE_SIZE = 200
 CHECKED = "checked"          # outcome shown for an access check ("checked whether it could access ...")
 _STAFF = "passerelle-staff"  # agency id shown when gateway staff, not the agency, made the check
 DEFAULT_PAGE_SIZE = 50
+#: The longest embargo a mandate may set (days): ten years, far inside a 64-bit µs time.
+MAX_HIDDEN_DAYS = 3650
+#: The largest sequence number or id a store holds (SQLite and PostgreSQL integers are 64-bit).
+MAX_INT64 = 2**63 - 1
+_MAX_TOKEN_CHARS = 64
+#: RFC 3339 as the APIs take it: a full date, or a date and time (seconds, optional fraction up to µs,
+#: optional offset; none means UTC). ASCII only: ``date.fromisoformat`` also reads week dates and more.
+_RFC3339_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_RFC3339_TIME = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?([Zz]|[+-][0-9]{2}:[0-9]{2})?"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,36 +185,60 @@ def page_token(after: int) -> str:
 
 def parse_page_token(token: str) -> int:
     """The seq a page token continues after; ``INVALID_ARGUMENT`` if it is not one of ours."""
+    return parse_page_token_of(token, "after")
+
+
+def parse_page_token_of(token: str, kind: str) -> int:
+    """A page token ``base64url(kind:N)`` with ``0 <= N <= MAX_INT64``, or ``INVALID_ARGUMENT``; '' is 0."""
     if not token:
         return 0
-    try:
-        text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-        kind, _, value = text.partition(":")
-        after = int(value)
-    except (ValueError, UnicodeDecodeError, binascii.Error):
-        after, kind = -1, ""
-    if kind != "after" or after < 0:
+    after = -1
+    if len(token) <= _MAX_TOKEN_CHARS:
+        try:
+            text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("ascii")
+        except (ValueError, binascii.Error):
+            text = ""
+        found, _, value = text.partition(":")
+        after = parse_sequence(value) if found == kind else -1
+    if after < 0:
         raise GatewayError(Reason.INVALID_ARGUMENT, "page_token is not from a previous page", field="page_token")
     return after
 
 
+def parse_sequence(text: str) -> int:
+    """An ASCII decimal within ``0..MAX_INT64`` (at most 19 digits), else -1; read before any ``int()``
+    so that no length of digits costs more than a few bytes (``int()`` refuses past 4300 digits)."""
+    if not (0 < len(text) <= 19 and text.isascii() and text.isdigit()):
+        return -1
+    value = int(text)
+    return value if value <= MAX_INT64 else -1
+
+
 def parse_bound(value: str, *, name: str, end: bool) -> int | None:
-    """An RFC 3339 date or timestamp as epoch µs; a date as ``until`` includes the whole day."""
+    """An RFC 3339 date or timestamp as epoch µs; a date as ``until`` includes the whole day.
+
+    Every caller-given date or time of the APIs is read here: ASCII RFC 3339 only, and any value whose
+    bound falls outside the calendar (``until=9999-12-31`` ends after year 9999) is ``INVALID_ARGUMENT``,
+    never an overflow."""
     if not value:
         return None
+    problem = GatewayError(Reason.INVALID_ARGUMENT, f"{name} is not an RFC 3339 date or timestamp", field=name)
     try:
-        if len(value) == 10:
+        if _RFC3339_DATE.fullmatch(value):
             d = date.fromisoformat(value)
             start = datetime(d.year, d.month, d.day, tzinfo=UTC)
             moment = start + timedelta(days=1) if end else start
-        else:
-            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        elif _RFC3339_TIME.fullmatch(value):
+            moment = datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
             if moment.tzinfo is None:
                 moment = moment.replace(tzinfo=UTC)
+        else:
+            raise problem
+        return int(moment.timestamp() * 1_000_000)
     except ValueError:
-        problem = f"{name} is not an RFC 3339 date or timestamp"
-        raise GatewayError(Reason.INVALID_ARGUMENT, problem, field=name) from None
-    return int(moment.timestamp() * 1_000_000)
+        raise problem from None
+    except OverflowError:
+        raise GatewayError(Reason.INVALID_ARGUMENT, f"{name} is out of range", field=name) from None
 
 
 EXPORT_COLUMNS = (

@@ -1,11 +1,15 @@
-"""Limits per client address on both doors: calls without a token, and failed authentications.
+"""Limits per client address on both doors: calls not authenticated, and failed authentications.
 
-A call that carries no token (``/v1/audit/checkpoints``, ``/v1/demo/citizen-token``,
-``/.well-known/jwks.json``, ``/readyz``, gRPC health ...) is charged to its client
-address; a call refused by authentication (401 / ``UNAUTHENTICATED``) is charged to
-the address's failed-authentication allowance, and an address that used it up is
-refused (``RATE_LIMITED``, with ``Retry-After`` / ``RetryInfo``) before its token is
-even read. The buckets are bounded (``gateway.core.quotas.KeyedBuckets``).
+Every call, on every route and method (unary or streaming: reflection, health ``Watch``), is
+charged to its client address when it arrives; the charge is given back only once the call's
+token and sender binding verified (``gateway.core.quotas.authenticated``, called by the
+verifier). So a call to a public route (``/v1/audit/checkpoints``, ``/v1/demo/citizen-token``,
+``/.well-known/jwks.json``, ``/readyz``, gRPC health ...) stays charged whatever
+``authorization`` it carries: a header is not a token until it verifies. A call refused by
+authentication (401 / ``UNAUTHENTICATED``) is also charged to the address's
+failed-authentication allowance, and an address that used it up is refused
+(``RATE_LIMITED``, with ``Retry-After`` / ``RetryInfo``) before its token is even read.
+The buckets are bounded (``gateway.core.quotas.KeyedBuckets``).
 
 The REST client address is the connection's peer, or the ``X-Forwarded-For`` of a
 proxy that uvicorn trusts (``forwarded_allow_ips``, 127.0.0.1 by default).
@@ -19,7 +23,8 @@ from typing import Any
 import grpc
 
 from gateway.core.errors import GatewayError, Reason
-from gateway.core.quotas import AddressQuotas
+from gateway.core.quotas import AddressQuotas, refund_when_authenticated, refunds_ended
+from gateway.entrypoints._grpc_security import around_call
 
 __all__ = ["AsgiAddressLimits", "GrpcAddressLimits", "peer_address"]
 
@@ -48,9 +53,8 @@ class AsgiAddressLimits:
             await self.app(scope, receive, send)
             return
         address = (scope.get("client") or ("",))[0]
-        has_token = any(k == b"authorization" for k, _ in scope["headers"])
         try:
-            self.quotas.admit(address, has_token=has_token, now=self.clock())
+            self.quotas.admit(address, now=self.clock())
         except GatewayError as err:
             from gateway.entrypoints.rest import problem_response
 
@@ -65,15 +69,17 @@ class AsgiAddressLimits:
                 status = int(message["status"])
             await send(message)
 
+        refund = refund_when_authenticated(lambda: self.quotas.refund(address))
         try:
             await self.app(scope, receive, send_status)
         finally:
+            refunds_ended(refund)
             if status == 401:
                 self.quotas.failed(address, self.clock())
 
 
 class GrpcAddressLimits(grpc.aio.ServerInterceptor):
-    """The same limits on the gRPC door (unary calls: every method the gateway serves)."""
+    """The same limits on the gRPC door, for every method and kind (unary and streaming)."""
 
     def __init__(self, quotas: AddressQuotas, *, clock: Clock, on_refusal: OnRefusal) -> None:
         self.quotas, self.clock, self.on_refusal = quotas, clock, on_refusal
@@ -84,30 +90,23 @@ class GrpcAddressLimits(grpc.aio.ServerInterceptor):
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(details)
-        if handler is None or handler.unary_unary is None:
+        if handler is None:
             return handler
-        metadata = details.invocation_metadata or ()  # type: ignore[attr-defined]
-        has_token = any(k == "authorization" for k, _ in metadata)
-        return grpc.unary_unary_rpc_method_handler(
-            self._wrap(handler.unary_unary, has_token),
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        return around_call(handler, self._start, self._end)
 
-    def _wrap(self, inner: Callable[..., Awaitable[Any]], has_token: bool) -> Callable[..., Awaitable[Any]]:
-        async def behaviour(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            address = peer_address(context.peer() or "")
-            try:
-                self.quotas.admit(address, has_token=has_token, now=self.clock())
-            except GatewayError as err:
-                from gateway.entrypoints.grpc_server import abort_with
+    async def _start(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        address = peer_address(context.peer() or "")
+        try:
+            self.quotas.admit(address, now=self.clock())
+        except GatewayError as err:
+            from gateway.entrypoints.grpc_server import abort_with
 
-                self.on_refusal(err.reason, "grpc")
-                await abort_with(context, err)
-            try:
-                return await inner(request, context)
-            finally:
-                if context.code() == grpc.StatusCode.UNAUTHENTICATED:
-                    self.quotas.failed(address, self.clock())
+            self.on_refusal(err.reason, "grpc")
+            await abort_with(context, err)
+        # Set in this call's own task (one per RPC), where the behaviour runs next: it ends with the call.
+        refund_when_authenticated(lambda: self.quotas.refund(address))
+        return request
 
-        return behaviour
+    def _end(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        if context.code() == grpc.StatusCode.UNAUTHENTICATED:
+            self.quotas.failed(peer_address(context.peer() or ""), self.clock())

@@ -1,7 +1,14 @@
 """The REST door's outermost ASGI layer: framing limits, single-valued headers, and the catch-all.
 
 * headers over ``max_header_bytes`` → 431 ``HEADERS_TOO_LARGE``;
-* a single-valued header given twice → 400 ``DUPLICATE_HEADER`` (the same refusal as on gRPC);
+* a single-valued header given twice, or beside its ``-bin`` variant → 400 ``DUPLICATE_HEADER``
+  (the same refusal as on gRPC);
+* a ``Content-Length`` that is not ASCII digits (optional whitespace around them is stripped, as
+  RFC 9110 allows) → 400 ``INVALID_ARGUMENT``; above ``max_body_bytes`` → 413;
+* a ``Transfer-Encoding`` other than ``chunked`` (``gzip, chunked`` ...) → 400: a proxy may decode
+  what we would read raw;
+* a body on ``GET`` or ``HEAD`` (a ``Content-Length`` above 0 or any ``Transfer-Encoding``) → 400:
+  such a body has no defined meaning, and a proxy may drop or forward it;
 * the body is counted as it arrives, whatever the framing (``Content-Length``, chunked): past
   ``max_body_bytes`` the read fails with 413 ``REQUEST_TOO_LARGE`` before anything buffers or
   parses the rest, authenticated or not;
@@ -16,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gateway.core.errors import GatewayError, Reason
-from gateway.entrypoints._context import repeated_single_valued
+from gateway.entrypoints._context import binary_variant, repeated_single_valued
 from gateway.entrypoints._problem import problem_response
 from observability.logs import unexpected_errors
 
@@ -39,7 +46,7 @@ class FrontDoorGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        refusal = self._header_refusal(scope["headers"])
+        refusal = self._header_refusal(scope["headers"]) or _body_framing_refusal(scope)
         if refusal is not None:
             self.on_refusal(refusal.reason)
             await problem_response(refusal)(scope, receive, send)
@@ -64,12 +71,20 @@ class FrontDoorGuard:
     def _header_refusal(self, headers: list[tuple[bytes, bytes]]) -> GatewayError | None:
         if sum(len(k) + len(v) for k, v in headers) > self.max_header_bytes:
             return GatewayError(Reason.HEADERS_TOO_LARGE)
-        repeated = repeated_single_valued(k.decode("latin-1") for k, _ in headers)
+        names = [k.decode("latin-1") for k, _ in headers]
+        repeated = repeated_single_valued(names)
         if repeated is not None:
             return GatewayError(Reason.DUPLICATE_HEADER, f"The header {repeated} is given more than once")
+        binary = binary_variant(names)
+        if binary is not None:
+            return GatewayError(Reason.DUPLICATE_HEADER, f"The header {binary} is not accepted beside its text form")
         for k, v in headers:
-            if k == b"content-length" and (not v.isdigit() or int(v) > self.max_body_bytes):
-                return GatewayError(Reason.REQUEST_TOO_LARGE)
+            if k == b"content-length":
+                length = v.strip(b" \t")
+                if not (length.isascii() and length.isdigit()) or len(length) > 20:
+                    return GatewayError(Reason.INVALID_ARGUMENT, "Content-Length is not a decimal number")
+                if int(length) > self.max_body_bytes:
+                    return GatewayError(Reason.REQUEST_TOO_LARGE)
         return None
 
     def _counting(self, receive: Any) -> Any:
@@ -86,3 +101,14 @@ class FrontDoorGuard:
             return message
 
         return counted
+
+
+def _body_framing_refusal(scope: Any) -> GatewayError | None:
+    headers = dict(scope["headers"])   # single-valued ones are unique by now
+    coding = headers.get(b"transfer-encoding")
+    if coding is not None and coding.strip(b" \t").lower() != b"chunked":
+        return GatewayError(Reason.INVALID_ARGUMENT, "Transfer-Encoding other than chunked is not accepted")
+    length = headers.get(b"content-length", b"0").strip(b" \t")
+    if scope["method"] in ("GET", "HEAD") and (coding is not None or int(length or b"0") > 0):
+        return GatewayError(Reason.INVALID_ARGUMENT, f"A {scope['method']} request carries no body")
+    return None

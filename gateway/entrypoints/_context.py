@@ -8,13 +8,14 @@ from collections.abc import Callable, Iterable
 
 from opentelemetry import trace
 
-from gateway.core.identifiers import national_id_problem
+from gateway.core.caller_text import caller_id_problem
+from gateway.core.errors import GatewayError, Reason
 from gateway.core.pipeline import CallContext
 
-__all__ = ["FORWARDED_HEADERS", "SINGLE_VALUED", "bearer_token", "call_context", "repeated_single_valued"]
+__all__ = ["FORWARDED_HEADERS", "SINGLE_VALUED", "bearer_token", "binary_variant", "call_context", "echo_id",
+           "refuse_bad_request_id", "repeated_single_valued"]
 
 _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
-_SAFE_ID = re.compile(r"^[A-Za-z0-9._:/@-]{1,128}$")
 #: Headers passed on to the registry (W3C trace context and the correlation id).
 FORWARDED_HEADERS = ("traceparent", "tracestate")
 #: Keys the gateway reads as ONE value. Given twice, a proxy may read the first and the gateway the
@@ -39,6 +40,19 @@ def repeated_single_valued(keys: Iterable[str]) -> str | None:
     return None
 
 
+def binary_variant(keys: Iterable[str]) -> str | None:
+    """The first ``NAME-bin`` key whose ``NAME`` the gateway reads (``x-purpose-bin`` ...), or None.
+
+    gRPC delivers ``-bin`` keys as bytes, which the doors do not read: beside ``x-purpose`` a
+    ``x-purpose-bin`` would be a second value that a proxy or a log may read instead.
+    """
+    for key in keys:
+        name = key.lower()
+        if name.endswith("-bin") and name.removesuffix("-bin") in SINGLE_VALUED:
+            return name
+    return None
+
+
 def bearer_token(value: str | None) -> str | None:
     if not value:
         return None
@@ -47,23 +61,21 @@ def bearer_token(value: str | None) -> str | None:
     return token.strip() if scheme.lower() in ("bearer", "dpop") and token.strip() else ""
 
 
-def _safe(value: str | None) -> str:
-    """Caller-chosen identifiers are recorded only if they look like identifiers."""
-    # ... and never if they are a national id, which would then reach the logs and traces.
-    return value if value and _SAFE_ID.match(value) and national_id_problem(value) is not None else ""
-
-
 def _given(header: Callable[[str], str | None], name: str) -> str:
     """A caller-chosen identifier as given (trimmed): the core checks it and refuses a bad one on both doors."""
     return (header(name) or "").strip()
 
 
 def call_context(protocol: str, header: Callable[[str], str | None], timeout_s: float | None) -> CallContext:
-    request_id = _safe(header("x-request-id")) or uuid.uuid4().hex
+    """The call as the core sees it. ``request_id`` is the caller's as given (the core refuses a bad
+    one, CALLER_FIELD_INVALID, like the other caller ids); the id echoed in the answer and sent to the
+    registry is always a safe one (``echo_id``): the caller's when valid, else a fresh one."""
+    given = _given(header, "x-request-id")
+    echoed = given if given and caller_id_problem(given) is None else uuid.uuid4().hex
     traceparent = header("traceparent") or ""
     match = _TRACEPARENT.match(traceparent)
     # The registry adapters inject the current span's context (its parent is the caller's traceparent).
-    metadata = [("x-request-id", request_id)]
+    metadata = [("x-request-id", echoed)]
     current = trace.get_current_span().get_span_context()
     fields = header("x-fields") or ""
     return CallContext(
@@ -73,10 +85,22 @@ def call_context(protocol: str, header: Callable[[str], str | None], timeout_s: 
         consent_id=_given(header, "x-consent-id"),
         case_id=_given(header, "x-case-id"),
         officer_id=_given(header, "x-officer-id"),
-        request_id=request_id,
+        request_id=given or echoed,
         trace_id=f"{current.trace_id:032x}" if current.is_valid else (match.group(1) if match else ""),
         ai_system=_given(header, "x-ai-system"),
         field_mask=tuple(f.strip() for f in fields.split(",") if f.strip()),
         timeout_s=timeout_s,
         metadata=metadata,
     )
+
+
+def echo_id(ctx: CallContext) -> str:
+    """The request id an answer carries: never the caller's value unless it is a valid identifier."""
+    return dict(ctx.metadata).get("x-request-id", "")
+
+
+def refuse_bad_request_id(ctx: CallContext) -> None:
+    """For routes outside the exchange pipeline: the same refusal the core gives a bad ``x-request-id``."""
+    problem = caller_id_problem(ctx.request_id)
+    if problem:
+        raise GatewayError(Reason.CALLER_FIELD_INVALID, f"x-request-id {problem}", field="x-request-id")

@@ -1,8 +1,11 @@
-"""gRPC front-door security: TLS credentials, the caller's certificate thumbprint, the metadata cap."""
+"""gRPC front-door security: TLS credentials, the caller's certificate thumbprint, the metadata and
+message caps, and a way to wrap any kind of method handler (unary or streaming)."""
 
 from __future__ import annotations
 
+import inspect
 import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -12,15 +15,20 @@ import grpc
 from gateway.core.cnf import cert_thumbprint
 from gateway.core.errors import GatewayError, Reason
 from gateway.core.pipeline import CallContext, ExchangePipeline
-from gateway.entrypoints._context import repeated_single_valued
+from gateway.entrypoints._context import binary_variant, repeated_single_valued
 
-__all__ = ["MAX_METADATA_BYTES", "TRANSPORT_METADATA_BYTES", "admit_grpc_call", "grpc_tls", "peer_cert_sha256",
-           "server_credentials"]
+__all__ = ["MAX_METADATA_BYTES", "TRANSPORT_MESSAGE_BYTES", "TRANSPORT_METADATA_BYTES", "MessageSizeLimit",
+           "admit_grpc_call", "around_call", "grpc_tls", "peer_cert_sha256", "server_credentials"]
 
 #: Our own cap on a call's metadata, answered HEADERS_TOO_LARGE in the error model (as on REST).
 MAX_METADATA_BYTES = 16 * 1024
 #: The transport's hard cap, above ours so that oversized calls reach us and get a reason code.
 TRANSPORT_METADATA_BYTES = 128 * 1024
+#: The transport's hard cap on one message (``grpc.max_receive_message_length``). Our own limit,
+#: ``max_request_bytes``, is applied by ``MessageSizeLimit`` in the error model (REQUEST_TOO_LARGE with
+#: ErrorInfo, as REST's 413); only a message above this ceiling is refused by grpcio itself
+#: (RESOURCE_EXHAUSTED without ErrorInfo). It bounds what one call may buffer before we see it.
+TRANSPORT_MESSAGE_BYTES = 1024 * 1024
 
 
 def server_credentials(cert: Path, key: Path, client_ca: Path | None) -> grpc.ServerCredentials:
@@ -52,6 +60,10 @@ def admit_grpc_call(pipeline: ExchangePipeline, context: grpc.aio.ServicerContex
     if repeated is not None:
         pipeline.record_security_event(Reason.DUPLICATE_HEADER, "grpc")
         raise GatewayError(Reason.DUPLICATE_HEADER, f"The header {repeated} is given more than once")
+    binary = binary_variant(k for k, _ in metadata)
+    if binary is not None:
+        pipeline.record_security_event(Reason.DUPLICATE_HEADER, "grpc")
+        raise GatewayError(Reason.DUPLICATE_HEADER, f"The header {binary} is not accepted beside its text form")
     ctx.peer_cert_sha256 = peer_cert_sha256(context)
 
 
@@ -63,3 +75,87 @@ def grpc_tls(config: Any, port: int | None = None) -> tuple[grpc.ServerCredentia
     creds = server_credentials(config.path(tls.cert), config.path(tls.key),
                                config.path(tls.client_ca) if tls.client_ca else None)
     return creds, tls.port if port is None else port, tls.plaintext
+
+
+Start = Callable[[Any, "grpc.aio.ServicerContext[Any, Any]"], Awaitable[Any]]
+End = Callable[["grpc.aio.ServicerContext[Any, Any]"], None]
+_BEHAVIOURS = ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
+
+
+def around_call(handler: grpc.RpcMethodHandler, start: Start, end: End | None = None) -> grpc.RpcMethodHandler:
+    """``handler`` with ``request = await start(request, context)`` before its behaviour and ``end(context)``
+    after it, whatever its kind: unary, server streaming (a coroutine or an async generator), client
+    streaming (``start`` then gets the request iterator)."""
+
+    def wrap(inner: Callable[..., Any] | None) -> Callable[..., Any] | None:
+        if inner is None:
+            return None
+        if inspect.isasyncgenfunction(inner):
+            async def streamed(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+                request = await start(request, context)
+                try:
+                    async for item in inner(request, context):
+                        yield item
+                finally:
+                    if end is not None:
+                        end(context)
+
+            return streamed
+
+        async def called(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            request = await start(request, context)
+            try:
+                result = inner(request, context)
+                return await result if inspect.isawaitable(result) else result
+            finally:
+                if end is not None:
+                    end(context)
+
+        return called
+
+    return handler._replace(**{name: wrap(getattr(handler, name)) for name in _BEHAVIOURS})  # type: ignore[attr-defined,no-any-return]
+
+
+def _size(message: Any) -> int:
+    return len(message) if isinstance(message, bytes) else int(message.ByteSize())
+
+
+class MessageSizeLimit(grpc.aio.ServerInterceptor):
+    """``max_request_bytes`` per request message, refused REQUEST_TOO_LARGE in the error model (as REST's 413).
+
+    The transport's own cap is the higher ``TRANSPORT_MESSAGE_BYTES``, so that messages between the two
+    reach this check and get a reason code; every method is covered, streaming ones message by message.
+    """
+
+    def __init__(self, max_request_bytes: int, on_refusal: Callable[[Reason], None]) -> None:
+        self.max_request_bytes, self.on_refusal = max_request_bytes, on_refusal
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        if handler is None:
+            return handler
+        return around_call(handler, self._stream_start if handler.request_streaming else self._start)
+
+    async def _start(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        if _size(request) > self.max_request_bytes:
+            await self._refuse(context)
+        return request
+
+    async def _stream_start(self, requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        async def checked() -> AsyncIterator[Any]:
+            async for request in requests:
+                if _size(request) > self.max_request_bytes:
+                    await self._refuse(context)
+                yield request
+
+        return checked()
+
+    async def _refuse(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        from gateway.entrypoints.grpc_server import abort_with
+
+        self.on_refusal(Reason.REQUEST_TOO_LARGE)
+        await abort_with(context, GatewayError(Reason.REQUEST_TOO_LARGE))

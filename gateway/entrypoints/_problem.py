@@ -1,4 +1,8 @@
-"""Refusals on the REST door: RFC 9457 ``application/problem+json`` carrying the reason code."""
+"""Refusals on the REST door: RFC 9457 ``application/problem+json`` carrying the reason code.
+
+``metadata`` holds exactly what the gRPC ``ErrorInfo.metadata`` holds (``claim``, ``field`` ...), so a
+client reads the same facts about a refusal on either door.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +26,8 @@ PROBLEM_SCHEMA: dict[str, Any] = {
         "instance": {"type": "string"},
         "reason": {"type": "string", "enum": [str(r) for r in Reason]},
         "field": {"type": "string"},
+        "metadata": {"type": "object", "additionalProperties": {"type": "string"},
+                     "description": "The same members as the gRPC ErrorInfo metadata (claim, field ...)"},
         "requestId": {"type": "string"},
     },
 }
@@ -43,6 +49,8 @@ def problem_response(
         body["instance"] = instance or f"urn:passerelle:request:{request_id}"
     if err.field:
         body["field"] = err.field
+    if err.metadata:
+        body["metadata"] = dict(err.metadata)
     extra = dict(headers or {})
     if request_id:
         body["requestId"] = request_id

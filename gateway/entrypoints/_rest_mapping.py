@@ -7,6 +7,11 @@ such as ``fields``), appear once (unless its field is repeated), and be named on
 (``national_id`` and ``nationalId`` together are refused). Numbers in paths,
 queries and bodies are ASCII decimal: no ``١٢٣``, ``1_000``, ``+12``, ``1e3`` or
 ``2024.0`` for an integer, no ``NaN`` or ``Infinity`` anywhere.
+
+A body is ``application/json`` (no ``charset``, or ``utf-8``), with no content coding
+other than ``identity``, in UTF-8 without a byte order mark (``json_body``): anything
+else is refused (415 ``UNSUPPORTED_MEDIA_TYPE``; bad bytes ``INVALID_ARGUMENT``),
+never guessed, on every route that reads a JSON body.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from google.protobuf.message import Message
 from gateway.core.errors import GatewayError, Reason
 from gateway.core.strict_json import StrictJsonError, loads_strict
 
-__all__ = ["parse_body", "rest_message"]
+__all__ = ["check_json_media", "json_body", "parse_body", "rest_message"]
 
 _T = FieldDescriptor
 _INTEGERS = frozenset({
@@ -50,6 +55,27 @@ def parse_body(raw: bytes) -> dict[str, Any]:
     if not isinstance(parsed, dict):
         raise _invalid("The body must be a JSON object")
     return parsed
+
+
+def check_json_media(content_type: str | None, content_encoding: str | None) -> None:
+    """Refuse (415) a body that is not declared ``application/json`` in UTF-8 and without a coding."""
+    if (content_encoding or "identity").strip().lower() != "identity":
+        raise GatewayError(Reason.UNSUPPORTED_MEDIA_TYPE, "Content-Encoding is not accepted; send the body as is")
+    media, _, params = (content_type or "").partition(";")
+    if media.strip().lower() != "application/json":
+        raise GatewayError(Reason.UNSUPPORTED_MEDIA_TYPE, "The body must be sent as application/json")
+    for param in filter(None, (p.strip() for p in params.split(";"))):
+        name, _, value = param.partition("=")
+        if name.strip().lower() != "charset" or value.strip().strip('"').lower() != "utf-8":
+            raise GatewayError(Reason.UNSUPPORTED_MEDIA_TYPE, "application/json takes no parameter but charset=utf-8")
+
+
+def json_body(raw: bytes, content_type: str | None, content_encoding: str | None) -> dict[str, Any] | None:
+    """The JSON object of a request body, or None when there is no body (nothing to declare)."""
+    if not raw and (content_encoding or "identity").strip().lower() == "identity":
+        return None
+    check_json_media(content_type, content_encoding)
+    return parse_body(raw)
 
 
 def _field_by_any_name(desc: Descriptor) -> dict[str, FieldDescriptor]:

@@ -25,10 +25,10 @@ from gateway.core.auth import Principal
 from gateway.core.contracts import load_generated_modules
 from gateway.core.errors import GatewayError, Reason
 from gateway.core.pipeline import CallContext, ExchangePipeline
-from gateway.entrypoints._context import call_context
+from gateway.entrypoints._context import call_context, echo_id, refuse_bad_request_id
 from gateway.entrypoints._grpc_security import admit_grpc_call
 from gateway.entrypoints._request_url import request_url
-from gateway.entrypoints._rest_mapping import parse_body, rest_message
+from gateway.entrypoints._rest_mapping import json_body, rest_message
 from gateway.entrypoints.grpc_server import abort_unexpected, abort_with, parse_request
 from gateway.entrypoints.openapi_schema import message_ref
 
@@ -91,15 +91,16 @@ def _grpc_handler(pipeline: ExchangePipeline, b: ServiceBinding, m: MethodDescri
         ctx = call_context("grpc", md.get, context.time_remaining())
         try:
             admit_grpc_call(pipeline, context, ctx)
+            refuse_bad_request_id(ctx)
             principal = await _authorise(pipeline, access, ctx)
             request = parse_request(req_cls, raw)
             response = await handler(request, Call(principal, ctx))
             response.DiscardUnknownFields()
             return response.SerializeToString()
         except GatewayError as err:
-            await abort_with(context, err, ctx.request_id)
+            await abort_with(context, err, echo_id(ctx))
         except Exception as exc:  # the catch-all: INTERNAL without the exception's text
-            await abort_unexpected(context, exc, ctx.request_id)
+            await abort_unexpected(context, exc, echo_id(ctx))
         raise AssertionError("unreachable")
 
     return grpc.unary_unary_rpc_method_handler(handle)
@@ -136,7 +137,7 @@ async def _rest_request(req_cls: type[Message], request: Request, body_rule: str
     body = None
     if body_rule == "*":
         raw = await request.body()
-        body = parse_body(raw) if raw else {}
+        body = json_body(raw, request.headers.get("content-type"), request.headers.get("content-encoding")) or {}
     path = {k: str(v) for k, v in request.path_params.items()}
     return rest_message(req_cls, path=path, query=request.query_params.multi_items(), body=body)
 
@@ -154,16 +155,17 @@ def _rest_endpoint(
         ctx.http_method, ctx.http_url = request.method, request_url(request.scope)   # never the Host header
         ctx.dpop_proof = request.headers.get("dpop", "")
         try:
+            refuse_bad_request_id(ctx)
             principal = await _authorise(pipeline, access, ctx)
             message = await _rest_request(req_cls, request, body_rule)
             response = await handler(message, Call(principal, ctx))
         except GatewayError as err:
-            return problem_response(err, ctx.request_id)
+            return problem_response(err, echo_id(ctx))
         response.DiscardUnknownFields()
         body = json_format.MessageToJson(
             response, indent=None, ensure_ascii=False, always_print_fields_with_no_presence=b.print_defaults
         )
-        return Response(body, media_type="application/json", headers={"x-request-id": ctx.request_id})
+        return Response(body, media_type="application/json", headers={"x-request-id": echo_id(ctx)})
 
     endpoint.__name__ = m.name
     return endpoint

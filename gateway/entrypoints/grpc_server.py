@@ -21,8 +21,13 @@ from grpc_status import rpc_status
 from gateway.core.contracts import Operation
 from gateway.core.errors import DOMAIN, GatewayError, Reason
 from gateway.core.pipeline import ExchangePipeline
-from gateway.entrypoints._context import call_context
-from gateway.entrypoints._grpc_security import TRANSPORT_METADATA_BYTES, admit_grpc_call
+from gateway.entrypoints._context import call_context, echo_id
+from gateway.entrypoints._grpc_security import (
+    TRANSPORT_MESSAGE_BYTES,
+    TRANSPORT_METADATA_BYTES,
+    MessageSizeLimit,
+    admit_grpc_call,
+)
 from observability.logs import unexpected_errors
 
 __all__ = ["abort_unexpected", "abort_with", "create_grpc_server", "parse_request", "rich_status"]
@@ -78,7 +83,7 @@ def _exchange_handler(pipeline: ExchangePipeline, op: Operation) -> grpc.RpcMeth
         md = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
         ctx = call_context("grpc", md.get, context.time_remaining())
         # Echoed in the trailers: an explicit send of initial metadata costs a transport batch per call.
-        context.set_trailing_metadata((("x-request-id", ctx.request_id),))
+        context.set_trailing_metadata((("x-request-id", echo_id(ctx)),))
         try:
             admit_grpc_call(pipeline, context, ctx)
             request = parse_request(op.request_cls, raw)
@@ -86,9 +91,9 @@ def _exchange_handler(pipeline: ExchangePipeline, op: Operation) -> grpc.RpcMeth
             response.DiscardUnknownFields()   # what leaves is what the audit lists, whatever the adapter kept
             return response.SerializeToString()
         except GatewayError as err:
-            await abort_with(context, err, ctx.request_id)
+            await abort_with(context, err, echo_id(ctx))
         except Exception as exc:  # the catch-all: INTERNAL without the exception's text
-            await abort_unexpected(context, exc, ctx.request_id)
+            await abort_unexpected(context, exc, echo_id(ctx))
         raise AssertionError("unreachable")
 
     return grpc.unary_unary_rpc_method_handler(handle)
@@ -157,10 +162,13 @@ async def create_grpc_server(
     ``tls`` = (credentials, port, keep the plaintext port): adds a TLS port; ``bound_ports``
     receives ``grpc`` and ``grpc_tls``.
     """
+    # Innermost: the caller's address is charged (outer interceptors) before its message is judged.
+    size_limit = MessageSizeLimit(max_request_bytes, lambda reason: pipeline.record_security_event(reason, "grpc"))
     server = grpc.aio.server(
-        interceptors=interceptors or None,
+        interceptors=[*(interceptors or ()), size_limit],
         options=[
-            ("grpc.max_receive_message_length", max_request_bytes),
+            # Our limit is MessageSizeLimit's (REQUEST_TOO_LARGE with ErrorInfo); the transport's is a ceiling.
+            ("grpc.max_receive_message_length", max(TRANSPORT_MESSAGE_BYTES, max_request_bytes)),
             # Requests are a few hundred bytes; gRPC core inflates a compressed message WHOLE before
             # checking the size limit (a 60 KB gzip bomb costs 60 MB per call in flight). Identity
             # only: a compressed request is refused before inflation, UNIMPLEMENTED with

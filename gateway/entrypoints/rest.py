@@ -23,7 +23,7 @@ from gateway.core.contracts import Operation
 from gateway.core.errors import GatewayError, Reason
 from gateway.core.pipeline import ExchangePipeline
 from gateway.entrypoints._asgi_guard import FrontDoorGuard
-from gateway.entrypoints._context import call_context
+from gateway.entrypoints._context import call_context, echo_id
 from gateway.entrypoints._problem import PROBLEM_SCHEMA, problem_response
 from gateway.entrypoints._request_url import request_url
 from gateway.entrypoints._rest_mapping import rest_message
@@ -59,10 +59,10 @@ def _endpoint(pipeline: ExchangePipeline, op: Operation) -> Callable[[Request], 
                 ctx.field_mask = tuple(f for f in request.query_params["fields"].split(",") if f)
             answer = await pipeline.exchange(op, message, ctx)
         except GatewayError as err:
-            return problem_response(err, ctx.request_id)
+            return problem_response(err, echo_id(ctx))
         answer.DiscardUnknownFields()   # what leaves is what the audit lists, whatever the adapter kept
         body = json_format.MessageToJson(answer, indent=None, ensure_ascii=False)
-        return Response(body, media_type="application/json", headers={"x-request-id": ctx.request_id})
+        return Response(body, media_type="application/json", headers={"x-request-id": echo_id(ctx)})
 
     endpoint.__name__ = op.method
     return endpoint

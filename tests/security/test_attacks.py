@@ -315,10 +315,11 @@ async def test_with_a_public_url_proofs_must_name_it(stack: SecurityStack) -> No
 
 
 async def test_dpop_bound_token_is_refused_on_grpc(stack: SecurityStack) -> None:
-    """gRPC has no DPoP: a DPoP-bound token stolen from a REST client is useless there."""
+    """gRPC has no DPoP: a DPoP-bound token stolen from a REST client is useless there, and the refusal
+    says to use a certificate-bound token on gRPC (docs/security.md)."""
     c = DpopClient(stack)
-    with Refused(stack, "DPOP_PROOF_INVALID", "grpc"):
-        assert await grpc_reason(stack, c.token) == "DPOP_PROOF_INVALID"
+    with Refused(stack, "SENDER_CONSTRAINT_FAILED", "grpc"):
+        assert await grpc_reason(stack, c.token) == "SENDER_CONSTRAINT_FAILED"
 
 
 # --- flood -------------------------------------------------------------------------------------------------

@@ -18,7 +18,17 @@ from gateway.core.auth import Issuer, TokenVerifier
 from gateway.core.cnf import SenderEvidence, cert_thumbprint, sender_refusal
 from gateway.core.dpop import ReplayCache, jwk_thumbprint, key_thumbprint, make_proof, normalise_htu, verify_proof
 from gateway.core.errors import GatewayError, Reason
-from gateway.core.quotas import AddressQuotas, Admission, KeyedBuckets, PrincipalQuotas, Quota, TokenBucket
+from gateway.core.quotas import (
+    AddressQuotas,
+    Admission,
+    KeyedBuckets,
+    PrincipalQuotas,
+    Quota,
+    TokenBucket,
+    authenticated,
+    refund_when_authenticated,
+    refunds_ended,
+)
 
 ISS, AUD = "https://idp.test", "urn:passerelle:gateway"
 
@@ -488,12 +498,26 @@ def test_keyed_buckets_stay_bounded_whatever_the_number_of_keys() -> None:
 def test_an_address_over_its_failed_authentications_is_refused_even_with_a_token() -> None:
     limits = AddressQuotas(KeyedBuckets(100.0, 100), KeyedBuckets(0.1, 2))
     for _ in range(2):
-        limits.admit("a", has_token=True, now=0.0)
+        limits.admit("a", now=0.0)
         limits.failed("a", 0.0)
-    assert reason(limits.admit, "a", has_token=True, now=0.0) == Reason.RATE_LIMITED
-    limits.admit("b", has_token=True, now=0.0)
-    assert reason(limits.admit, "a", has_token=True, now=1.0) == Reason.RATE_LIMITED
-    limits.admit("a", has_token=True, now=11.0)   # one failure's worth came back
+    assert reason(limits.admit, "a", now=0.0) == Reason.RATE_LIMITED
+    limits.admit("b", now=0.0)
+    assert reason(limits.admit, "a", now=1.0) == Reason.RATE_LIMITED
+    limits.admit("a", now=11.0)   # one failure's worth came back
+
+
+def test_an_address_charge_is_given_back_only_once_the_call_authenticated() -> None:
+    """Every call is charged to its address; ``authenticated()`` (the verifier's) gives it back, once."""
+    limits = AddressQuotas(KeyedBuckets(0.001, 2), KeyedBuckets(0.1, 100))
+    for _ in range(5):
+        limits.admit("agency", now=0.0)
+        token = refund_when_authenticated(lambda: limits.refund("agency"))
+        authenticated()
+        authenticated()   # a second verification in the same call gives nothing more back
+        refunds_ended(token)
+    limits.admit("public", now=0.0)
+    limits.admit("public", now=0.0)
+    assert reason(limits.admit, "public", now=0.0) == Reason.RATE_LIMITED
 
 
 def test_principal_quotas_are_per_person_and_leave_agencies_to_admission() -> None:

@@ -20,6 +20,7 @@ from gateway._pb.passerelle.gateway.v1 import admin_pb2 as pb
 from gateway.core.caller_text import free_text_problem
 from gateway.core.contracts import Operation
 from gateway.core.errors import GatewayError, Reason
+from gateway.core.transparency import MAX_HIDDEN_DAYS
 from gateway.entrypoints.binding import Access, Call, ServiceBinding
 from gateway.entrypoints.services import timestamp
 from gateway.entrypoints.services._changes import Change, apply_change
@@ -31,6 +32,7 @@ __all__ = ["mandate_admin_binding", "mandate_problems"]
 
 SERVICE = "passerelle.gateway.v1.MandateAdmin"
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 def mandate_problems(
@@ -90,6 +92,13 @@ def to_proto(e: MandateEntry) -> pb.Mandate:
 
 
 def from_proto(m: pb.Mandate) -> Mandate:
+    """The mandate a request describes; values the configuration would refuse are refused here too."""
+    if not 0 <= m.hidden_days <= MAX_HIDDEN_DAYS:
+        raise GatewayError(Reason.INVALID_ARGUMENT, f"hiddenDays must be within 0..{MAX_HIDDEN_DAYS}",
+                           field="hidden_days")
+    for name, value in (("valid_from", m.valid_from), ("valid_until", m.valid_until)):
+        if value and _DATE.fullmatch(value) is None:   # date.fromisoformat also reads 20240101, 2024-W01-1 ...
+            raise GatewayError(Reason.INVALID_ARGUMENT, "validFrom and validUntil are dates: YYYY-MM-DD", field=name)
     try:
         return mandate_from_dict(
             {
@@ -103,14 +112,14 @@ def from_proto(m: pb.Mandate) -> Mandate:
                 "categories": list(m.categories),
                 "valid_from": m.valid_from,
                 "valid_until": m.valid_until,
-                "hidden_days": max(0, m.hidden_days),
+                "hidden_days": m.hidden_days,
                 "hidden_reason": m.hidden_reason,
                 "limits": [{"field": x.field, "op": x.op, "values": list(x.values)} for x in m.limits],
                 "consent_required": m.consent_required,
                 "explicit_request": m.explicit_request,
             }
         )
-    except ValueError:
+    except (ValueError, OverflowError):
         raise GatewayError(
             Reason.INVALID_ARGUMENT, "validFrom and validUntil are dates: YYYY-MM-DD", field="valid_from"
         ) from None

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import base64
-import binascii
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
 
 from gateway._pb.passerelle.gateway.v1 import ops_pb2 as pb
 from gateway.core.errors import GatewayError, Reason
 from gateway.core.identifiers import national_id_problem
+from gateway.core.transparency import parse_bound, parse_page_token_of
 from gateway.entrypoints.binding import Access, Call, ServiceBinding
 from observability.ops import ManualSubmission, OpsQuery, OpsRecord
 from observability.ops_store import InMemoryOpsStore, PostgresOpsStore, SqliteOpsStore
@@ -21,34 +20,14 @@ OpsStore = SqliteOpsStore | PostgresOpsStore | InMemoryOpsStore
 
 
 def parse_instant(value: str, *, name: str, end: bool) -> int | None:
-    """An RFC 3339 date or timestamp as epoch µs; a date as an end bound includes the whole day."""
-    if not value:
-        return None
-    try:
-        if len(value) == 10:
-            d = date.fromisoformat(value)
-            moment = datetime(d.year, d.month, d.day, tzinfo=UTC) + (timedelta(days=1) if end else timedelta())
-        else:
-            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-            moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-    except ValueError:
-        raise GatewayError(
-            Reason.INVALID_ARGUMENT, f"{name} is not an RFC 3339 date or timestamp", field=name
-        ) from None
-    return int(moment.timestamp() * 1_000_000)
+    """An RFC 3339 date or timestamp as epoch µs (``gateway.core.transparency.parse_bound``: one reading
+    of caller dates for every API); a date as an end bound includes the whole day."""
+    return parse_bound(value, name=name, end=end)
 
 
 def _page_after(token: str) -> int:
-    if not token:
-        return 0
-    try:
-        kind, _, value = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode().partition(":")
-        after = int(value)
-    except (ValueError, UnicodeDecodeError, binascii.Error):
-        kind, after = "", -1
-    if kind != "ops" or after < 0:
-        raise GatewayError(Reason.INVALID_ARGUMENT, "page_token is not from a previous page", field="page_token")
-    return after
+    """The last id of the previous page: within int64, or INVALID_ARGUMENT (never an overflow in the store)."""
+    return parse_page_token_of(token, "ops")
 
 
 def _page_token(last_id: int) -> str:

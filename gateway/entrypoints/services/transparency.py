@@ -37,10 +37,13 @@ from gateway.core.transparency import (
     page_token,
     parse_bound,
     parse_page_token,
+    parse_sequence,
     split_embargo,
 )
 from gateway.core.types import StoredAuditRecord
-from gateway.entrypoints._context import call_context
+from gateway.entrypoints._context import call_context, echo_id, refuse_bad_request_id
+from gateway.entrypoints._request_url import request_url
+from gateway.entrypoints._rest_mapping import json_body
 from gateway.entrypoints.binding import Access, Call, ServiceBinding
 from gateway.entrypoints.services.audit import checkpoint_message, signer_for
 
@@ -132,12 +135,14 @@ def citizen_binding(gateway: Gateway) -> ServiceBinding:
     async def get_proof(request: pb.GetMyAccessProofRequest, call: Call) -> pb.AccessProof:
         subject = _subject(gateway, call)
         not_found = GatewayError(Reason.NOT_FOUND, "No such access in your history")
-        # An audit sequence number: ASCII decimal ("²" and "١" pass isdigit) and within int64.
+        # An audit sequence number: ASCII decimal ("²" and "١" pass isdigit), its length checked before
+        # int() reads it (past 4300 digits int() raises), within int64 (beyond, no record can exist).
         if not (request.id.isascii() and request.id.isdigit()):
             raise GatewayError(Reason.INVALID_ARGUMENT, "id must be an ASCII decimal number", field="id")
-        if int(request.id) > 2**63 - 1:
+        seq = parse_sequence(request.id)
+        if seq < 0:
             raise not_found
-        stored = await gateway.audit.get(int(request.id))
+        stored = await gateway.audit.get(seq)
         if stored is None or stored.record.subject != subject:  # another person's record looks absent
             raise not_found
         if not split_embargo([stored], now_us())[0]:
@@ -172,30 +177,49 @@ def _export_body(entries: list[AccessEntry], hidden: int, fmt: str, now: int) ->
     return json.dumps(body, ensure_ascii=False, indent=2), "application/json"
 
 
+_EXPORT_QUERY = ("format", "since", "until")
+
+
+def _export_query(items: list[tuple[str, str]]) -> dict[str, str]:
+    """The canonical mapping's rule for a hand-written route: declared parameters only, each at most once."""
+    query: dict[str, str] = {}
+    for key, value in items:
+        if key not in _EXPORT_QUERY:
+            raise GatewayError(Reason.INVALID_ARGUMENT, "A query parameter is not declared for this route",
+                               field="query")
+        if key in query:
+            raise GatewayError(Reason.INVALID_ARGUMENT, f"{key} is given more than once", field=key)
+        query[key] = value
+    return query
+
+
 def export_installer(gateway: Gateway) -> Any:
     from gateway.bootstrap import now_us
 
     async def export(request: Request) -> Response:
         ctx = call_context("rest", request.headers.get, None)
+        ctx.http_method, ctx.http_url = request.method, request_url(request.scope)   # never the Host header
+        ctx.dpop_proof = request.headers.get("dpop", "")
         try:
-            principal = gateway.pipeline.authenticate(ctx, kind="citizen")
-            fmt = request.query_params.get("format", "json")
+            refuse_bad_request_id(ctx)
+            principal = await gateway.pipeline.authenticate_async(ctx, kind="citizen")
+            query = _export_query(request.query_params.multi_items())
+            fmt = query.get("format", "json")
             if fmt not in ("json", "csv"):
                 raise GatewayError(Reason.INVALID_ARGUMENT, "format must be json or csv", field="format")
             subject = gateway.pseudonymise(principal.id)
-            records = await _records(gateway, subject, since=request.query_params.get("since", ""),
-                                     until=request.query_params.get("until", ""))  # fmt: skip
+            records = await _records(gateway, subject, since=query.get("since", ""), until=query.get("until", ""))
         except GatewayError as err:
             from gateway.entrypoints.rest import problem_response
 
-            return problem_response(err, ctx.request_id)
+            return problem_response(err, echo_id(ctx))
         now = now_us()
         visible, hidden = split_embargo(records, now)
         cat = catalogue_of(gateway)
         body, media = _export_body([entry_of(s, cat) for s in visible], hidden, fmt, now)
         name = f"my-accesses-{iso_time(now)[:10]}.{fmt}"
         headers = {"content-disposition": f'attachment; filename="{name}"', "cache-control": "no-store",
-                   "x-request-id": ctx.request_id}  # fmt: skip
+                   "x-request-id": echo_id(ctx)}  # fmt: skip
         return Response(body, media_type=media, headers=headers)
 
     def install(app: FastAPI) -> dict[str, Any]:
@@ -231,15 +255,20 @@ def demo_installer(gateway: Gateway) -> Any:
     data_dir = gateway.config.base_dir
 
     async def citizen_token(request: Request) -> Response:
-        try:
-            body = json.loads(await request.body() or b"{}")
-            nid = str(body.get("nationalId", "")) if isinstance(body, dict) else ""
-        except ValueError:
-            nid = ""
+        from gateway.entrypoints.rest import problem_response
+
+        try:   # the same body rules as every JSON route (_rest_mapping.json_body): one reading or a refusal
+            if request.query_params:
+                raise GatewayError(Reason.INVALID_ARGUMENT, "A query parameter is not declared for this route",
+                                   field="query")
+            body = json_body(await request.body(), request.headers.get("content-type"),
+                             request.headers.get("content-encoding")) or {}
+        except GatewayError as err:
+            return problem_response(err)
+        value = body.get("nationalId", "")
+        nid = value if isinstance(value, str) else ""
         problem = national_id_problem(nid)
         if problem:
-            from gateway.entrypoints.rest import problem_response
-
             return problem_response(GatewayError(Reason.INVALID_ARGUMENT, "nationalId: " + problem, field="nationalId"))
         token = demo_token(data_dir, issuer_id="demo-citizens", subject=nid, scope="citizen", ttl_s=900)
         return JSONResponse({"token": token, "expiresIn": 900}, headers={"cache-control": "no-store"})
