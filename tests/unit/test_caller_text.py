@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import random
+import uuid
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.core.caller_text import (
     UNKNOWN_PURPOSE,
     caller_id_problem,
     free_text_problem,
+    holds_national_id,
     recorded_purpose,
 )
 from gateway.core.errors import GatewayError, Reason
 from gateway.core.export_safety import csv_cell, csv_text
+from gateway.core.identifiers import make_national_id, national_id_problem
 from gateway.core.ports import AuditQuery
 from tests.unit.test_pipeline import Stack, person_request, stack, valid_nid  # noqa: F401  (fixture)
 
@@ -35,6 +43,39 @@ def test_values_that_are_not_short_identifiers_are_refused(value: str) -> None:
 def test_anything_holding_a_national_id_is_refused(value: str) -> None:
     problem = caller_id_problem(value)
     assert problem is not None and "national" in problem and value not in problem
+
+
+@pytest.mark.parametrize(
+    "value", ["1952.0515.52689", "1952-05-15-526-89", "1952:051:552:689", "CALL.00352.621.1952051552689"]
+)
+def test_a_national_id_spread_out_with_separators_is_refused(value: str) -> None:
+    """Issue 10 review, finding 5: x-case-id, x-officer-id, x-request-id with separators between the digits."""
+    assert national_id_problem("1952051552689") is None  # the reviewer's value is a well-formed national id
+    assert caller_id_problem(value) == "must not hold a national identification number"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    birth=st.dates(dt.date(1900, 1, 1), dt.date(2025, 12, 31)),
+    seq=st.integers(0, 999),
+    cuts=st.lists(st.integers(1, 12), max_size=6, unique=True),
+    separator=st.sampled_from([".", "-", ":", "/", "_", " "]),
+    prefix=st.from_regex(r"[a-z]{0,4}", fullmatch=True),
+)
+def test_any_national_id_is_found_whatever_separators_are_put_between_its_digits(
+    birth: dt.date, seq: int, cuts: list[int], separator: str, prefix: str
+) -> None:
+    nid = make_national_id(birth, seq)
+    spread = "".join(separator + d if i in cuts else d for i, d in enumerate(nid))
+    assert holds_national_id(prefix + spread) and caller_id_problem((prefix or "c") + spread) is not None
+    assert free_text_problem(f"see {spread}") is not None
+
+
+def test_random_identifiers_are_almost_never_mistaken_for_national_ids() -> None:
+    """The check digits keep ordinary random identifiers usable although separators no longer protect them."""
+    rng = random.Random(10)
+    values = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(20_000)]
+    assert sum(caller_id_problem(v) is not None for v in values) <= 1
 
 
 @pytest.mark.parametrize("value", ["1f063288bfa648febea6555991657105", "1234567890123", "case-99999999999999"])
