@@ -173,9 +173,6 @@ class ConsumerSection(_Strict):
     rate_per_s: float | None = Field(None, ge=0)  # default: the [gateway] quota values
     burst: int | None = Field(None, ge=1)
     max_concurrent: int | None = Field(None, ge=0)
-    # The AI systems this agency registered (identifiers, as sent in x-ai-system): any other value is
-    # refused, so citizens are only ever shown a registered system.
-    ai_systems: list[str] = []
 
 
 class RevokedSection(_Strict):

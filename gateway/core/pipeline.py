@@ -32,7 +32,7 @@ from gateway.core.transparency import MAX_HIDDEN_DAYS
 from gateway.core.types import AuditRecord, EventKind, ExchangeTiming, Outcome, SubjectRole
 from gateway.core.validation import format_problem
 
-__all__ = ["CallContext", "ExchangePipeline", "Registry"]
+__all__ = ["CallContext", "ExchangePipeline", "Registry", "third_party_request_id"]
 
 _FAILURES = frozenset(
     {
@@ -146,6 +146,11 @@ class _Trail:
     request_bytes: int = 0
     registry_response_bytes: int = 0
     response_bytes: int = 0
+
+
+def third_party_request_id(pseudonymise: Callable[[str], str], request_id: str, subject: str) -> str:
+    """The opaque request id of a third party's record: keyed (the operator can relink it), unlinkable for others."""
+    return "tp-" + pseudonymise(f"third-party request\n{request_id}\n{subject}")
 
 
 class ExchangePipeline:
@@ -365,8 +370,11 @@ class ExchangePipeline:
     def _third_party_records(self, record: AuditRecord, trail: _Trail) -> list[AuditRecord]:
         """A record in the history of each other person whose data left, with only their fields.
 
-        Same exchange (request and trace ids, agency, purpose, legal basis); nothing that points at the
-        lookup's subject (their pseudonym, case or consent), so the record exposes no one else.
+        Same agency, purpose and legal basis; nothing that points at the lookup's subject (their
+        pseudonym, case or consent) and none of the exchange's ids: the request id is replaced by an
+        opaque one derived under the pseudonym key (the operator can relink, nobody else) and there
+        is no trace id, so two citizens' proofs cannot be matched by id. What still links them, the
+        time and the adjacency in the chain, is in docs/audit-transparency.md (threat model).
         """
         if record.outcome is not Outcome.OK:
             return []
@@ -376,7 +384,9 @@ class ExchangePipeline:
             if not subject or subject == record.subject:
                 continue
             extra = {"subject_role": SubjectRole.THIRD_PARTY.value, "disclosed_in": d.path}
-            out.append(replace(record, subject=subject, fields=d.fields, consent_id="", case_id="", extra=extra))
+            request_id = third_party_request_id(self._pseudonymise, record.request_id, subject)
+            out.append(replace(record, subject=subject, fields=d.fields, consent_id="", case_id="",
+                               request_id=request_id, trace_id="", extra=extra))  # fmt: skip
         return out
 
     @staticmethod

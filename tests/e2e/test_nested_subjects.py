@@ -11,6 +11,7 @@ import pytest_asyncio
 
 from gateway._pb.registry.business.v1 import business_pb2, business_pb2_grpc
 from gateway._pb.registry.population.v1 import population_pb2, population_pb2_grpc
+from gateway.core.pipeline import third_party_request_id
 from gateway.core.ports import AuditQuery
 from gateway.core.types import AuditRecord
 from gateway.demo.setup import demo_token
@@ -46,8 +47,13 @@ async def history(demo: DemoStack, nid: str) -> list[dict]:  # type: ignore[type
 
 
 async def records_of(demo: DemoStack, request_id: str) -> list[AuditRecord]:
+    """The exchange's record, then its third parties' (their request ids derived under the pseudonym key)."""
     rows = await demo.running.gateway.audit.query(AuditQuery(limit=10_000))
-    return [r.record for r in rows if r.record.request_id == request_id]
+    p = demo.running.gateway.pseudonymise
+    return [r.record for r in rows if r.record.request_id == request_id] + [
+        r.record for r in rows
+        if r.record.request_id == third_party_request_id(p, request_id, r.record.subject) and not r.record.trace_id
+    ]  # fmt: skip
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")

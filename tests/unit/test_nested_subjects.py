@@ -20,7 +20,7 @@ from gateway.core.contracts import Operation, load_operations
 from gateway.core.errors import GatewayError, Reason
 from gateway.core.identifiers import make_national_id
 from gateway.core.minimise import disclosures, minimise, narrow, nested_people
-from gateway.core.pipeline import CallContext, ExchangePipeline, Registry
+from gateway.core.pipeline import CallContext, ExchangePipeline, Registry, third_party_request_id
 from gateway.core.ports import AuditQuery
 from gateway.core.pseudonym import Pseudonymiser
 from gateway.core.types import AuditReceipt, AuditRecord, Outcome, SubjectRole
@@ -291,9 +291,21 @@ async def test_a_household_lookup_is_recorded_in_each_members_history() -> None:
         (stack.pseudo(CHILD), ("given_names", "birth_date"), SubjectRole.THIRD_PARTY),
     ]
     for r in others:   # the same exchange, seen from the member's side
-        assert (r.consumer, r.service, r.purpose, r.legal_basis, r.request_id, r.trace_id, r.outcome) == (
-            main.consumer, main.service, main.purpose, main.legal_basis, main.request_id, main.trace_id, Outcome.OK
+        assert (r.consumer, r.service, r.purpose, r.legal_basis, r.outcome) == (
+            main.consumer, main.service, main.purpose, main.legal_basis, Outcome.OK
         )  # fmt: skip
+
+
+async def test_a_members_record_shares_no_id_with_the_main_subjects_record() -> None:
+    """Issue 10 review, finding 10: two citizens' proofs cannot be matched by request or trace id."""
+    stack = make_stack({"given_names", "household_members.given_names"})
+    await lookup(stack)
+    main, *others = await stack.records()
+    assert others and main.request_id == "req-1" and main.trace_id == "t" * 32
+    for r in others:
+        assert r.trace_id == "" and r.request_id.startswith("tp-") and "req-1" not in r.request_id
+        assert r.request_id == third_party_request_id(stack.pseudo, "req-1", r.subject)
+    assert len({r.request_id for r in others}) == len(others)
 
 
 async def test_a_members_record_holds_nothing_that_points_at_the_person_looked_up() -> None:
