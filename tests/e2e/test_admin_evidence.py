@@ -110,10 +110,34 @@ async def test_with_the_audit_log_down_a_reinstatement_is_not_made(
     demo: DemoStack, door: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     kid = f"kept-{door}-{time.time_ns()}"
-    assert (await call(demo, door, "Revoke", kind="key", value=kid))[0] == 200
+    assert (await call(demo, door, "Revoke", kind="key", value=kid, reason="rotated"))[0] == 200
     with audit_down(demo, monkeypatch):
-        status, _ = await call(demo, door, "Reinstate", kind="key", value=kid)
+        status, _ = await call(demo, door, "Reinstate", kind="key", value=kid, reason="rotation undone")
     assert status == 503 and await revoked(demo, "key", kid)
+
+
+@pytest.mark.parametrize("door", DOORS)
+@pytest.mark.parametrize("method", ["Revoke", "Reinstate"])
+async def test_a_revocation_or_reinstatement_without_a_reason_is_refused(
+    demo: DemoStack, door: str, method: str
+) -> None:
+    """Issue 10 review, finding 9: the log keeps why."""
+    kid = f"no-reason-{door}-{method}-{time.time_ns()}"
+    before = len(await changes(demo, method))
+    for reason in ("", "   "):
+        status, body = await call(demo, door, method, kind="key", value=kid, reason=reason)
+        assert (status, body["reason"]) == (400, "INVALID_ARGUMENT")
+    assert not await revoked(demo, "key", kid) and len(await changes(demo, method)) == before
+
+
+@pytest.mark.parametrize("door", DOORS)
+async def test_revoking_what_is_already_revoked_is_recorded_as_a_no_op(demo: DemoStack, door: str) -> None:
+    """Issue 10 review, finding 9: a duplicate revocation changes nothing, and the log says so."""
+    kid = f"twice-{door}-{time.time_ns()}"
+    assert (await call(demo, door, "Revoke", kind="key", value=kid, reason="compromised"))[0] == 200
+    assert (await call(demo, door, "Revoke", kind="key", value=kid, reason="compromised, really"))[0] == 200
+    first, second = (await changes(demo, "Revoke"))[-2:]
+    assert (first.extra["result"], second.extra["result"]) == ("done", "no-op")
 
 
 @pytest.mark.parametrize("reason", ["x" * 201, "line\nbreak", "for 1991062434054"])

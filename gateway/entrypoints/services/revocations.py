@@ -3,8 +3,9 @@
 Each revocation and reinstatement is evidence (``_changes``): its effect is computed
 from the store without changing it, recorded (actor, kind, ``sha256:`` of a token id
 or the key id or consumer, reason, expiry, ``result``), and only then applied. A
-reinstatement of something not revoked is recorded as ``no-op`` and changes nothing;
-revocations from the configuration cannot be reinstated here (also ``no-op``).
+reinstatement of something not revoked, or a revocation of something already revoked
+at least as long, is recorded as ``no-op`` and changes nothing; revocations from the
+configuration cannot be reinstated here (also ``no-op``). Both need a reason.
 """
 
 from __future__ import annotations
@@ -54,9 +55,19 @@ def _validate(gateway: Gateway, kind: str, value: str, reason: str) -> None:
         raise GatewayError(Reason.INVALID_ARGUMENT, "value must be 1 to 256 characters", field="value")
     if kind == "consumer" and value not in {c.id for c in gateway.config.consumers}:
         raise GatewayError(Reason.INVALID_ARGUMENT, "no such consumer", field="value")
+    if not reason.strip():
+        raise GatewayError(Reason.INVALID_ARGUMENT, "reason is required: the log keeps why", field="reason")
     problem = free_text_problem(reason)
     if problem:
         raise GatewayError(Reason.INVALID_ARGUMENT, f"reason {problem}", field="reason")
+
+
+def _covering(active: Iterable[Revocation], kind: str, value: str, until_us: int) -> Revocation | None:
+    """An active revocation of the same thing lasting at least as long as ``until_us`` (0: for good)."""
+    for r in active:
+        if r.kind == kind and r.value == value and (r.until_us == 0 or 0 < until_us <= r.until_us):
+            return r
+    return None
 
 
 def revocations_binding(gateway: Gateway, sync: RevocationSync, clock_us: Callable[[], int]) -> ServiceBinding:
@@ -67,7 +78,9 @@ def revocations_binding(gateway: Gateway, sync: RevocationSync, clock_us: Callab
         if request.until_us and request.until_us <= now:
             raise GatewayError(Reason.INVALID_ARGUMENT, "until_us must be in the future (or 0)", field="until_us")
         r = Revocation(request.kind, request.value, request.reason, now, max(0, request.until_us), call.principal.id)
-        change = Change("revoke", r.kind, target_id(r.kind, r.value), r.reason, r.until_us)
+        existing = _covering([*sync.static, *await sync.store.active(now)], r.kind, r.value, r.until_us)
+        change = Change("revoke", r.kind, target_id(r.kind, r.value), r.reason, r.until_us,
+                        result="no-op" if existing else "done")  # fmt: skip
 
         async def apply() -> None:
             await sync.store.add(r)
@@ -75,7 +88,7 @@ def revocations_binding(gateway: Gateway, sync: RevocationSync, clock_us: Callab
 
         await apply_change(gateway.audit, clock_us, call, change, apply, service=f"{SERVICE}/Revoke",
                            consumer=r.value if r.kind == "consumer" else "")
-        return _entry(r)
+        return _entry(existing or r)
 
     async def reinstate(request: pb.ReinstateRequest, call: Call) -> pb.ReinstateResponse:
         kind, value = request.kind, request.value
