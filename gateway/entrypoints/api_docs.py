@@ -1,7 +1,9 @@
 """``/docs``: the interactive OpenAPI page, served offline.
 
 Government networks are often closed, so Swagger UI's script and style come from
-the installed ``swagger-ui-bundle`` package, never from a CDN.
+an installed package, never from a CDN: ``fastapi-offline``, which ships Swagger UI 5
+(the first major version that renders OpenAPI 3.1, the version of ``/openapi.json``).
+Only its static files are used; the page and its start-up script are ours.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ _PAGE = """<!doctype html>
 <meta charset="utf-8">
 <title>{title}: API</title>
 <link rel="stylesheet" href="{assets}/swagger-ui.css">
-<link rel="icon" type="image/png" href="{assets}/favicon-32x32.png">
+<link rel="icon" type="image/png" href="{assets}/favicon.png">
 </head>
 <body>
 <div id="swagger-ui"></div>
@@ -42,9 +44,9 @@ _INIT = """window.ui = SwaggerUIBundle({
 
 
 def _assets_dir() -> Path:
-    from swagger_ui_bundle import swagger_ui_path
+    import fastapi_offline
 
-    return Path(str(swagger_ui_path))
+    return Path(fastapi_offline.__file__).parent / "static"
 
 
 def install_api_docs(app: FastAPI, title: str) -> None:
