@@ -117,17 +117,14 @@ async def test_with_the_audit_log_down_a_reinstatement_is_not_made(
 
 
 @pytest.mark.parametrize("door", DOORS)
-@pytest.mark.parametrize("method", ["Revoke", "Reinstate"])
-async def test_a_revocation_or_reinstatement_without_a_reason_is_refused(
-    demo: DemoStack, door: str, method: str
-) -> None:
+async def test_a_revocation_without_a_reason_is_refused(demo: DemoStack, door: str) -> None:
     """Issue 10 review, finding 9: the log keeps why."""
-    kid = f"no-reason-{door}-{method}-{time.time_ns()}"
-    before = len(await changes(demo, method))
+    kid = f"no-reason-{door}-{time.time_ns()}"
+    before = len(await changes(demo, "Revoke"))
     for reason in ("", "   "):
-        status, body = await call(demo, door, method, kind="key", value=kid, reason=reason)
+        status, body = await call(demo, door, "Revoke", kind="key", value=kid, reason=reason)
         assert (status, body["reason"]) == (400, "INVALID_ARGUMENT")
-    assert not await revoked(demo, "key", kid) and len(await changes(demo, method)) == before
+    assert not await revoked(demo, "key", kid) and len(await changes(demo, "Revoke")) == before
 
 
 @pytest.mark.parametrize("door", DOORS)

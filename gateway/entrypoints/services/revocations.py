@@ -5,7 +5,7 @@ from the store without changing it, recorded (actor, kind, ``sha256:`` of a toke
 or the key id or consumer, reason, expiry, ``result``), and only then applied. A
 reinstatement of something not revoked, or a revocation of something already revoked
 at least as long, is recorded as ``no-op`` and changes nothing; revocations from the
-configuration cannot be reinstated here (also ``no-op``). Both need a reason.
+configuration cannot be reinstated here (also ``no-op``). A revocation needs a reason.
 """
 
 from __future__ import annotations
@@ -48,14 +48,14 @@ def _entry(r: Revocation) -> pb.RevocationEntry:
                               until_us=r.until_us, by=r.by)
 
 
-def _validate(gateway: Gateway, kind: str, value: str, reason: str) -> None:
+def _validate(gateway: Gateway, kind: str, value: str, reason: str, *, reason_required: bool = True) -> None:
     if kind not in KINDS:
         raise GatewayError(Reason.INVALID_ARGUMENT, f"kind must be one of {', '.join(KINDS)}", field="kind")
     if not value or len(value) > 256:
         raise GatewayError(Reason.INVALID_ARGUMENT, "value must be 1 to 256 characters", field="value")
     if kind == "consumer" and value not in {c.id for c in gateway.config.consumers}:
         raise GatewayError(Reason.INVALID_ARGUMENT, "no such consumer", field="value")
-    if not reason.strip():
+    if reason_required and not reason.strip():
         raise GatewayError(Reason.INVALID_ARGUMENT, "reason is required: the log keeps why", field="reason")
     problem = free_text_problem(reason)
     if problem:
@@ -92,7 +92,7 @@ def revocations_binding(gateway: Gateway, sync: RevocationSync, clock_us: Callab
 
     async def reinstate(request: pb.ReinstateRequest, call: Call) -> pb.ReinstateResponse:
         kind, value = request.kind, request.value
-        _validate(gateway, kind, value, request.reason)
+        _validate(gateway, kind, value, request.reason, reason_required=False)  # lifting a revocation: optional
         revoked = any(r.kind == kind and r.value == value for r in await sync.store.active(clock_us()))
         change = Change("reinstate", kind, target_id(kind, value), request.reason,
                         result="done" if revoked else "no-op")
