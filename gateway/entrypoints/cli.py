@@ -190,6 +190,8 @@ def token(
 @demo_app.command("people")
 def demo_people(
     count: Annotated[int, typer.Option("--count", help="How many households and companies to list.")] = 5,
+    persons: Annotated[int, typer.Option("--persons", help="The demo data set size the gateway was started "
+                                         "with (`gateway serve --demo --persons N`).")] = 10_000,
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
     """List demo persons (with their households) and companies to use in first calls."""
@@ -198,7 +200,7 @@ def demo_people(
 
     from gateway.demo.data import generate
 
-    data = generate(DEMO_SEED)
+    data = generate(DEMO_SEED, persons)
     people = Table(title="Demo persons (population register)")
     for col in ("national id", "name", "born", "commune", "household"):
         people.add_column(col)
