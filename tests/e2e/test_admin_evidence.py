@@ -174,3 +174,10 @@ async def test_a_mandate_change_records_reason_and_result(demo: DemoStack) -> No
     assert [(e["action"], e["change_reason"], e["result"]) for e in made] == [
         ("create", "pilot, ticket CHG-12", "done"), ("delete", "pilot over", "done")]
     assert made[0]["until"].startswith("2099-12-31") and made[0]["target"] == "evidence-pilot"
+
+
+@pytest.mark.parametrize("door", DOORS)
+async def test_an_expiry_beyond_any_calendar_is_refused_not_a_crash(demo: DemoStack, door: str) -> None:
+    status, body = await call(demo, door, "Revoke", kind="jti", value=f"far-{door}", reason=REASON,
+                              until_us=2**62)  # fmt: skip
+    assert status == 400 and body.get("reason") == "INVALID_ARGUMENT", body

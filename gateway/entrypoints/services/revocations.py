@@ -62,6 +62,10 @@ def _validate(gateway: Gateway, kind: str, value: str, reason: str, *, reason_re
         raise GatewayError(Reason.INVALID_ARGUMENT, f"reason {problem}", field="reason")
 
 
+#: A temporary revocation lasts at most this long (0 means for good); also keeps dates printable.
+_LONGEST_TEMPORARY_US = 100 * 366 * 86_400_000_000
+
+
 def _covering(active: Iterable[Revocation], kind: str, value: str, until_us: int) -> Revocation | None:
     """An active revocation of the same thing lasting at least as long as ``until_us`` (0: for good)."""
     for r in active:
@@ -77,6 +81,9 @@ def revocations_binding(gateway: Gateway, sync: RevocationSync, clock_us: Callab
         now = clock_us()
         if request.until_us and request.until_us <= now:
             raise GatewayError(Reason.INVALID_ARGUMENT, "until_us must be in the future (or 0)", field="until_us")
+        if request.until_us > now + _LONGEST_TEMPORARY_US:
+            raise GatewayError(Reason.INVALID_ARGUMENT, "until_us is more than 100 years ahead; use 0 for good",
+                               field="until_us")  # fmt: skip
         r = Revocation(request.kind, request.value, request.reason, now, max(0, request.until_us), call.principal.id)
         existing = _covering([*sync.static, *await sync.store.active(now)], r.kind, r.value, r.until_us)
         change = Change("revoke", r.kind, target_id(r.kind, r.value), r.reason, r.until_us,
