@@ -298,7 +298,9 @@ def _date_us(d: date | None) -> int:
 def load_config(path: Path) -> Config:
     """Read, parse and validate; raise ``ConfigError`` naming every bad key."""
     try:
-        raw = tomllib.loads(path.read_text())
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
@@ -309,7 +311,7 @@ def load_config(path: Path) -> Config:
         raise ConfigError(_format_errors(path, exc)) from None
     problems = cross_check(config)
     if problems:
-        raise ConfigError(f"{path}: invalid configuration:\n" + "\n".join(f"  {p}" for p in problems))
+        raise ConfigError("\n".join(f"{path}: {p}" for p in problems))   # one line per problem
     return config
 
 
@@ -317,15 +319,17 @@ def _format_errors(path: Path, exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
         loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
-        lines.append(f"  {loc}: {err['msg']}")
-    return f"{path}: invalid configuration:\n" + "\n".join(lines)
+        lines.append(f"{path}: {loc or '(top level)'}: {err['msg']}")
+    return "\n".join(lines)
 
 
 def cross_check(config: Config) -> list[str]:
     """References between sections, and mandates against the contracts."""
     from gateway.core.contracts import load_operations
 
-    problems: list[str] = []
+    problems = [f"{section}: none configured ([[{section}]]): {why}" for section, why in (
+        ("registries", "the gateway would have nothing to serve"),
+        ("issuers", "no token could be verified")) if not getattr(config, section)]  # fmt: skip
     issuers = {i.id for i in config.issuers}
     consumers = {c.id for c in config.consumers}
     purposes = {p.code for p in config.purposes}

@@ -23,11 +23,13 @@ from gateway.core.types import AuditRecord, ExchangeTiming
 from observability.labels import known_or_other
 
 __all__ = [
+    "LOG_LEVELS",
     "JsonFormatter",
     "LoggingObserver",
     "RateLimitedErrorLog",
     "RateLimitedSecurityLog",
     "configure_logging",
+    "log_level",
     "quiet_url_loggers",
     "unexpected_errors",
 ]
@@ -63,18 +65,37 @@ def quiet_url_loggers() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def configure_logging(level: str = "INFO") -> None:
-    """Configure once at start-up: JSON lines on stderr."""
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def log_level(text: str) -> int:
+    """``PASSERELLE_LOG_LEVEL``'s value, in any case (``debug``, ``INFO``); ``ValueError`` naming the choices."""
+    name = text.strip().upper()
+    if name not in LOG_LEVELS:
+        raise ValueError(f"PASSERELLE_LOG_LEVEL: {text!r} is not a log level; give one of {', '.join(LOG_LEVELS)}")
+    return int(logging.getLevelName(name))
+
+
+def configure_logging(level: str | int = "INFO") -> None:
+    """Configure once at start-up: JSON lines on stderr, from every logger of the process.
+
+    Libraries' loggers that carry a handler of their own (servers, the OpenTelemetry SDK and
+    exporters) are stripped of it and propagate to the root, so that nothing is written twice or
+    as plain text.
+    """
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     handler.formatter.converter = time.gmtime  # type: ignore[union-attr]
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level)
+    root.setLevel(log_level(level) if isinstance(level, str) else level)
     quiet_url_loggers()
-    for name in _SERVER_ERROR_LOGGERS:
-        logging.getLogger(name).handlers[:] = []
-        logging.getLogger(name).propagate = True
+    loggers = [logging.getLogger(name) for name in _SERVER_ERROR_LOGGERS]
+    loggers += [logger for name, logger in logging.Logger.manager.loggerDict.items()
+                if isinstance(logger, logging.Logger) and name.startswith("opentelemetry")]  # fmt: skip
+    for logger in loggers:
+        logger.handlers[:] = []
+        logger.propagate = True
 
 
 class LoggingObserver:

@@ -460,6 +460,13 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Generate the data set and serve the demo registries until SIGTERM or SIGINT."""
     args = _parse(argv)
+    from observability.logs import configure_logging, log_level
+
+    # JSON lines like the gateway's (the exporters' errors included); an unknown level was refused by `serve`.
+    try:
+        configure_logging(log_level(os.environ.get("PASSERELLE_LOG_LEVEL", "INFO")))
+    except ValueError:
+        configure_logging("INFO")
     configure_tracing(os.environ, service_name="passerelle-demo-registries")  # OTEL_*, PASSERELLE_TRACES_FILE
     data = generate(args.seed, args.persons)
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:

@@ -30,8 +30,40 @@ app.add_typer(report_app, name="report")
 app.add_typer(security_app, name="security")
 
 DataDir = Annotated[Path, typer.Option("--data-dir", help="Folder for demo keys, config and stores.")]
+DemoConfig = Annotated[Path | None, typer.Option(
+    "--config", help="The demo set-up's configuration file; its folder is the data folder (instead of --data-dir).")]
 DEFAULT_DATA_DIR = Path(".gateway-demo")
 DEMO_SEED = 20260101
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"passerelle {version('passerelle')}")
+        except PackageNotFoundError:   # a source tree that was never installed
+            typer.echo("passerelle (not installed)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    show_version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_version,
+                                               help="Print the version and exit.")] = False,
+) -> None:
+    """Passerelle: once-only data-exchange gateway."""
+
+
+def _refuse(message: str) -> typer.Exit:
+    """One line on stderr; raise the returned exit (code 2: the command line or the configuration is wrong)."""
+    typer.echo(message, err=True)
+    return typer.Exit(2)
+
+
+def _demo_folder(config: Path | None, data_dir: Path) -> Path:
+    """``--config FILE`` names the demo set-up by its configuration: the data folder is the file's folder."""
+    return config.parent if config is not None else data_dir
 
 
 def _run(coro: object) -> None:
@@ -88,37 +120,51 @@ def _ports(conf: Config) -> list[tuple[str, str, int]]:
 
 
 @contextlib.contextmanager
-def _single_instance(conf: Config) -> Iterator[None]:
+def _single_instance(conf: Config, hint: str) -> Iterator[None]:
     """This gateway alone on its data folder and ports, or one line naming the other process and exit code 2."""
     from gateway.entrypoints.single_instance import InstanceConflict, check_ports_free, data_folder, hold_data_folder
 
     folder = data_folder(conf)
     try:
-        with hold_data_folder(folder) if folder is not None else contextlib.nullcontext():
+        with hold_data_folder(folder, hint) if folder is not None else contextlib.nullcontext():
             check_ports_free(_ports(conf))
             yield
     except InstanceConflict as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
+        raise _refuse(str(exc)) from None
+
+
+def _ports_free_before_demo_set_up(data_dir: Path, updates: dict[str, object], hint: str) -> None:
+    """A demo gateway that cannot get its ports stops before it writes a demo set-up into its folder."""
+    from gateway.config import ConfigError, GatewaySection
+    from gateway.demo.setup import CONFIG_NAME
+    from gateway.entrypoints.single_instance import InstanceConflict, check_ports_free
+
+    section = GatewaySection()
+    if (data_dir / CONFIG_NAME).is_file():
+        try:
+            section = load_config(data_dir / CONFIG_NAME).gateway
+        except ConfigError:
+            return   # reported, key by key, once the set-up is loaded
+    g = section.model_copy(update=updates)
+    try:
+        check_ports_free([("REST", g.rest_host, g.rest_port), ("gRPC", g.grpc_host, g.grpc_port)])
+    except InstanceConflict as exc:
+        raise _refuse(str(exc)) from None
 
 
 def _run_or_explain(conf: Config, workers: int) -> None:
-    """Run; a port taken meanwhile is a one-line message and exit code 2, not a traceback."""
+    """Run; whatever stops the gateway from starting is one line and exit code 2, never a traceback.
+
+    The configuration's files and stores were checked before (``gateway.config_files``); what is left
+    (a port taken meanwhile, a store failing as it opens) arrives here as ``StartupError``.
+    """
+    from gateway.config_files import StartupError
     from gateway.entrypoints.workers import run_gateway
 
     try:
         run_gateway(conf, workers)
-    except (OSError, RuntimeError) as exc:
-        text = str(exc)
-        if "in use" not in text and "bind" not in text.lower():
-            raise
-        g = conf.gateway
-        typer.echo(
-            f"cannot listen on REST {g.rest_host}:{g.rest_port} or gRPC {g.grpc_host}:{g.grpc_port}: {text}. "
-            "Free the port or choose others with --rest-port / --grpc-port.",
-            err=True,
-        )
-        raise typer.Exit(2) from None
+    except StartupError as exc:
+        raise _refuse(str(exc)) from None
 
 
 @app.command()
@@ -136,18 +182,28 @@ def serve(
     """Run the gateway (REST on 127.0.0.1:8080, gRPC on 127.0.0.1:50051 by default)."""
     from gateway.bootstrap import resolve_demo_addresses
     from gateway.demo.setup import ensure_demo
-    from observability.logs import configure_logging
+    from observability.logs import configure_logging, log_level
 
     if not demo and config is None:
         raise typer.BadParameter("give --config FILE, or --demo")
-    configure_logging(os.environ.get("PASSERELLE_LOG_LEVEL", "INFO"))
+    for option, port in (("--rest-port", rest_port), ("--grpc-port", grpc_port)):
+        if port is not None and not 0 <= port <= 65535:
+            raise _refuse(f"{option}: {port} is not a TCP port (0 to 65535; 0: any free one)")
+    try:
+        level = log_level(os.environ.get("PASSERELLE_LOG_LEVEL", "INFO"))
+    except ValueError as exc:
+        raise _refuse(str(exc)) from None
+    configure_logging(level)
     logging.getLogger("passerelle.lifecycle").setLevel(logging.INFO)   # start, ready, stop: always written
-    path = config or ensure_demo(data_dir)
-    conf = _load(path)
     updates = {k: v for k, v in {"rest_port": rest_port, "grpc_port": grpc_port}.items() if v is not None}
     updates |= {"demo": True} if demo else {}   # demo-only routes (citizen sign-in on /me/)
+    hint = "--config with another data folder" if config is not None else "--data-dir"
+    if config is None:
+        _ports_free_before_demo_set_up(data_dir, updates, hint)
+    path = config or ensure_demo(data_dir)
+    conf = _load(path)
     conf = conf.model_copy(update={"gateway": conf.gateway.model_copy(update=updates)})
-    with _single_instance(conf):
+    with _single_instance(conf, hint):
         if not demo:
             _run_or_explain(conf, workers)
             return
@@ -165,16 +221,22 @@ def token(
     citizen: Annotated[str | None, typer.Option("--citizen", help="Citizen token for this national id.")] = None,
     admin: Annotated[bool, typer.Option("--admin", help="Administrator token.")] = False,
     ops: Annotated[bool, typer.Option("--ops", help="Operations token.")] = False,
-    ttl: Annotated[int, typer.Option("--ttl", help="Lifetime in seconds.")] = 900,
+    ttl: Annotated[int, typer.Option("--ttl", help="Lifetime in seconds (1 to 86400; the gateway accepts "
+                                     "at most [gateway] token_max_lifetime_s, 900 by default).")] = 900,
     data_dir: DataDir = DEFAULT_DATA_DIR,
+    config: DemoConfig = None,
 ) -> None:
     """Print a demo token from the demo identity providers (of `gateway serve --demo` on --data-dir)."""
-    from gateway.demo.setup import CONFIG_NAME, demo_token
+    from gateway.demo.setup import demo_token
 
-    if not (data_dir / CONFIG_NAME).is_file() or not (data_dir / "keys").is_dir():
-        typer.echo(f"no demo set-up in {data_dir}: run `gateway serve --demo --data-dir {data_dir}` first "
-                   "(demo tokens are signed by the keys it creates)", err=True)  # fmt: skip
-        raise typer.Exit(2)
+    data_dir = _demo_folder(config, data_dir)
+    _require_demo_set_up(data_dir)
+    chosen = [name for name, given in (("--consumer", consumer), ("--citizen", citizen), ("--admin", admin),
+                                       ("--ops", ops)) if given]  # fmt: skip
+    if len(chosen) > 1:
+        raise _refuse(f"{' and '.join(chosen)}: a token is for one caller; give only one of them")
+    if not 1 <= ttl <= 86_400:
+        raise _refuse(f"--ttl: {ttl} is not a lifetime in seconds (1 to 86400)")
     if consumer:
         tok = demo_token(data_dir, issuer_id="demo-agencies", subject=consumer, scope="exchange", ttl_s=ttl)
     elif citizen:
@@ -187,14 +249,28 @@ def token(
     typer.echo(tok)
 
 
+def _require_demo_set_up(data_dir: Path) -> None:
+    """Demo tokens are signed by the keys ``serve --demo`` created: refuse a folder without them, creating nothing."""
+    from gateway.demo.setup import CONFIG_NAME
+
+    if not (data_dir / CONFIG_NAME).is_file() or not (data_dir / "keys").is_dir():
+        raise _refuse(f"no demo set-up in {data_dir}: run `gateway serve --demo --data-dir {data_dir}` first "
+                      "(demo tokens are signed by the keys it creates)")  # fmt: skip
+
+
 @demo_app.command("people")
 def demo_people(
     count: Annotated[int, typer.Option("--count", help="How many households and companies to list.")] = 5,
     persons: Annotated[int, typer.Option("--persons", help="The demo data set size the gateway was started "
-                                         "with (`gateway serve --demo --persons N`).")] = 10_000,
+                                         "with (gateway serve --demo --persons N).")] = 10_000,
     data_dir: DataDir = DEFAULT_DATA_DIR,
+    config: DemoConfig = None,
 ) -> None:
-    """List demo persons (with their households) and companies to use in first calls."""
+    """List demo persons (with their households) and companies to use in first calls.
+
+    The data set comes from a fixed seed and --persons; --data-dir and --config are accepted like
+    in every other subcommand.
+    """
     from rich.console import Console
     from rich.table import Table
 

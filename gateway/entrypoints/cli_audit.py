@@ -39,10 +39,17 @@ def _config(config: Path | None, data_dir: Path) -> Any:
         typer.echo(f"no configuration at {path}: give --config FILE, or run `gateway serve --demo` first", err=True)
         raise typer.Exit(2)
     try:
-        return load_config(path)
+        conf = load_config(path)
     except ConfigError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
+    from gateway.config_files import store_problems
+
+    for problem in (problems := store_problems(conf, "audit")):   # one line each, not a store's traceback
+        typer.echo(f"{path}: {problem}", err=True)
+    if problems:
+        raise typer.Exit(2)
+    return conf
 
 
 def _with_store(config: Any, work: Callable[[Any], Awaitable[T]]) -> T:

@@ -80,6 +80,12 @@ def report(
     except ConfigError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
+    from gateway.config_files import store_problems
+
+    for problem in (problems := store_problems(conf, "audit", "consents")):
+        typer.echo(f"{path}: {problem}", err=True)
+    if problems:
+        raise typer.Exit(2)
     source = AuditSource(conf.gateway.audit, conf.path)
     revocations = tuple(
         consent_revocations_at(conf.gateway.consents, conf.path, p)

@@ -28,16 +28,23 @@ def bound_token(
                                                   "for gRPC over mutual TLS (RFC 8705).")] = None,
     dpop_key: Annotated[Path | None, typer.Option("--dpop-key", help="Bind to this DPoP key (PEM private key): "
                                                   "for REST with DPoP proofs (RFC 9449).")] = None,
-    ttl: Annotated[int, typer.Option("--ttl", help="Lifetime in seconds.")] = 900,
+    ttl: Annotated[int, typer.Option("--ttl", help="Lifetime in seconds (1 to 86400).")] = 900,
     data_dir: DataDir = DEFAULT_DATA_DIR,
+    config: Annotated[Path | None, typer.Option("--config", help="The demo set-up's configuration file; its "
+                                                "folder is the data folder (instead of --data-dir).")] = None,
 ) -> None:
-    """Print a demo agency token bound to a certificate or a DPoP key (``cnf``)."""
+    """Print a demo agency token bound to a certificate or a DPoP key (its cnf claim)."""
     from gateway.core.dpop import key_thumbprint
     from gateway.demo.pki import cert_file_thumbprint
     from gateway.demo.setup import demo_token
+    from gateway.entrypoints.cli import _demo_folder, _refuse, _require_demo_set_up
 
+    data_dir = _demo_folder(config, data_dir)
+    _require_demo_set_up(data_dir)
     if (cnf_cert is None) == (dpop_key is None):
-        raise typer.BadParameter("give exactly one of --cnf-cert FILE or --dpop-key FILE")
+        raise _refuse("--cnf-cert, --dpop-key: give exactly one of --cnf-cert FILE or --dpop-key FILE")
+    if not 1 <= ttl <= 86_400:
+        raise _refuse(f"--ttl: {ttl} is not a lifetime in seconds (1 to 86400)")
     cnf = {"x5t#S256": cert_file_thumbprint(cnf_cert)} if cnf_cert else {"jkt": key_thumbprint(_private_key(dpop_key))}  # type: ignore[arg-type]
     typer.echo(demo_token(data_dir, issuer_id="demo-agencies", subject=consumer, scope="exchange", ttl_s=ttl,
                           extra={"cnf": cnf}))
@@ -64,7 +71,7 @@ def dpop_proof(
     token: Annotated[str, typer.Option("--token", help="The access token the proof goes with.")],
     method: Annotated[str, typer.Option("--method", help="The request's HTTP method.")] = "GET",
 ) -> None:
-    """Print a fresh DPoP proof for one request (header ``DPoP``). Valid once, for 60 seconds."""
+    """Print a fresh DPoP proof for one request (its DPoP header). Valid once, for 60 seconds."""
     from gateway.core.dpop import make_proof
 
     typer.echo(make_proof(_private_key(key), method, url, token))
@@ -106,18 +113,25 @@ def init_pkcs11(
     from adapters.keys._ec import p256_jwk
     from adapters.keys.pkcs11 import TokenSettings, generate_signing_keys
     from adapters.keys.signing import read_pin
+    from gateway.config import ConfigError, load_config
+    from gateway.entrypoints.cli import _refuse
 
-    if config is not None:
-        from gateway.entrypoints.cli import _load
-
-        keys = _load(config).gateway.keys
-        module, token_label = keys.module, keys.token_label
-        checkpoint_label, receipt_label = keys.checkpoint_key_label, keys.receipt_key_label
-        pin = read_pin(keys.pin_file, keys.pin_env, config.resolve().parent)
-    elif pin_file is not None or pin_env:
-        pin = read_pin(str(pin_file or ""), pin_env, Path.cwd())
-    else:
-        raise typer.BadParameter("give --pin-file or --pin-env (or --config)")
+    try:
+        if config is not None:   # only [gateway.keys] matters here: its stores need not be reachable yet
+            keys = load_config(config).gateway.keys
+            module, token_label = keys.module, keys.token_label
+            checkpoint_label, receipt_label = keys.checkpoint_key_label, keys.receipt_key_label
+            pin = read_pin(keys.pin_file, keys.pin_env, config.resolve().parent)
+        elif pin_file is not None or pin_env:
+            pin = read_pin(str(pin_file or ""), pin_env, Path.cwd())
+        else:
+            raise _refuse("--pin-file, --pin-env: give one of them (or --config with [gateway.keys])")
+    except ConfigError as exc:
+        raise _refuse(str(exc)) from None
+    except OSError as exc:   # read_pin: an unset variable, or a PIN file that cannot be read
+        key = "gateway.keys.pin_file" if config is not None else "--pin-file"
+        text = f"{key}: cannot read {exc.filename}: {exc.strerror}" if exc.strerror else str(exc)
+        raise _refuse(text if config is not None else text.replace("gateway.keys.pin_env", "--pin-env")) from None
     try:
         checkpoint, receipt = generate_signing_keys(TokenSettings(module, token_label, pin),
                                                     checkpoint_label, receipt_label)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import signal
@@ -24,6 +25,7 @@ import uvicorn
 
 from gateway.bootstrap import Gateway, build_gateway
 from gateway.config import Config
+from gateway.config_files import StartupError
 from gateway.entrypoints._grpc_security import grpc_tls
 from gateway.entrypoints.binding import install_grpc, install_rest
 from gateway.entrypoints.grpc_server import create_grpc_server
@@ -128,7 +130,10 @@ async def serve_forever(config: Config, *, grace: float | None = None, announce:
     """
     tracing = configure_tracing(os.environ, service_name="passerelle-gateway")   # once per process
     logging.getLogger(LIFECYCLE).setLevel(logging.INFO)
-    running = await start_gateway(config)
+    try:
+        running = await start_gateway(config)
+    except Exception as exc:   # one line for the person starting it (cli._run_or_explain), not a traceback
+        raise StartupError(startup_problem(config, exc)) from exc
     g = config.gateway
     _log.info(
         f"Passerelle ready: REST http://{g.rest_host}:{running.rest_port}  gRPC {g.grpc_host}:{running.grpc_port}"
@@ -145,6 +150,19 @@ async def serve_forever(config: Config, *, grace: float | None = None, announce:
     await running.stop(config.gateway.shutdown_grace_s if grace is None else grace)
     if tracing is not None:
         tracing.shutdown()   # flush the last spans
+
+
+def startup_problem(config: Config, exc: BaseException) -> str:
+    """What stopped the gateway from starting, in one line."""
+    g = config.gateway
+    where = f"REST {g.rest_host}:{g.rest_port} or gRPC {g.grpc_host}:{g.grpc_port}"
+    text = (str(exc).strip().splitlines() or [""])[0]
+    if isinstance(exc, PermissionError):
+        return f"cannot listen on {where}: permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+    if (isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE) or "Failed to bind" in text:
+        return (f"cannot listen on {where}: already in use. "
+                "Free the port or choose others with --rest-port / --grpc-port.")  # fmt: skip
+    return f"cannot start: {type(exc).__name__}: {text}"
 
 
 def _own_command() -> str:

@@ -41,17 +41,35 @@ def data_folder(config: Config) -> Path | None:
     return config.path(audit.removeprefix("sqlite:")).resolve().parent
 
 
-def _describe(pid: int) -> str:
+def _cmdline(pid: int) -> str:
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
     except OSError:
-        return f"pid {pid}"
-    return f"pid {pid} ({cmdline[:120]})" if cmdline else f"pid {pid}"
+        return ""
+
+
+def _parent(pid: int) -> int:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    return next((int(line.split()[1]) for line in status.splitlines() if line.startswith("PPid:")), 0)
+
+
+def _describe(pid: int) -> str:
+    """``pid N: COMMAND LINE``, whole; a ``--workers`` worker is named by its supervisor, the process to stop."""
+    cmdline = _cmdline(pid)
+    if "multiprocessing" in cmdline and (parent := _parent(pid)) > 1 and _cmdline(parent):
+        return f"pid {parent}: {_cmdline(parent)} (the supervisor of worker {pid})"
+    return f"pid {pid}: {cmdline}" if cmdline else f"pid {pid}"
 
 
 @contextlib.contextmanager
-def hold_data_folder(folder: Path) -> Iterator[Path]:
-    """Hold ``folder/gateway.lock`` (holding our pid) for the duration; raise ``InstanceConflict`` if taken."""
+def hold_data_folder(folder: Path, hint: str = "--data-dir") -> Iterator[Path]:
+    """Hold ``folder/gateway.lock`` (holding our pid) for the duration; raise ``InstanceConflict`` if taken.
+
+    ``hint``: how this gateway was given its folder (``--data-dir``, or ``--config`` naming another).
+    """
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOCK_NAME
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
@@ -62,8 +80,8 @@ def hold_data_folder(folder: Path) -> Iterator[Path]:
             other = os.pread(fd, 32, 0).decode(errors="replace").strip()
             who = _describe(int(other)) if other.isdigit() else "another process"
             raise InstanceConflict(
-                f"another gateway already uses the data folder {folder}: {who} holds {path}. "
-                "Stop it, or give this one its own --data-dir."
+                f"another gateway already uses the data folder {folder} (it holds {path}): {who}. "
+                f"Stop it, or give this one its own data folder ({hint})."
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
@@ -109,11 +127,15 @@ def check_ports_free(ports: list[tuple[str, str, int]]) -> None:
             try:
                 probe.bind((host, port))
             except OSError as exc:
+                if exc.errno in (errno.EACCES, errno.EPERM):
+                    raise InstanceConflict(
+                        f"cannot listen on {label} {host}:{port}: permission denied (ports below 1024 need root or "
+                        "CAP_NET_BIND_SERVICE). Choose another with --rest-port / --grpc-port."
+                    ) from None
                 if exc.errno != errno.EADDRINUSE:
-                    raise
+                    raise InstanceConflict(f"cannot listen on {label} {host}:{port}: {exc.strerror}") from None
                 owner = port_owner(port)
                 raise InstanceConflict(
-                    f"cannot listen on {label} {host}:{port}: already in use"
-                    + (f" by {owner}" if owner else "")
-                    + ". Free the port or choose others with --rest-port / --grpc-port."
+                    f"cannot listen on {label} {host}:{port}: already in use. Free the port or choose others "
+                    "with --rest-port / --grpc-port." + (f" It is held by {owner}" if owner else "")
                 ) from None

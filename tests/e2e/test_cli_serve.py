@@ -82,7 +82,8 @@ def test_a_second_gateway_on_the_same_ports_names_the_first_and_exits_2(tmp_path
     finally:
         _stop(first)
     assert second.returncode == 2, second.stderr[-2000:]
-    assert f"cannot listen on REST 127.0.0.1:{rest}: already in use by pid {first.pid}" in second.stderr
+    assert f"cannot listen on REST 127.0.0.1:{rest}: already in use." in second.stderr
+    assert f"It is held by pid {first.pid}: " in second.stderr
 
 
 def test_workers_share_the_ports_and_the_data_folder(tmp_path: Path) -> None:
