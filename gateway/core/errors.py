@@ -12,6 +12,8 @@ a short public title; the front doors render it as ``google.rpc.Status`` with an
     │                   CALLER_FIELD_INVALID
     ├── authorisation   UNKNOWN_PURPOSE, NO_MANDATE, MANDATE_*, CONSENT_*
     ├── quota           RATE_LIMITED, CONCURRENCY_LIMITED
+    ├── citizen sign-in SIGN_IN_* (OpenID Connect at /me/auth/), SESSION_INVALID, CSRF_TOKEN_INVALID,
+    │                   CROSS_ORIGIN_REFUSED
     ├── registry        SUBJECT_NOT_FOUND, REGISTRY_UNAVAILABLE, REGISTRY_TIMEOUT, REGISTRY_BAD_RESPONSE
     └── gateway         AUDIT_UNAVAILABLE, INTERNAL
 
@@ -79,6 +81,19 @@ class Reason(StrEnum):
     REGISTRY_BAD_RESPONSE = "REGISTRY_BAD_RESPONSE"
     AUDIT_UNAVAILABLE = "AUDIT_UNAVAILABLE"
     INTERNAL = "INTERNAL"
+    SIGN_IN_STATE_INVALID = "SIGN_IN_STATE_INVALID"
+    SIGN_IN_PROVIDER_ERROR = "SIGN_IN_PROVIDER_ERROR"
+    SIGN_IN_PROVIDER_UNAVAILABLE = "SIGN_IN_PROVIDER_UNAVAILABLE"
+    SIGN_IN_CODE_REFUSED = "SIGN_IN_CODE_REFUSED"
+    SIGN_IN_TOKEN_INVALID = "SIGN_IN_TOKEN_INVALID"
+    SIGN_IN_WRONG_AUDIENCE = "SIGN_IN_WRONG_AUDIENCE"
+    SIGN_IN_TOKEN_EXPIRED = "SIGN_IN_TOKEN_EXPIRED"
+    SIGN_IN_NONCE_MISMATCH = "SIGN_IN_NONCE_MISMATCH"
+    SIGN_IN_ASSURANCE_TOO_LOW = "SIGN_IN_ASSURANCE_TOO_LOW"
+    SIGN_IN_SUBJECT_INVALID = "SIGN_IN_SUBJECT_INVALID"
+    SESSION_INVALID = "SESSION_INVALID"
+    CSRF_TOKEN_INVALID = "CSRF_TOKEN_INVALID"
+    CROSS_ORIGIN_REFUSED = "CROSS_ORIGIN_REFUSED"
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +163,31 @@ REASONS: dict[Reason, ReasonInfo] = {
     Reason.REGISTRY_BAD_RESPONSE: ReasonInfo(_S.UNAVAILABLE, 502, "The registry gave an invalid answer"),
     Reason.AUDIT_UNAVAILABLE: ReasonInfo(_S.UNAVAILABLE, 503, "The exchange could not be recorded"),
     Reason.INTERNAL: ReasonInfo(_S.INTERNAL, 500, "Internal gateway error"),
+    Reason.SIGN_IN_STATE_INVALID: ReasonInfo(
+        _S.UNAUTHENTICATED, 400, "The sign-in is unknown, already finished or too old; start it again"
+    ),
+    Reason.SIGN_IN_PROVIDER_ERROR: ReasonInfo(_S.UNAUTHENTICATED, 401, "The identity provider did not sign you in"),
+    Reason.SIGN_IN_PROVIDER_UNAVAILABLE: ReasonInfo(_S.UNAVAILABLE, 503, "The identity provider cannot be reached"),
+    Reason.SIGN_IN_CODE_REFUSED: ReasonInfo(
+        _S.UNAUTHENTICATED, 401, "The identity provider refused the sign-in code (used already, or expired)"
+    ),
+    Reason.SIGN_IN_TOKEN_INVALID: ReasonInfo(_S.UNAUTHENTICATED, 401, "The ID token failed verification"),
+    Reason.SIGN_IN_WRONG_AUDIENCE: ReasonInfo(_S.UNAUTHENTICATED, 401, "The ID token is meant for another client"),
+    Reason.SIGN_IN_TOKEN_EXPIRED: ReasonInfo(_S.UNAUTHENTICATED, 401, "The ID token has expired"),
+    Reason.SIGN_IN_NONCE_MISMATCH: ReasonInfo(
+        _S.UNAUTHENTICATED, 401, "The ID token does not belong to this sign-in (nonce)"
+    ),
+    Reason.SIGN_IN_ASSURANCE_TOO_LOW: ReasonInfo(
+        _S.PERMISSION_DENIED, 403, "The sign-in's level of assurance is below the one required"
+    ),
+    Reason.SIGN_IN_SUBJECT_INVALID: ReasonInfo(
+        _S.PERMISSION_DENIED, 403, "The identity provider named no valid national identification number"
+    ),
+    Reason.SESSION_INVALID: ReasonInfo(_S.UNAUTHENTICATED, 401, "No session, or it has ended or expired"),
+    Reason.CSRF_TOKEN_INVALID: ReasonInfo(
+        _S.PERMISSION_DENIED, 403, "The request lacks the session's anti-forgery token"
+    ),
+    Reason.CROSS_ORIGIN_REFUSED: ReasonInfo(_S.PERMISSION_DENIED, 403, "A request from another site was refused"),
 }
 
 
