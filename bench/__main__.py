@@ -170,21 +170,44 @@ def long_run(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
             "audited_ok": stack.audit_ok_count()}  # fmt: skip
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+_DESCRIPTION = """\
+Measure the same lookup straight to the demo registry, through a bare pass-through
+proxy and through the full gateway, for gRPC and REST, at several concurrency levels;
+then the gateway with several workers, the added latency, token verification, and
+the audit log's append and verify rates. Results go to bench/results/."""
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",")]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m bench``: every option described."""
+    parser = argparse.ArgumentParser(prog="python -m bench", description=_DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    parser.add_argument("--duration", type=float, default=8.0, help="measured seconds per scenario")
-    parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds before each scenario")
-    parser.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 16, 64])
-    parser.add_argument("--protocols", type=lambda s: s.split(","), default=["grpc", "rest"])
-    parser.add_argument("--workers", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2])
-    parser.add_argument("--audit-records", type=int, default=50_000)
-    parser.add_argument("--python-load", action="store_true", help="use the Python load generator even if "
-                        "h2load/wrk are installed")  # fmt: skip
-    parser.add_argument("--long", action="store_true", help="only the memory-flatness run")
-    parser.add_argument("--long-total", type=int, default=1_000_000)
-    parser.add_argument("--long-chunk-s", type=float, default=20.0)
-    parser.add_argument("--persons", type=int, default=10_000)
+    add = parser.add_argument
+    add("--duration", type=float, default=8.0, metavar="S", help="measured seconds per scenario (default: 8)")
+    add("--warmup", type=float, default=2.0, metavar="S", help="unmeasured seconds before each scenario (default: 2)")
+    add("--concurrency", type=_ints, default=[1, 16, 64], metavar="N,N,...",
+        help="concurrent clients, one scenario each (default: 1,16,64)")
+    add("--protocols", type=lambda s: s.split(","), default=["grpc", "rest"], metavar="grpc,rest",
+        help="front doors to measure (default: grpc,rest)")
+    add("--workers", type=_ints, default=[1, 2], metavar="N,N,...",
+        help="gateway process counts to measure (default: 1,2)")
+    add("--audit-records", type=int, default=50_000, metavar="N",
+        help="records appended and verified in the audit-log rates (default: 50000)")
+    add("--python-load", action="store_true", help="use the Python load generator even if h2load/wrk are installed")
+    add("--long", action="store_true", help="only the memory-flatness run")
+    add("--long-total", type=int, default=1_000_000, metavar="N",
+        help="exchanges in the memory-flatness run (default: 1000000)")
+    add("--long-chunk-s", type=float, default=20.0, metavar="S",
+        help="seconds between two memory samples in that run (default: 20)")
+    add("--persons", type=int, default=10_000, metavar="N", help="demo data set size (default: 10000)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
 
     report: dict[str, Any] = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine(),

@@ -17,7 +17,7 @@ import typer
 from gateway.config import Config, ConfigError, load_config
 from gateway.entrypoints.cli_audit import audit_app
 from gateway.entrypoints.cli_consent import app as consent_app
-from gateway.entrypoints.cli_report import report_app
+from gateway.entrypoints.cli_report import report
 from gateway.entrypoints.cli_security import security_app
 
 app = typer.Typer(help="Passerelle: once-only data-exchange gateway.", no_args_is_help=True, add_completion=False,
@@ -26,7 +26,7 @@ demo_app = typer.Typer(help="The demo data set.", no_args_is_help=True)
 app.add_typer(demo_app, name="demo")
 app.add_typer(audit_app, name="audit")
 app.add_typer(consent_app, name="consent")
-app.add_typer(report_app, name="report")
+app.command("report")(report)   # one command, no subcommands
 app.add_typer(security_app, name="security")
 
 DataDir = Annotated[Path, typer.Option("--data-dir", help="Folder for demo keys, config and stores.")]
@@ -226,7 +226,7 @@ def token(
     data_dir: DataDir = DEFAULT_DATA_DIR,
     config: DemoConfig = None,
 ) -> None:
-    """Print a demo token from the demo identity providers (of `gateway serve --demo` on --data-dir)."""
+    """Print a demo token from the demo identity providers (of gateway serve --demo on --data-dir)."""
     from gateway.demo.setup import demo_token
 
     data_dir = _demo_folder(config, data_dir)

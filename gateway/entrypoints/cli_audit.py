@@ -128,11 +128,13 @@ def verify(
     public_key: Annotated[str | None, typer.Option("--public-key", help="Pin the log key: a C2SP vkey, or a file "
                                                    "with a vkey or an Ed25519 PEM. Default: the gateway's own "
                                                    "key, which whoever holds the key folder can replace.")] = None,
-    trusted: Annotated[list[str] | None, typer.Option("--trusted", help="A signed checkpoint kept outside the "
+    trusted: Annotated[list[str] | None, typer.Option("--trusted", metavar="FILE|URL",
+                                                      help="A signed checkpoint kept outside the "
                                                       "database: a file or an http(s) URL (a witness's "
                                                       "/checkpoint, a saved note, proof or checkpoints JSON). "
                                                       "Repeatable.")] = None,
-    witness_key: Annotated[list[str] | None, typer.Option("--witness-key", help="NAME=PUBKEY (vkey or base64 "
+    witness_key: Annotated[list[str] | None, typer.Option("--witness-key", metavar="NAME=PUBKEY",
+                                                          help="NAME=PUBKEY (vkey or base64 "
                                                           "Ed25519), or a file of such lines, of a witness whose "
                                                           "cosignatures count. Required with --min-cosignatures: "
                                                           "the operator's gateway.toml is not where an auditor "
@@ -311,7 +313,7 @@ def checkpoint(
 
 @audit_app.command()
 def prove(
-    seq: Annotated[int, typer.Argument(help="The record's sequence number (the access id).")],
+    seq: Annotated[int, typer.Argument(metavar="SEQ", help="The record's sequence number (the access id).")],
     config: ConfigOpt = None,
     data_dir: DataDirOpt = _DEFAULT_DIR,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the proof here.")] = None,
@@ -343,7 +345,8 @@ def prove(
 
 @audit_app.command("check-proof")
 def check_proof_cmd(
-    file: Annotated[Path, typer.Argument(help="A proof from `gateway audit prove` or /v1/me/accesses/{id}/proof.")],
+    file: Annotated[Path, typer.Argument(
+        metavar="FILE", help="A proof from gateway audit prove or GET /v1/me/accesses/ID/proof.")],
     public_key: Annotated[Path | None, typer.Option("--public-key", help="Pin the gateway key (PEM) instead of "
                                                     "trusting the one in the file.")] = None,
 ) -> None:

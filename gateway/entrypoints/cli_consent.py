@@ -56,7 +56,8 @@ def _jwks(source: str) -> dict[str, object]:
 
 @app.command("verify-receipt")
 def verify_receipt_command(
-    file: Annotated[Path, typer.Argument(help="A file holding the receipt (the JWS, or a consent record JSON).")],
+    file: Annotated[Path, typer.Argument(
+        metavar="FILE", help="A file holding the receipt (the JWS, or a consent record JSON).")],
     jwks: Annotated[
         str, typer.Option("--jwks", help="The gateway's key set: its JWKS URL, or a file holding a copy.")
     ] = "http://127.0.0.1:8080/.well-known/jwks.json",

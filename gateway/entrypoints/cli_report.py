@@ -17,9 +17,8 @@ from observability.report_html import render_html
 from observability.report_run import run_report
 from observability.report_source import AuditSource, consent_revocations_at
 
-__all__ = ["report_app"]
+__all__ = ["report"]
 
-report_app = typer.Typer(help="The interoperability report (digital-maturity indicators).")
 _DEMO_DIR = Path(".gateway-demo")
 
 
@@ -53,7 +52,6 @@ async def _manual(config: Config, period: Period) -> tuple[dict[str, int], dict[
         await store.close()
 
 
-@report_app.callback(invoke_without_command=True)
 def report(
     since: Annotated[str, typer.Option("--from", help="First day, YYYY-MM-DD (UTC).")],
     until: Annotated[str, typer.Option("--to", help="Day after the last, YYYY-MM-DD (UTC, excluded).")],
@@ -65,7 +63,10 @@ def report(
     ] = _DEMO_DIR,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
-    """Compute the indicators for [--from, --to) and the previous period of the same length."""
+    """The interoperability report (digital-maturity indicators) for [--from, --to) and the period before it.
+
+    The previous period has the same length, for comparison.
+    """
     if fmt not in ("json", "html"):
         raise typer.BadParameter("json or html", param_hint="--format")
     period = Period(_day_us(since, "--from"), _day_us(until, "--to"))

@@ -51,7 +51,9 @@ def bound_token(
 
 
 @security_app.command("dpop-key")
-def dpop_key(out: Annotated[Path, typer.Argument(help="Where to write the new P-256 private key (PEM).")]) -> None:
+def dpop_key(
+    out: Annotated[Path, typer.Argument(metavar="OUT", help="Where to write the new P-256 private key (PEM).")],
+) -> None:
     """Create a DPoP key pair for an agency client (keep the file private)."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -156,6 +158,11 @@ def _commands(command: Any, path: str = "gateway") -> list[tuple[str, Any]]:
     return out
 
 
+#: What a help page must not show: reST/markdown quoting, rich markup, Python type reprs as metavars,
+#: a group's "COMMAND [ARGS]" on a command without subcommands, a lower-case {placeholder} as an argument.
+_ARTEFACTS = re.compile(r"`|\[/|\[bold|<bool>|<list\[|<dict\[|\{[a-z_]+\}")
+
+
 def test_every_option_of_every_command_is_described_without_markup() -> None:
     import typer
 
@@ -164,11 +171,77 @@ def test_every_option_of_every_command_is_described_without_markup() -> None:
     undescribed, markup = [], []
     for path, command in _commands(typer.main.get_command(app)):
         for param in command.params:
-            if param.param_type_name == "option" and not param.help:
-                undescribed.append(f"{path} {param.opts[0]}")
+            if param.param_type_name in ("option", "argument") and not getattr(param, "help", None):
+                undescribed.append(f"{path} {param.name}")
         code, output = _cli(*path.split()[1:], "--help")
         assert code == 0, output
-        if "[/" in output or "[bold" in output or "<bool>" in output:
-            markup.append(path)
+        markup += [f"{path}: {line.strip()}" for line in output.splitlines() if _ARTEFACTS.search(line)]
+        if "COMMAND [ARGS]" in output and not getattr(command, "commands", None):
+            markup.append(f"{path}: usage shows COMMAND [ARGS] without subcommands")
     assert undescribed == []
     assert markup == []
+
+
+def test_gateway_version_prints_the_package_version() -> None:
+    code, output = _cli("--version")
+    assert code == 0
+    assert output.startswith("passerelle ")
+
+
+def test_every_option_of_the_benchmark_is_described_without_markup() -> None:
+    from bench.__main__ import build_parser
+
+    parser = build_parser()
+    undescribed = [a.option_strings[0] for a in parser._actions if a.option_strings and not a.help]
+    text = parser.format_help()
+    assert undescribed == []
+    assert [line for line in text.splitlines() if _ARTEFACTS.search(line)] == []
+
+
+# --- Demo tokens: the right folder, one caller, a lifetime that makes sense ----------------------------------
+
+def test_security_token_refuses_a_folder_without_demo_set_up_and_creates_nothing(tmp_path: Path) -> None:
+    empty = tmp_path / "not-a-demo"
+    code, output = _cli("security", "token", "--consumer", "cedies", "--dpop-key", "k.pem", "--data-dir", str(empty))
+    assert code == 2
+    assert "serve --demo" in output
+    assert not empty.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--consumer", "cedies", "--admin"], "--consumer and --admin: a token is for one caller"),
+        (["--citizen", "1991062434054", "--ops"], "--citizen and --ops: a token is for one caller"),
+        (["--admin", "--ttl", "-5"], "--ttl: -5 is not a lifetime"),
+        (["--admin", "--ttl", "0"], "--ttl: 0 is not a lifetime"),
+    ],
+)
+def test_token_refuses_contradictory_or_invalid_options_in_one_line(
+    tmp_path: Path, args: list[str], expected: str
+) -> None:
+    config = ensure_demo(tmp_path)
+    code, output = _cli("token", *args, "--config", str(config))
+    assert code == 2
+    assert output.strip().splitlines() == [output.strip()] and expected in output
+
+
+def test_token_config_names_the_demo_folder_like_data_dir(tmp_path: Path) -> None:
+    config = ensure_demo(tmp_path)
+    code, output = _cli("token", "--consumer", "cedies", "--config", str(config))
+    assert code == 0 and output.count(".") == 2
+
+
+def test_verify_receipt_takes_the_key_set_from_the_local_configuration(tmp_path: Path) -> None:
+    from adapters.keys.signing import make_receipt_key
+    from gateway.config import load_config
+    from gateway.entrypoints.services.receipts import ReceiptSigner
+
+    config = ensure_demo(tmp_path)
+    signer = ReceiptSigner(make_receipt_key(load_config(config)), issuer="urn:test")
+    receipt = tmp_path / "consent.json"
+    receipt.write_text(json.dumps({"receipt": signer.sign({"consentReceiptID": "c-1"})}))
+    for option, value in (("--config", str(config)), ("--data-dir", str(tmp_path))):
+        code, output = _cli("consent", "verify-receipt", str(receipt), option, value)
+        assert code == 0, output
+        assert "VALID: receipt c-1" in output
