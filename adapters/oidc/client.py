@@ -23,7 +23,7 @@ from authlib.oauth2.rfc7523 import PrivateKeyJWT
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from joserfc import jwt
 from joserfc.errors import ClaimError, ExpiredTokenError, JoseError
-from joserfc.jwk import KeySet
+from joserfc.jwk import ECKey, KeySet, OKPKey, RSAKey
 
 from gateway.core.citizen_sessions import IdTokenCheck
 from gateway.core.errors import GatewayError, Reason
@@ -108,7 +108,7 @@ class AuthlibOpenIdProvider:
     def _client_auth(self, token_endpoint: str) -> ClientAuth:
         if self._s.private_key_pem:
             signer = PrivateKeyJWT(token_endpoint, alg=self._s.private_key_alg)
-            return ClientAuth(self._s.client_id, self._s.private_key_pem.decode(), signer)
+            return ClientAuth(self._s.client_id, _private_key(self._s.private_key_pem, self._s.private_key_alg), signer)
         return ClientAuth(self._s.client_id, self._s.client_secret, "client_secret_basic")
 
     async def _token_response(self, code: str, code_verifier: str) -> dict[str, Any]:
@@ -176,6 +176,12 @@ class AuthlibOpenIdProvider:
         params = {"id_token_hint": id_token_hint, "client_id": self._s.client_id,
                   "post_logout_redirect_uri": self._s.post_logout_redirect_uri, "state": state}  # fmt: skip
         return str(httpx.URL(endpoint, params=params))
+
+
+def _private_key(pem: bytes, alg: str) -> ECKey | RSAKey | OKPKey:
+    """The client's ``private_key_jwt`` key, of the type its algorithm needs (ES*, RS*/PS*, EdDSA)."""
+    kind = ECKey if alg.startswith("ES") else OKPKey if alg == "EdDSA" else RSAKey
+    return kind.import_key(pem)
 
 
 _CLAIM_REASONS = {"aud": Reason.SIGN_IN_WRONG_AUDIENCE, "azp": Reason.SIGN_IN_WRONG_AUDIENCE,
