@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -43,6 +42,9 @@ class RecordedEvents:
 
     def record(self, reason: str, protocol: str, detail: str = "") -> None:
         self.seen.append(str(reason))
+
+
+Parts = tuple["CitizenLogin", InMemorySessionStore, "RecordedEvents"]
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +95,7 @@ async def _through_the_form(login: CitizenLogin, account: str) -> dict[str, str]
 
 
 @pytest.mark.parametrize("parts", ["client_secret", "private_key_jwt"], indirect=True)
-async def test_a_citizen_signs_in_through_the_providers_form_and_out_again(parts: tuple[CitizenLogin, InMemorySessionStore, RecordedEvents]) -> None:  # noqa: E501
+async def test_a_citizen_signs_in_through_the_providers_form_and_out_again(parts: Parts) -> None:
     login, _, events = parts
     back = await _through_the_form(login, "citizen")
     signed_in = await login.finish(state=back["state"], code=back["code"])
@@ -111,14 +113,14 @@ async def _refused(login: CitizenLogin, **kwargs: str) -> Reason:
     return caught.value.reason
 
 
-async def test_a_callback_with_another_state_is_refused_and_recorded(parts: tuple[CitizenLogin, InMemorySessionStore, RecordedEvents]) -> None:  # noqa: E501
+async def test_a_callback_with_another_state_is_refused_and_recorded(parts: Parts) -> None:
     login, _, events = parts
     back = await _through_the_form(login, "citizen")
     assert await _refused(login, state="not-" + back["state"], code=back["code"]) == Reason.SIGN_IN_STATE_INVALID
     assert events.seen == [Reason.SIGN_IN_STATE_INVALID]
 
 
-async def test_a_replayed_callback_and_a_replayed_code_are_refused(parts: tuple[CitizenLogin, InMemorySessionStore, RecordedEvents]) -> None:  # noqa: E501
+async def test_a_replayed_callback_and_a_replayed_code_are_refused(parts: Parts) -> None:
     login, _, events = parts
     back = await _through_the_form(login, "citizen")
     await login.finish(state=back["state"], code=back["code"])
@@ -128,21 +130,21 @@ async def test_a_replayed_callback_and_a_replayed_code_are_refused(parts: tuple[
     assert events.seen == [SIGNED_IN, Reason.SIGN_IN_STATE_INVALID, Reason.SIGN_IN_CODE_REFUSED]
 
 
-async def test_a_sign_in_below_the_required_assurance_is_refused(parts: tuple[CitizenLogin, InMemorySessionStore, RecordedEvents]) -> None:  # noqa: E501
-    login, store, events = parts
+async def test_a_sign_in_below_the_required_assurance_is_refused(parts: Parts) -> None:
+    login, _, events = parts
     back = await _through_the_form(login, "weak")
     assert await _refused(login, state=back["state"], code=back["code"]) == Reason.SIGN_IN_ASSURANCE_TOO_LOW
     assert events.seen == [Reason.SIGN_IN_ASSURANCE_TOO_LOW]
 
 
-async def test_a_subject_claim_that_is_not_a_national_id_is_refused(parts: tuple[CitizenLogin, InMemorySessionStore, RecordedEvents]) -> None:  # noqa: E501
+async def test_a_subject_claim_that_is_not_a_national_id_is_refused(parts: Parts) -> None:
     login, _, events = parts
     back = await _through_the_form(login, "stranger")
     assert await _refused(login, state=back["state"], code=back["code"]) == Reason.SIGN_IN_SUBJECT_INVALID
     assert events.seen == [Reason.SIGN_IN_SUBJECT_INVALID]
 
 
-async def test_an_error_from_the_provider_is_a_failed_sign_in(parts: tuple[CitizenLogin, InMemorySessionStore, RecordedEvents]) -> None:  # noqa: E501
+async def test_an_error_from_the_provider_is_a_failed_sign_in(parts: Parts) -> None:
     login, _, events = parts
     state = _back(await login.start())["state"]
     assert await _refused(login, state=state, code="", error="access_denied") == Reason.SIGN_IN_PROVIDER_ERROR
