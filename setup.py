@@ -28,15 +28,28 @@ def _codegen():  # type: ignore[no-untyped-def]
     return module
 
 
+def _generated_packages() -> list[str]:
+    """The packages ``gateway/_pb`` holds once generated: one per folder of ``proto/``."""
+    names = {"gateway._pb"}
+    for proto in (HERE / "proto").rglob("*.proto"):
+        parts = proto.relative_to(HERE / "proto").parent.parts
+        names |= {".".join(("gateway._pb", *parts[:n])) for n in range(1, len(parts) + 1)}
+    return sorted(names)
+
+
 class BuildWithGeneratedCode(build_py):
     """``build_py`` plus ``gateway/_pb`` (generated, with ``.pyi``) and ``gateway/proto`` (the contracts)."""
 
     def run(self) -> None:
-        super().run()
         codegen = _codegen()
         if getattr(self, "editable_mode", False):
             codegen.generate()   # into the source tree, as `make gen`
+            # On a fresh clone gateway/_pb did not exist when setuptools found the packages: list them,
+            # or each generated folder is a screenful of "Package would be ignored".
+            self.packages = sorted({*(self.packages or []), *_generated_packages()})
+            super().run()
             return
+        super().run()
         package = Path(self.build_lib) / "gateway"
         codegen.generate(package / "_pb")
         shutil.rmtree(package / "proto", ignore_errors=True)
