@@ -1,8 +1,10 @@
 """Per-registry health: what the exchanges saw, plus an active probe at each readiness check.
 
 Passive (X-Road style): last success and failure, counts, consecutive failures.
-Active: the standard gRPC health check for gRPC registries, a TCP connection for
-REST ones (a REST dialect has no standard health path). Each registry is
+Active, within a deadline: the standard gRPC health check for gRPC registries, an
+HTTP ``HEAD`` for REST ones (a REST dialect has no standard health path, so any HTTP
+answer, even 404, counts as serving; an open port that never answers, as a hung or
+stopped process gives, is ``timeout``, a refused connection ``unreachable``). Each registry is
 reported, and exported as ``passerelle_registry_up``; whether one that is down
 makes the gateway unready is the ``[gateway] readiness`` policy: ``all`` (the
 default: every configured registry must answer its probe), ``any`` (at least one)
@@ -47,7 +49,7 @@ class _Seen:
     consecutive_failures: int = 0
     last_success_us: int = 0
     last_failure_us: int = 0
-    probe: str = ""  # "serving" | "not_serving" | "unreachable" | "" (not probed yet)
+    probe: str = ""  # "serving" | "not_serving" | "unreachable" | "timeout" | "" (not probed yet)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,8 +124,12 @@ class RegistryHealth:
     async def _probe(self, p: RegistryProbe) -> str:
         try:
             async with asyncio.timeout(self._timeout):
-                return await (self._grpc(p) if p.kind == "grpc" else self._tcp(p))
-        except (TimeoutError, OSError, grpc.aio.AioRpcError):
+                return await (self._grpc(p) if p.kind == "grpc" else self._http(p))
+        except TimeoutError:
+            return "timeout"
+        except grpc.aio.AioRpcError as exc:
+            return "timeout" if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED else "unreachable"
+        except (OSError, ValueError):
             return "unreachable"
 
     async def _grpc(self, p: RegistryProbe) -> str:
@@ -135,13 +141,18 @@ class RegistryHealth:
         )
         return "serving" if answer.status == health_pb2.HealthCheckResponse.SERVING else "not_serving"
 
-    async def _tcp(self, p: RegistryProbe) -> str:
+    async def _http(self, p: RegistryProbe) -> str:
+        """Serving when the registry answers an HTTP ``HEAD`` at all; the caller's deadline bounds the wait."""
         url = urlsplit(p.address)
-        port = url.port or (443 if url.scheme == "https" else 80)
-        _, writer = await asyncio.open_connection(url.hostname or "127.0.0.1", port)
-        writer.close()
-        await writer.wait_closed()
-        return "serving"
+        host, port = url.hostname or "127.0.0.1", url.port or (443 if url.scheme == "https" else 80)
+        reader, writer = await asyncio.open_connection(host, port, ssl=url.scheme == "https" or None)
+        try:
+            writer.write(f"HEAD {url.path or '/'} HTTP/1.1\r\nHost: {url.netloc}\r\nConnection: close\r\n\r\n".encode())
+            await writer.drain()
+            status = await reader.readline()
+        finally:
+            writer.close()
+        return "serving" if status.startswith(b"HTTP/") else "not_serving"
 
     async def close(self) -> None:
         for channel in self._channels.values():
