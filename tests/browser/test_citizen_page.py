@@ -129,8 +129,10 @@ def test_a_demo_citizen_sees_the_accesses_made_by_cedies(page: Any, stack: Any) 
     items.first.wait_for()
     assert items.count() == 2
     first = items.first.inner_text()
-    assert "CEDIES" in first and "Studienbeihilfe" in first and "A6-1-e" in first and "Daten übermittelt" in first
-    assert "Name (family_name)" in first
+    assert "CEDIES" in first and "Studienbeihilfe" in first and "Daten übermittelt" in first
+    assert "Aufgabe im öffentlichen Interesse" in first and "Nationales Register der natürlichen Personen" in first
+    for code in ("A6-1-e", "family_name", "given_names", "registry.population", "PopulationRegistry"):
+        assert code not in first   # the page speaks the reader's words, not the contract's
     assert axe_violations(page, "accesses-de") == []
 
 
@@ -160,6 +162,14 @@ def test_a_citizen_revokes_a_consent_by_keyboard(page: Any, stack: Any) -> None:
     assert axe_violations(page, "consents-de") == []
     revoke.focus()
     page.keyboard.press("Enter")
+    dialog = page.get_by_role("dialog", name="Diese Einwilligung widerrufen?")
+    dialog.wait_for()
+    assert "ohne neue Einwilligung nicht mehr abrufen" in dialog.inner_text()
+    assert axe_violations(page, "consents-confirm-de") == []
+    page.keyboard.press("Escape")    # cancelling changes nothing and gives the focus back
+    assert page.evaluate("document.activeElement.textContent") == "Einwilligung widerrufen"
+    page.keyboard.press("Enter")
+    dialog.get_by_role("button", name="Ja, widerrufen").click()
     page.get_by_role("status").filter(has_text="Die Einwilligung ist widerrufen.").wait_for()
     assert page.get_by_role("button", name="Einwilligung widerrufen").count() == 0
     assert "Widerrufen" in page.locator("#consents").inner_text()

@@ -7,7 +7,8 @@
   const LANG_KEY = "passerelle.lang";
   const PAGE_SIZE = 20;
   const $ = (id) => document.getElementById(id);
-  const state = { lang: "en", next: "", shown: 0, agencies: new Map(), purposes: new Map(), consents: null };
+  const state = { lang: "en", next: "", shown: 0, agencies: new Map(), purposes: new Map(), consents: null,
+    session: null };  // {csrfToken} when signed in with the eID (a session cookie), null otherwise
 
   function pickLanguage() {
     const saved = localStorage.getItem(LANG_KEY);
@@ -35,10 +36,13 @@
   function say(text) { $("status").textContent = text; }
 
   function token() { return sessionStorage.getItem(TOKEN_KEY) || ""; }
+  function signedIn() { return Boolean(state.session || token()); }
 
+  // With an eID session the cookie authenticates and every state-changing call carries the CSRF token.
   async function api(path, options = {}) {
-    const headers = Object.assign({ authorization: `Bearer ${token()}` }, options.headers || {});
-    const response = await fetch(path, Object.assign({}, options, { headers }));
+    const auth = state.session ? { "x-csrf-token": state.session.csrfToken } : { authorization: `Bearer ${token()}` };
+    const headers = Object.assign(auth, options.headers || {});
+    const response = await fetch(path, Object.assign({ credentials: "same-origin" }, options, { headers }));
     if (response.status === 401) {
       signOut(t("expired"));
       throw new Error("401");
@@ -46,12 +50,24 @@
     return response;
   }
 
+  // The gateway's problem texts are English: the page shows its own words for the reason code.
   async function problemText(response) {
-    try { const p = await response.json(); return p.detail || p.title || String(response.status); }
-    catch (e) { return String(response.status); }
+    try { const p = await response.json(); return reasonText(p.reason); }
+    catch (e) { return reasonText(""); }
   }
 
+  function reasonText(code) { return T[state.lang].reasons[code] || T[state.lang].reasons.other; }
+
   // --- sign-in ------------------------------------------------------------------------------------
+
+  async function detectSession() {
+    try {
+      const r = await fetch("/me/auth/session", { credentials: "same-origin" });
+      const body = r.ok ? await r.json() : {};
+      $("eid-signin").hidden = !body.configured;
+      state.session = body.signedIn ? { csrfToken: body.csrfToken } : null;
+    } catch (e) { $("eid-signin").hidden = true; }
+  }
 
   async function detectDemo() {
     try {
@@ -66,7 +82,14 @@
     show();
   }
 
-  function signOut(message) {
+  async function signOut(message) {
+    if (state.session) {   // ends the session at the gateway, then at the identity provider
+      const r = await fetch("/me/auth/logout", { method: "POST", credentials: "same-origin",
+        headers: { "x-csrf-token": state.session.csrfToken } });
+      state.session = null;
+      const next = r.ok ? (await r.json()).next : "";
+      if (next) { location.assign(next); return; }
+    }
     sessionStorage.removeItem(TOKEN_KEY);
     state.agencies.clear(); state.purposes.clear();
     show();
@@ -94,10 +117,10 @@
   // --- views --------------------------------------------------------------------------------------
 
   function show() {
-    const signedIn = Boolean(token());
-    $("view-signin").hidden = signedIn;
-    $("signed-in").hidden = !signedIn;
-    if (!signedIn) return;
+    const inside = signedIn();
+    $("view-signin").hidden = inside;
+    $("signed-in").hidden = !inside;
+    if (!inside) return;
     const consents = location.hash === "#consents";
     $("view-accesses").hidden = consents;
     $("view-consents").hidden = !consents;
@@ -121,7 +144,7 @@
   }));
 
   function rerender() {
-    if (!token()) return;
+    if (!signedIn()) return;
     if (!$("view-accesses").hidden) loadAccesses(true);
     if (!$("view-consents").hidden) renderConsents();
   }
@@ -148,31 +171,45 @@
 
   function title(obj) { return (obj && (obj[state.lang] || obj.en || obj.fr)) || ""; }
 
+  // "registry.population.v1.PopulationRegistry/GetPerson" -> the register's name in the reader's language.
+  function source(service) {
+    const m = /^registry\.([a-z_]+)\./.exec(service || "");
+    const names = T[state.lang].registries;
+    return service ? (m && names[m[1]]) || names.other : "";
+  }
+
+  // Data items by their display name from the contract, else their category; never the field's name.
+  function dataItems(fields) {
+    const words = (fields || []).map((f) => title(f.displayName) || T[state.lang].cat[f.category] || "").filter(Boolean);
+    return [...new Set(words)].join(", ");
+  }
+
+  function basisText(code) { return code ? T[state.lang].basis[code] || T[state.lang].basis.other : ""; }
+
   function renderAccess(a) {
     const id = `access-${a.id}`;
     const outcome = a.outcome || "ok";
-    const article = el("article", { "aria-labelledby": id, class: `access ${outcome}` });
+    const third = a.subjectRole === "third_party";
+    const kind = outcome === "checked" ? "check" : third ? "third-party" : "own";
+    const article = el("article", { "aria-labelledby": id, class: `access ${outcome} ${kind}` });
+    if (kind !== "own") article.append(el("p", { class: `kind ${kind}`, text: t(kind === "check" ? "checkBadge" : "thirdPartyBadge") }));
     const heading = el("h3", { id });
     heading.append(el("span", { text: a.agency ? a.agency.name : "" }), " ",
       el("time", { datetime: a.time, class: "when", text: when(a.time) }));
     article.append(heading);
     if (outcome === "checked") return renderCheck(a, article);
-    if (a.subjectRole === "third_party") {  // the lookup was about someone else; only this person's fields are listed
+    if (third) {  // the lookup was about someone else; only this person's fields are listed
       article.append(el("p", { class: "third-party", text: t("thirdPartyNote", a.agency ? a.agency.name : "") }));
     }
     const dl = el("dl");
     row(dl, "purpose", a.purpose ? (title(a.purpose.title) || a.purpose.code) : "");
-    row(dl, "fields", (a.dataFields || []).map((f) => {
-      const cat = f.category ? (T[state.lang].cat[f.category] || f.category) : "";
-      return cat ? `${cat} (${f.name})` : f.name;
-    }).join(", "));
-    row(dl, "service", a.service);
-    const basis = (T[state.lang].basis || {})[a.legalBasis] || a.legalBasisTitle;
-    row(dl, "legalBasis", [a.legalBasis, basis].filter(Boolean).join(" – "));
-    row(dl, "legalReference", a.legalReference);
+    row(dl, "fields", dataItems(a.dataFields));
+    row(dl, "source", source(a.service));
+    row(dl, "legalBasis", basisText(a.legalBasis));
+    row(dl, "legalReference", title(a.legalReferenceTitle) || a.legalReference);
     row(dl, "consent", a.consentId);
     row(dl, "outcome", el("span", { class: `badge ${outcome}`, text: t(outcome) }));
-    row(dl, "reason", a.reason ? [a.reasonTitle, `(${a.reason})`].filter(Boolean).join(" ") : "");
+    row(dl, "reason", a.reason ? reasonText(a.reason) : "");
     row(dl, "ai", a.aiSystem);
     row(dl, "recordId", a.id);
     article.append(dl);
@@ -182,11 +219,11 @@
   // An agency (or staff) asked whether it could access this person's data: a probe, shown as such.
   function renderCheck(a, article) {
     const who = a.agency ? a.agency.name : "";
-    article.append(el("p", { text: t("checkNote", who, a.service) }));
+    article.append(el("p", { text: t("checkNote", who, source(a.service)) }));
     const dl = el("dl");
     row(dl, "purpose", a.purpose ? (title(a.purpose.title) || a.purpose.code) : "");
     row(dl, "outcome", el("span", { class: "badge checked", text: t("checked") }));
-    row(dl, "checkAnswer", a.reason ? [a.reasonTitle, `(${a.reason})`].filter(Boolean).join(" ") : t("checkAllowed"));
+    row(dl, "checkAnswer", a.reason ? reasonText(a.reason) : t("checkAllowed"));
     row(dl, "recordId", a.id);
     article.append(dl);
     return el("li", {}, article);
@@ -302,10 +339,22 @@
     article.append(dl);
     if (c.status === "CONSENT_STATUS_ACTIVE") {
       const button = el("button", { type: "button", class: "danger", "aria-label": t("revokeLabel", who), text: t("revoke") });
-      button.addEventListener("click", () => revoke(c.id));
+      button.addEventListener("click", () => confirmRevoke(c, who, button));
       article.append(button);
     }
     return el("li", {}, article);
+  }
+
+  // A modal dialog says what withdrawing changes; Cancel (or Escape) returns focus to the button.
+  function confirmRevoke(c, who, button) {
+    const dialog = $("confirm");
+    $("confirm-text").textContent = t("confirmText", who, title(c.purposeTitle) || c.purpose);
+    dialog.onclose = () => {
+      if (dialog.returnValue === "yes") revoke(c.id); else button.focus();
+    };
+    dialog.returnValue = "";
+    dialog.showModal();
+    $("confirm-no").focus();
   }
 
   async function revoke(id) {
@@ -323,5 +372,5 @@
   state.lang = pickLanguage();
   applyTexts();
   detectDemo();
-  show();
+  detectSession().then(show);
 })();

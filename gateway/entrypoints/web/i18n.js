@@ -98,3 +98,81 @@ window.PASSERELLE_I18N = {
     cat: { IDENTIFIER: "identifier", NAME: "name", BIRTH: "birth", SEX: "sex", NATIONALITY: "nationality", ADDRESS: "address", CIVIL_STATUS: "civil status", HOUSEHOLD: "household", INCOME: "income", TAX_STATUS: "tax status", COMPANY: "company", COMPANY_OFFICERS: "company officers" },
   },
 };
+
+/* Plain words for what the API gives as codes: refusal reasons, registries, legal bases; sign-in and confirmation texts. */
+(function (T) {
+  const reasons = {
+    fr: {
+      NO_MANDATE: "cette administration n'a pas d'autorisation pour ces données et cette finalité",
+      MANDATE_NOT_YET_VALID: "son autorisation n'était pas encore valable", MANDATE_EXPIRED: "son autorisation avait expiré",
+      MANDATE_LIMIT: "la demande dépassait ce que son autorisation permet", FIELD_NOT_ALLOWED: "elle demandait des données que son autorisation ne couvre pas",
+      UNKNOWN_PURPOSE: "la finalité indiquée n'existe pas", PURPOSE_MISSING: "aucune finalité n'était indiquée",
+      CONSENT_REQUIRED: "votre consentement était nécessaire et vous ne l'aviez pas donné", CONSENT_REVOKED: "vous aviez retiré votre consentement",
+      CONSENT_EXPIRED: "votre consentement avait expiré", CONSENT_SPENT: "votre consentement valait pour une seule consultation, déjà faite",
+      CONSENT_MISMATCH: "votre consentement ne couvre pas cette administration ou cette finalité", SUBJECT_MISMATCH: "la demande ne vous concernait pas",
+      SUBJECT_NOT_FOUND: "le registre ne contient pas ces données", RATE_LIMITED: "l'administration a fait trop de demandes", CONCURRENCY_LIMITED: "l'administration a fait trop de demandes",
+      REGISTRY_UNAVAILABLE: "le registre n'était pas joignable", REGISTRY_TIMEOUT: "le registre n'a pas répondu à temps", REGISTRY_BAD_RESPONSE: "le registre a donné une réponse invalide",
+      INVALID_ARGUMENT: "la demande était mal formée", CALLER_FIELD_INVALID: "la demande était mal formée", INTERNAL: "une erreur technique s'est produite",
+      other: "la demande a été refusée",
+    },
+    de: {
+      NO_MANDATE: "diese Behörde ist für diese Daten und diesen Zweck nicht befugt",
+      MANDATE_NOT_YET_VALID: "ihre Befugnis galt noch nicht", MANDATE_EXPIRED: "ihre Befugnis war abgelaufen",
+      MANDATE_LIMIT: "die Anfrage ging über ihre Befugnis hinaus", FIELD_NOT_ALLOWED: "sie verlangte Daten, die ihre Befugnis nicht abdeckt",
+      UNKNOWN_PURPOSE: "den angegebenen Zweck gibt es nicht", PURPOSE_MISSING: "es war kein Zweck angegeben",
+      CONSENT_REQUIRED: "Ihre Einwilligung war nötig und lag nicht vor", CONSENT_REVOKED: "Sie hatten Ihre Einwilligung widerrufen",
+      CONSENT_EXPIRED: "Ihre Einwilligung war abgelaufen", CONSENT_SPENT: "Ihre Einwilligung galt für einen einzigen Abruf, der schon erfolgt war",
+      CONSENT_MISMATCH: "Ihre Einwilligung deckt diese Behörde oder diesen Zweck nicht ab", SUBJECT_MISMATCH: "die Anfrage betraf nicht Sie",
+      SUBJECT_NOT_FOUND: "das Register enthält diese Daten nicht", RATE_LIMITED: "die Behörde hat zu viele Anfragen gestellt", CONCURRENCY_LIMITED: "die Behörde hat zu viele Anfragen gestellt",
+      REGISTRY_UNAVAILABLE: "das Register war nicht erreichbar", REGISTRY_TIMEOUT: "das Register hat nicht rechtzeitig geantwortet", REGISTRY_BAD_RESPONSE: "das Register hat eine ungültige Antwort gegeben",
+      INVALID_ARGUMENT: "die Anfrage war fehlerhaft", CALLER_FIELD_INVALID: "die Anfrage war fehlerhaft", INTERNAL: "ein technischer Fehler ist aufgetreten",
+      other: "die Anfrage wurde abgelehnt",
+    },
+    en: {
+      NO_MANDATE: "this administration is not authorised for this data and purpose",
+      MANDATE_NOT_YET_VALID: "its authorisation was not valid yet", MANDATE_EXPIRED: "its authorisation had expired",
+      MANDATE_LIMIT: "the request went beyond its authorisation", FIELD_NOT_ALLOWED: "it asked for data its authorisation does not cover",
+      UNKNOWN_PURPOSE: "the stated purpose does not exist", PURPOSE_MISSING: "no purpose was stated",
+      CONSENT_REQUIRED: "your consent was needed and you had not given it", CONSENT_REVOKED: "you had withdrawn your consent",
+      CONSENT_EXPIRED: "your consent had expired", CONSENT_SPENT: "your consent was for one lookup, already made",
+      CONSENT_MISMATCH: "your consent does not cover this administration or purpose", SUBJECT_MISMATCH: "the request was not about you",
+      SUBJECT_NOT_FOUND: "the register does not hold this data", RATE_LIMITED: "the administration made too many requests", CONCURRENCY_LIMITED: "the administration made too many requests",
+      REGISTRY_UNAVAILABLE: "the register could not be reached", REGISTRY_TIMEOUT: "the register did not answer in time", REGISTRY_BAD_RESPONSE: "the register gave an invalid answer",
+      INVALID_ARGUMENT: "the request was malformed", CALLER_FIELD_INVALID: "the request was malformed", INTERNAL: "a technical error occurred",
+      other: "the request was refused",
+    },
+  };
+  const registries = {
+    fr: { population: "Registre national des personnes physiques", business: "Registre de commerce et des sociétés", tax: "Administration des contributions directes", other: "un registre" },
+    de: { population: "Nationales Register der natürlichen Personen", business: "Handels- und Gesellschaftsregister", tax: "Steuerverwaltung", other: "ein Register" },
+    en: { population: "National register of natural persons", business: "Trade and companies register", tax: "Direct tax administration", other: "a register" },
+  };
+  const basis = {
+    fr: { "A6-1-a": "votre consentement (RGPD, art. 6, par. 1, a)", "A6-1-b": "un contrat avec vous (RGPD, art. 6, par. 1, b)", "A6-1-c": "une obligation légale (RGPD, art. 6, par. 1, c)", "A6-1-d": "la protection d'intérêts vitaux (RGPD, art. 6, par. 1, d)", "A6-1-e": "une mission d'intérêt public (RGPD, art. 6, par. 1, e)", "A6-1-f": "des intérêts légitimes (RGPD, art. 6, par. 1, f)", other: "une base légale" },
+    de: { "A6-1-a": "Ihre Einwilligung (DSGVO Art. 6 Abs. 1 Buchst. a)", "A6-1-b": "ein Vertrag mit Ihnen (DSGVO Art. 6 Abs. 1 Buchst. b)", "A6-1-c": "eine rechtliche Verpflichtung (DSGVO Art. 6 Abs. 1 Buchst. c)", "A6-1-d": "der Schutz lebenswichtiger Interessen (DSGVO Art. 6 Abs. 1 Buchst. d)", "A6-1-e": "eine Aufgabe im öffentlichen Interesse (DSGVO Art. 6 Abs. 1 Buchst. e)", "A6-1-f": "berechtigte Interessen (DSGVO Art. 6 Abs. 1 Buchst. f)", other: "eine Rechtsgrundlage" },
+    en: { "A6-1-a": "your consent (GDPR Art. 6(1)(a))", "A6-1-b": "a contract with you (GDPR Art. 6(1)(b))", "A6-1-c": "a legal obligation (GDPR Art. 6(1)(c))", "A6-1-d": "protecting vital interests (GDPR Art. 6(1)(d))", "A6-1-e": "a task in the public interest (GDPR Art. 6(1)(e))", "A6-1-f": "legitimate interests (GDPR Art. 6(1)(f))", other: "a legal basis" },
+  };
+  const more = {
+    fr: {
+      source: "Source", eidSignin: "Se connecter avec mon identité électronique (eID)", eidNote: "Connectez-vous avec votre identité électronique nationale.",
+      checkBadge: "Vérification d'accès", thirdPartyBadge: "Concernant une autre personne",
+      confirmTitle: "Retirer ce consentement ?", confirmYes: "Oui, retirer", confirmNo: "Annuler",
+      confirmText: (who, purpose) => `Dès maintenant, ${who} ne pourra plus obtenir vos données pour la finalité « ${purpose} » sans un nouveau consentement. Les consultations déjà faites restent inscrites.`,
+    },
+    de: {
+      source: "Quelle", eidSignin: "Mit meiner elektronischen Identität (eID) anmelden", eidNote: "Melden Sie sich mit Ihrer nationalen elektronischen Identität an.",
+      checkBadge: "Prüfung der Zugriffsberechtigung", thirdPartyBadge: "Betrifft eine andere Person",
+      confirmTitle: "Diese Einwilligung widerrufen?", confirmYes: "Ja, widerrufen", confirmNo: "Abbrechen",
+      confirmText: (who, purpose) => `Ab sofort kann ${who} Ihre Daten für den Zweck „${purpose}“ ohne neue Einwilligung nicht mehr abrufen. Bereits erfolgte Abrufe bleiben festgehalten.`,
+    },
+    en: {
+      source: "Source", eidSignin: "Sign in with my electronic identity (eID)", eidNote: "Sign in with your national electronic identity.",
+      checkBadge: "Access check", thirdPartyBadge: "About another person",
+      confirmTitle: "Withdraw this consent?", confirmYes: "Yes, withdraw", confirmNo: "Cancel",
+      confirmText: (who, purpose) => `From now on, ${who} can no longer obtain your data for the purpose “${purpose}” without a new consent. Lookups already made stay recorded.`,
+    },
+  };
+  for (const lang of ["fr", "de", "en"]) {
+    Object.assign(T[lang], more[lang], { reasons: reasons[lang], registries: registries[lang], basis: basis[lang] });
+  }
+})(window.PASSERELLE_I18N);
