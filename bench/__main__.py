@@ -206,9 +206,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def generated_code_problem() -> str:
+    """'' when ``gateway._pb`` imports; else one line saying why and what to run.
+
+    From a clone, ``python -m bench`` imports the clone's ``gateway/`` (the current folder comes first
+    on ``sys.path``), and so do the processes it starts: after a plain ``pip install .`` that folder
+    has no generated code (the installed wheel has it). With grpcio-tools at hand it is generated here,
+    as ``make gen`` does.
+    """
+    import importlib.util
+
+    if importlib.util.find_spec("gateway._pb") is not None:
+        return ""
+    import gateway
+
+    folder = Path(gateway.__file__).parent
+    if importlib.util.find_spec("grpc_tools") is not None:
+        from gateway.codegen import generate
+
+        generate()
+        print(f"generated the protobuf code into {folder / '_pb'} (python -m gateway.codegen)", file=sys.stderr)
+        return ""
+    return (f"no generated code in {folder / '_pb'}: this clone's gateway/ shadows the installed package; run "
+            "python -m gateway.codegen (pip install grpcio-tools) or make bench, or pip install -e . here")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if problem := generated_code_problem():
+        print(problem, file=sys.stderr)
+        return 2
 
     report: dict[str, Any] = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine(),
                               "settings": {k: v for k, v in vars(args).items()}}  # fmt: skip
