@@ -17,7 +17,7 @@ import socket
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -29,6 +29,7 @@ from gateway.config_files import StartupError
 from gateway.entrypoints._grpc_security import grpc_tls
 from gateway.entrypoints.binding import install_grpc, install_rest
 from gateway.entrypoints.grpc_server import create_grpc_server
+from gateway.entrypoints.in_flight import CountingAsgi, CountingInterceptor, InFlight
 from gateway.entrypoints.rest import create_rest_app
 from observability.tracing import configure_tracing
 
@@ -68,12 +69,14 @@ class RunningGateway:
     _uvicorn: _EmbeddedUvicorn
     _rest_task: asyncio.Task[None]
     grpc_tls_port: int = 0     # gRPC over TLS ([gateway.tls]); 0 when not configured
+    rest_calls: InFlight = field(default_factory=InFlight)
+    grpc_calls: InFlight = field(default_factory=InFlight)
 
     async def stop(self, grace: float = 5.0) -> None:
         """Drain: stop accepting, let in-flight exchanges finish, flush the audit log; log one line saying so."""
         started = time.monotonic()
-        state = self._uvicorn.server_state
-        in_flight, connections = len(state.tasks), len(state.connections)
+        rest_at_signal, grpc_at_signal = self.rest_calls.snapshot(), self.grpc_calls.snapshot()
+        connections = len(self._uvicorn.server_state.connections)
         await self.health.enter_graceful_shutdown()
         self._uvicorn.should_exit = True
 
@@ -87,8 +90,13 @@ class RunningGateway:
         # Both doors drain at once, so the whole stop takes at most ``grace`` plus the audit flush.
         _, drained = await asyncio.gather(self.grpc_server.stop(grace), rest_drained())
         await self.gateway.close()
-        _log.info("stopped: drained the front doors and flushed the exchange log", extra={"fields": {
-            "rest_requests_in_flight": in_flight, "rest_connections": connections, "rest_drained": drained,
+        rest, grpc_ = self.rest_calls.report(rest_at_signal, "rest"), self.grpc_calls.report(grpc_at_signal, "grpc")
+        drained = drained and rest["rest_unfinished"] == 0 and grpc_["grpc_unfinished"] == 0
+        _log.info(f"stopped: {'drained' if drained else 'NOT drained within the grace period:'} "
+                  f"REST {rest['rest_completed']} completed, {rest['rest_unfinished']} unfinished; "
+                  f"gRPC {grpc_['grpc_completed']} completed, {grpc_['grpc_unfinished']} unfinished; "
+                  "exchange log flushed", extra={"fields": {
+            **rest, **grpc_, "rest_connections_at_signal": connections, "drained": drained, "pid": os.getpid(),
             "grace_s": grace, "took_ms": round((time.monotonic() - started) * 1000, 1), "audit": "flushed",
         }})  # fmt: skip
 
@@ -98,10 +106,12 @@ async def start_gateway(
 ) -> RunningGateway:
     gw_conf = config.gateway
     gateway = await build_gateway(config)
+    rest_calls, grpc_calls = InFlight(), InFlight()
     server, bound, health = await create_grpc_server(
         gateway.pipeline, gateway.operations, host=gw_conf.grpc_host,
         port=gw_conf.grpc_port if grpc_port is None else grpc_port, max_request_bytes=gw_conf.max_request_bytes,
-        extra=[install_grpc(gateway.pipeline, gateway.bindings)], interceptors=gateway.grpc_interceptors,
+        extra=[install_grpc(gateway.pipeline, gateway.bindings)],
+        interceptors=[CountingInterceptor(grpc_calls), *gateway.grpc_interceptors],   # outermost: every call
         tls=grpc_tls(config, tls_port), bound_ports=(ports := {}),
     )
     app = create_rest_app(
@@ -112,15 +122,17 @@ async def start_gateway(
     sock = bind_socket(gw_conf.rest_host, gw_conf.rest_port if rest_port is None else rest_port)
     uv = _EmbeddedUvicorn(
         # log_config=None: uvicorn's own messages go through our JSON handler (observability.logs).
-        uvicorn.Config(app, log_level="warning", log_config=None, access_log=False, lifespan="off", http="httptools",
-                       loop="none", h11_max_incomplete_event_size=16 * 1024, server_header=False)
+        uvicorn.Config(CountingAsgi(app, rest_calls), log_level="warning", log_config=None, access_log=False,
+                       lifespan="off", http="httptools", loop="none", h11_max_incomplete_event_size=16 * 1024,
+                       server_header=False)
     )
     task = asyncio.create_task(uv.serve(sockets=[sock]))
     while not uv.started:
         if task.done():
             task.result()
         await asyncio.sleep(0.005)
-    return RunningGateway(gateway, server, bound, sock.getsockname()[1], health, uv, task, ports.get("grpc_tls", 0))
+    return RunningGateway(gateway, server, bound, sock.getsockname()[1], health, uv, task, ports.get("grpc_tls", 0),
+                          rest_calls, grpc_calls)
 
 
 async def serve_forever(config: Config, *, grace: float | None = None, announce: bool = True) -> None:

@@ -31,6 +31,8 @@ __all__ = ["reserve_port", "run_gateway", "serve_workers"]
 _log = logging.getLogger("passerelle.lifecycle.supervisor")   # written whatever the log level
 #: A worker dying more often than this many times in a minute stops the whole service.
 MAX_RESTARTS_PER_MINUTE = 10
+#: A worker's exit code when it could not start (configuration, ports): restarting it would not help.
+CANNOT_START = 2
 
 
 @contextlib.contextmanager
@@ -47,10 +49,15 @@ def reserve_port(host: str, port: int) -> Iterator[int]:
 
 
 def _worker(config: Config) -> None:
+    from gateway.config_files import StartupError
     from observability.logs import configure_logging
 
-    configure_logging(os.environ.get("PASSERELLE_LOG_LEVEL", "INFO"))
-    _worker_loop(config, announce=False)
+    configure_logging(os.environ.get("PASSERELLE_LOG_LEVEL", "INFO"))   # checked by `serve` already
+    try:
+        _worker_loop(config, announce=False)
+    except StartupError as exc:   # one line, and the supervisor stops instead of restarting it
+        _log.error(str(exc), extra={"fields": {"pid": os.getpid()}})
+        raise SystemExit(CANNOT_START) from None
 
 
 def _worker_loop(config: Config, *, announce: bool = True) -> None:
@@ -91,6 +98,9 @@ class _Supervisor:
                   extra={"fields": {"pids": [p.pid for p in self._procs]}})  # fmt: skip
         while not self._stopping:
             time.sleep(0.1)
+            if any(p.exitcode == CANNOT_START for p in self._procs):
+                self._stopping = True
+                return self._stop(CANNOT_START)
             if not self._replace_dead():
                 self._stopping = True
                 return self._stop(1)
@@ -115,12 +125,22 @@ class _Supervisor:
             if proc.is_alive() and proc.pid is not None:
                 with contextlib.suppress(ProcessLookupError):
                     proc.terminate()  # SIGTERM: the worker drains
-        deadline = time.monotonic() + self._config.gateway.shutdown_grace_s + 5.0
+        started = time.monotonic()
+        deadline = started + self._config.gateway.shutdown_grace_s + 5.0
+        killed = []
         for proc in self._procs:
             proc.join(max(0.0, deadline - time.monotonic()))
             if proc.is_alive():
                 proc.kill()
                 proc.join()
+                killed.append(proc.pid)
+        exits = {str(p.pid): p.exitcode for p in self._procs}
+        clean = not killed and all(c == 0 for c in exits.values())
+        _log.info(f"Passerelle supervisor stopped: {len(self._procs)} workers, "
+                  + ("all exited cleanly after draining (see each worker's 'stopped' line)" if clean
+                     else f"{len(killed)} killed after the grace period, exit codes {exits}"),
+                  extra={"fields": {"worker_exit_codes": exits, "killed": killed, "drained": clean,
+                                    "took_ms": round((time.monotonic() - started) * 1000, 1)}})  # fmt: skip
         return code
 
 

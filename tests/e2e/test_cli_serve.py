@@ -10,6 +10,10 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
+
+from gateway.demo.setup import demo_token
+
 
 def test_a_taken_port_is_a_clear_message_and_exit_code_2(tmp_path: Path) -> None:
     with socket.socket() as taken:
@@ -86,12 +90,44 @@ def test_a_second_gateway_on_the_same_ports_names_the_first_and_exits_2(tmp_path
     assert f"It is held by pid {first.pid}: " in second.stderr
 
 
-def test_workers_share_the_ports_and_the_data_folder(tmp_path: Path) -> None:
+def test_workers_share_the_ports_and_the_data_folder_and_the_supervisor_sums_up_the_stop(tmp_path: Path) -> None:
     """`--workers 2`: the supervisor holds the lock; its workers bind the same ports without conflict."""
     proc = _started([*_serve(tmp_path, _free_port(), _free_port()), "--workers", "2"])
     err = _stop(proc)
     assert proc.returncode == 0, err[-2000:]
     assert "already in use" not in err
+    entries = [json.loads(line) for line in err.splitlines()]
+    workers = [e for e in entries if e["message"].startswith("stopped")]
+    summary = [e for e in entries if e["message"].startswith("Passerelle supervisor stopped")]
+    assert len({e["pid"] for e in workers}) == 2 and all(e["drained"] for e in workers)
+    assert len(summary) == 1 and summary[0]["drained"] is True
+
+
+def test_a_second_gateway_on_the_ports_of_workers_names_their_supervisor(tmp_path: Path) -> None:
+    rest, grpc = _free_port(), _free_port()
+    first = _started([*_serve(tmp_path / "a", rest, grpc), "--workers", "2"])
+    try:
+        second = subprocess.run(_serve(tmp_path / "b", rest, grpc), capture_output=True, text=True, timeout=60,
+                                check=False)  # fmt: skip
+    finally:
+        _stop(first)
+    assert second.returncode == 2
+    assert f"It is held by pid {first.pid}: " in second.stderr
+    assert "(the supervisor of worker " in second.stderr
+    assert not (tmp_path / "b").exists()   # nothing written: the ports were checked before the demo set-up
+
+
+def test_the_lock_message_suggests_the_option_that_was_used(tmp_path: Path) -> None:
+    first = _started(_serve(tmp_path))
+    try:
+        cmd = [sys.executable, "-m", "gateway.entrypoints.cli", "serve", "--config", str(tmp_path / "gateway.toml"),
+               "--rest-port", "0", "--grpc-port", "0"]
+        second = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+    finally:
+        _stop(first)
+    assert second.returncode == 2
+    assert second.stderr.count("\n") == 1 and "(--config with another data folder)" in second.stderr
+    assert f"pid {first.pid}: " in second.stderr and "--data-dir" in second.stderr   # the first one's command line
 
 
 def test_every_line_written_is_json_uvicorn_included_and_shutdown_says_what_it_drained(tmp_path: Path) -> None:
@@ -100,10 +136,16 @@ def test_every_line_written_is_json_uvicorn_included_and_shutdown_says_what_it_d
     with socket.create_connection(("127.0.0.1", rest)) as garbage:   # uvicorn logs "Invalid HTTP request"
         garbage.sendall(b"NOT HTTP AT ALL\r\n\r\n")
         garbage.recv(1024)
+    token = demo_token(tmp_path, issuer_id="demo-staff", subject="ops", scope="ops")
+    answered = httpx.get(f"http://127.0.0.1:{rest}/v1/catalogue", headers={"authorization": f"Bearer {token}"})
+    assert answered.status_code in (200, 403)
     err = _stop(proc)
     lines = [line.rstrip("\n") for line in _EARLY_LINES[proc.pid]] + err.splitlines()
     entries = [json.loads(line) for line in lines]   # raises on any line that is not JSON
     assert any(e["logger"].startswith("uvicorn") for e in entries), err[-2000:]
     stopped = [e for e in entries if e["message"].startswith("stopped")]
     assert len(stopped) == 1
-    assert {"rest_requests_in_flight", "rest_drained", "took_ms", "audit"} <= stopped[0].keys()
+    report = stopped[0]
+    assert report["rest_in_flight_at_signal"] == 0 and report["rest_unfinished"] == 0   # answered before SIGTERM
+    assert report["grpc_in_flight_at_signal"] == 0 and report["grpc_unfinished"] == 0
+    assert report["drained"] is True and {"took_ms", "audit", "pid"} <= report.keys()
