@@ -50,7 +50,7 @@ def _mounted_secret_keys() -> set[tuple[str, str | None]]:
     """(Secret, key) pairs the workloads use; key None for a whole Secret mounted as a volume."""
     out: set[tuple[str, str | None]] = set()
     for _, d in documents():
-        if d["kind"] != "Deployment":
+        if d["kind"] not in ("Deployment", "Job"):
             continue
         pod = d["spec"]["template"]["spec"]
         out |= {(v["secret"]["secretName"], None) for v in pod.get("volumes", []) if "secret" in v}
@@ -99,3 +99,51 @@ def test_the_image_installs_the_wheel_built_in_a_first_stage() -> None:
     runtime = dockerfile[dockerfile.rindex("\nFROM "):]
     assert "COPY --from=build /dist" in runtime and "pip install --no-cache-dir /dist/passerelle-" in runtime
     assert "codegen" not in runtime and "COPY gateway" not in runtime
+
+
+def _pod(kind: str, component: str) -> dict[str, Any]:
+    return next(d for _, d in documents() if d["kind"] == kind
+                and d["metadata"]["labels"].get("app.kubernetes.io/component") == component)["spec"]["template"]["spec"]
+
+
+def test_the_signing_keys_init_job_runs_init_pkcs11_on_the_gateways_config_token_and_volume() -> None:
+    """What the gateway will look for (config, SoftHSM2 configuration, token folder) is what the Job wrote."""
+    job, gateway = _pod("Job", "init-signing-keys"), _pod("Deployment", "gateway")
+    script = job["containers"][0]["args"][0]
+    assert "softhsm2-util --init-token" in script
+    assert "gateway security init-pkcs11 --config /etc/passerelle/gateway.toml" in script
+
+    def mounts(pod: dict[str, Any]) -> dict[str, str]:
+        volumes = {v["name"]: v.get("configMap", v.get("persistentVolumeClaim", v.get("secret")))
+                   for v in pod["volumes"]}  # fmt: skip
+        return {m["mountPath"]: str(volumes[m["name"]]) for m in pod["containers"][0]["volumeMounts"]}
+
+    def env(pod: dict[str, Any]) -> dict[str, str]:
+        return {e["name"]: e.get("value", "") for e in pod["containers"][0]["env"]}
+
+    assert mounts(gateway).items() <= mounts(job).items()
+    assert env(job)["SOFTHSM2_CONF"] == env(gateway)["SOFTHSM2_CONF"] in mounts(job)
+    softhsm = next(d for _, d in documents()
+                   if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "passerelle-softhsm")  # fmt: skip
+    tokendir = next(line.split("=")[1].strip() for line in softhsm["data"]["softhsm2.conf"].splitlines()
+                    if line.startswith("directories.tokendir"))
+    assert tokendir.startswith("/var/lib/passerelle/") and tokendir in script   # on the state volume, created
+
+
+def test_the_state_volume_both_pods_mount_is_declared() -> None:
+    claims = {d["metadata"]["name"] for _, d in documents() if d["kind"] == "PersistentVolumeClaim"}
+    for pod in (_pod("Job", "init-signing-keys"), _pod("Deployment", "gateway")):
+        used = {v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if "persistentVolumeClaim" in v}
+        assert used and used <= claims
+
+
+def test_no_shell_command_in_the_docs_continues_a_line_with_a_backslash_before_spaces() -> None:
+    """``cmd \\   # comment`` escapes a space instead of the newline: the command stops there."""
+    import re
+
+    root = Path(__file__).parents[2]
+    broken = []
+    for doc in [root / "README.md", *(root / "deploy").rglob("*.md"), *(root / "docs").rglob("*.md")]:
+        for block in re.findall(r"```(?:bash|sh|shell)\n(.*?)```", doc.read_text(), re.S):
+            broken += [f"{doc.name}: {line}" for line in block.splitlines() if re.search(r"\\[ \t]+(#|$)", line)]
+    assert broken == []
