@@ -92,10 +92,11 @@ class RunningGateway:
         await self.gateway.close()
         rest, grpc_ = self.rest_calls.report(rest_at_signal, "rest"), self.grpc_calls.report(grpc_at_signal, "grpc")
         drained = drained and rest["rest_unfinished"] == 0 and grpc_["grpc_unfinished"] == 0
-        _log.info(f"stopped: {'drained' if drained else 'NOT drained within the grace period:'} "
-                  f"REST {rest['rest_completed']} completed, {rest['rest_unfinished']} unfinished; "
-                  f"gRPC {grpc_['grpc_completed']} completed, {grpc_['grpc_unfinished']} unfinished; "
-                  "exchange log flushed", extra={"fields": {
+        _log.info(f"stopped: {'drained' if drained else 'NOT drained within the grace period'}; in flight at "
+                  f"SIGTERM: REST {rest['rest_in_flight_at_signal']}, gRPC {grpc_['grpc_in_flight_at_signal']}; "
+                  f"completed since: REST {rest['rest_completed']}, gRPC {grpc_['grpc_completed']}; unfinished: "
+                  f"REST {rest['rest_unfinished']}, gRPC {grpc_['grpc_unfinished']}; exchange log flushed",
+                  extra={"fields": {
             **rest, **grpc_, "rest_connections_at_signal": connections, "drained": drained, "pid": os.getpid(),
             "grace_s": grace, "took_ms": round((time.monotonic() - started) * 1000, 1), "audit": "flushed",
         }})  # fmt: skip
