@@ -93,6 +93,9 @@ def test_a_second_gateway_on_the_same_ports_names_the_first_and_exits_2(tmp_path
 def test_workers_share_the_ports_and_the_data_folder_and_the_supervisor_sums_up_the_stop(tmp_path: Path) -> None:
     """`--workers 2`: the supervisor holds the lock; its workers bind the same ports without conflict."""
     proc = _started([*_serve(tmp_path, _free_port(), _free_port()), "--workers", "2"])
+    assert proc.stderr is not None
+    while "Passerelle ready" not in (line := proc.stderr.readline()):   # the second worker too
+        assert line, "the second worker never got ready"
     err = _stop(proc)
     assert proc.returncode == 0, err[-2000:]
     assert "already in use" not in err
