@@ -136,7 +136,8 @@ async def test_a_revocation_reaches_another_process_on_the_same_store(stack: Sec
 async def test_revoking_a_key_refuses_its_tokens_and_survives_a_restart_of_the_store(stack: SecurityStack) -> None:
     _, kid = stack.signing_key("demo-citizens")
     citizen = demo_token(stack.data_dir, issuer_id="demo-citizens", subject="x", scope="citizen")
-    r = await stack.rest.post("/v1/admin/revocations", headers=admin(stack), json={"kind": "key", "value": kid, "reason": "key compromised"})
+    body = {"kind": "key", "value": kid, "reason": "key compromised"}
+    r = await stack.rest.post("/v1/admin/revocations", headers=admin(stack), json=body)
     assert r.status_code == 200
     try:
         refused = await stack.rest.get("/v1/me/accesses", headers={"authorization": f"Bearer {citizen}"})
