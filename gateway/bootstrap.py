@@ -152,6 +152,7 @@ async def build_gateway(config: Config) -> Gateway:
         verifier=verifier, policy=lambda: policy, consents=consents, registries=registries, audit=audit,
         pseudonymise=pseudonymise, security=security, observer=observers, clock_us=now_us,
         admission=admission_for(config),
+        ai_systems={c.id: frozenset(c.ai_systems) for c in config.consumers},
     )
     gateway = Gateway(config, operations, pipeline, verifier, policy, audit, consents, registries, security,
                       pseudonymise, observers=observers)

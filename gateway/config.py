@@ -173,6 +173,18 @@ class ConsumerSection(_Strict):
     rate_per_s: float | None = Field(None, ge=0)  # default: the [gateway] quota values
     burst: int | None = Field(None, ge=1)
     max_concurrent: int | None = Field(None, ge=0)
+    # AI systems the agency has registered (e.g. in the EU AI Act database) and may name in x-ai-system;
+    # any other value is refused, so that citizens only ever see a registered system's identifier.
+    ai_systems: list[str] = Field(default_factory=list, max_length=100)
+
+    @field_validator("ai_systems")
+    @classmethod
+    def _recordable_ids(cls, v: list[str]) -> list[str]:
+        for name in v:
+            problem = caller_id_problem(name) if name else "must not be empty"
+            if problem:
+                raise ValueError(f"{name[:64]!r}: {problem}")
+        return v
 
 
 class RevokedSection(_Strict):

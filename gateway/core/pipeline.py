@@ -167,6 +167,7 @@ class ExchangePipeline:
         observer: ExchangeObserver,
         clock_us: Callable[[], int],
         admission: Admission | None = None,
+        ai_systems: Mapping[str, frozenset[str]] | None = None,
     ) -> None:
         self._verifier = verifier
         self.policy = policy
@@ -178,6 +179,7 @@ class ExchangePipeline:
         self._observer = observer
         self._clock_us = clock_us
         self._admission = admission
+        self._ai_systems: Mapping[str, frozenset[str]] = ai_systems or {}   # consumer -> registered AI systems
 
     @property
     def admission(self) -> Admission | None:
@@ -301,6 +303,9 @@ class ExchangePipeline:
             problem = caller_id_problem(getattr(ctx, attr))
             if problem:
                 raise GatewayError(Reason.CALLER_FIELD_INVALID, f"{header} {problem}", field=header)
+        if ctx.ai_system and ctx.ai_system not in self._ai_systems.get(trail.consumer, frozenset()):
+            detail = "x-ai-system is not an AI system registered for this agency ([[consumers]] ai_systems)"
+            raise GatewayError(Reason.CALLER_FIELD_INVALID, detail, field="x-ai-system")
         trail.case_id, trail.officer_id, trail.ai_system = ctx.case_id, ctx.officer_id, ctx.ai_system
         trail.request_id = ctx.request_id
 

@@ -23,8 +23,6 @@ HYPERLINK = '=HYPERLINK("http://e.vil/?x","Click to keep your benefits")'
 INCOME = "registry.tax.v1.TaxRegistry/GetIncomeCertificate"
 PERSON = "registry.population.v1.PopulationRegistry/GetPerson"
 DOORS = ["rest", "grpc"]
-#: The front door still drops (instead of passing on) identifiers its own pattern rejects, so the
-#: core cannot refuse them yet: nothing is recorded, but the call is not refused (see the report).
 
 
 def _one_per_household(demo: DemoStack) -> list[str]:
@@ -197,3 +195,15 @@ async def test_an_access_check_with_agency_text_as_purpose_is_shown_as_unknown(d
     (entry,) = await history(demo, nid)
     assert (entry["outcome"], entry["purpose"]["code"], entry["reason"]) == ("checked", "unknown", "UNKNOWN_PURPOSE")
     assert URGENT not in await log_text(demo)
+
+
+@pytest.mark.parametrize("door", DOORS)
+async def test_only_a_registered_ai_system_is_recorded_and_shown(demo: DemoStack, door: str) -> None:
+    """x-ai-system must name one of the agency's registered AI systems: free text never reaches citizens."""
+    nid = person(demo, 30 + DOORS.index(door))
+    free_text = {"x-ai-system": "CALL.00352.621.123.456"}
+    assert await lookup(demo, door, nid, "cedies", "student-aid", **free_text) == (400, "CALLER_FIELD_INVALID")
+    registered = {"x-ai-system": "eu-ai-db.cedies-eligibility-1"}
+    assert await lookup(demo, door, nid, "cedies", "student-aid", **registered) == (200, "")
+    shown = [e.get("aiSystem", "") for e in await history(demo, nid)]
+    assert sorted(shown) == ["", "eu-ai-db.cedies-eligibility-1"]

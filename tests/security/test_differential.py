@@ -93,7 +93,7 @@ def headers_of(s: SecurityStack, case: Case, request_id: str) -> list[tuple[str,
         "x-fields": case.field_mask,
         "x-case-id": case.case_id,
         "x-officer-id": "officer-7",
-        "x-ai-system": "ai-register-42",
+        "x-ai-system": "eu-ai-db.cedies-eligibility-1" if case.consumer == "cedies" else "",  # registered (demo)
         "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
         "x-request-id": request_id,
     }
