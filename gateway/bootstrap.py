@@ -1,82 +1,50 @@
-"""The composition root: the only place that picks concrete adapters and stores."""
+"""The composition root: the only place that picks concrete adapters and stores.
+
+``build_gateway`` builds the running parts (``gateway.application.runtime.Gateway``), then
+each ``FEATURES`` entry wires one feature onto them: its use cases from
+``gateway.application``, the stores and keys they need (adapters, behind ports), and its
+REST-only routes from ``gateway.entrypoints``. Imported only by the process entry points
+(``gateway.entrypoints.server``, the CLI); the ``bootstrap_*`` modules are its parts.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
-
-from fastapi import FastAPI
 
 from adapters.registries import FieldMapping, GrpcRegistryAdapter, RestOperationSpec, RestRegistryAdapter
+from adapters.registries.resilience import ResiliencePolicy, ResilientAdapter
 from adapters.stores.consent_cache import CachedConsentStore
 from consent import Policy, Purpose, mandate_from_dict
-from gateway.bootstrap_consent import consent_store_for
-from gateway.bootstrap_security import admission_for, install_security, revocation_list_for, sender_modes_for
+from gateway.application.catalogue import catalogue_binding
+from gateway.application.runtime import Gateway
+from gateway.application.transparency import install_transparency
+from gateway.bootstrap_audit import audit_store_for, checkpoint_signer_for, install_audit_feature, proofs_of
+from gateway.bootstrap_consent import consent_store_for, install_consent_feature
+from gateway.bootstrap_observability import install_observability
+from gateway.bootstrap_security import (
+    admission_for,
+    install_security,
+    issuers_for,
+    revocation_list_for,
+    sender_modes_for,
+)
 from gateway.config import Config, FieldMappingSection, RegistrySection
 from gateway.core.auth import Issuer, TokenVerifier
+from gateway.core.clock import now_us
 from gateway.core.contracts import Operation, load_operations
+from gateway.core.observers import ExchangeObservers
 from gateway.core.pipeline import ExchangePipeline, Registry
 from gateway.core.ports import RegistryAdapter
 from gateway.core.pseudonym import Pseudonymiser
-from gateway.entrypoints.binding import ServiceBinding
+from gateway.entrypoints.routes_citizen import citizen_routes
 from observability.logs import LoggingObserver, RateLimitedSecurityLog
-from observability.observers import ExchangeObservers
 
-__all__ = ["Gateway", "build_gateway", "load_issuers", "now_us"]
-
-
-def now_us() -> int:
-    return time.time_ns() // 1000
-
-
-@dataclass
-class Gateway:
-    config: Config
-    operations: dict[str, Operation]
-    pipeline: ExchangePipeline
-    verifier: TokenVerifier
-    policy: Policy
-    audit: Any
-    consents: CachedConsentStore
-    registries: dict[str, Registry]
-    security: RateLimitedSecurityLog
-    pseudonymise: Pseudonymiser
-    #: The gateway's own proto services (catalogue, consents, admin ...), served on both doors.
-    bindings: list[ServiceBinding] = field(default_factory=list)
-    #: Other REST routes (pages, JWKS, metrics): each adds routes and returns OpenAPI schemas.
-    rest_installers: list[Callable[[FastAPI], dict[str, Any]]] = field(default_factory=list)
-    #: Background tasks and closers owned by features (checkpointer, retention ...).
-    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
-    #: Telemetry hooks called once per exchange (logs, metrics, operational records).
-    observers: ExchangeObservers = field(default_factory=ExchangeObservers)
-    #: gRPC server interceptors (telemetry ...), outermost first.
-    grpc_interceptors: list[Any] = field(default_factory=list)
-    #: Extra readiness facts (per-registry health ...), merged into ``ready()``'s report.
-    readiness: list[Callable[[], Awaitable[dict[str, Any]]]] = field(default_factory=list)
-
-    async def ready(self) -> dict[str, Any]:
-        audit_ok = await self.audit.healthy()
-        report: dict[str, Any] = {"ready": bool(audit_ok), "audit": "ok" if audit_ok else "unavailable",
-                                  "registries": sorted(self.registries)}
-        for probe in self.readiness:
-            report.update(await probe())
-        return report
-
-    async def close(self) -> None:
-        for closer in reversed(self.closers):
-            await closer()
-        for r in self.registries.values():
-            await r.adapter.close()
-        await self.audit.close()
-        await self.consents.close()
+__all__ = ["FEATURES", "audit_store_for", "build_gateway", "load_issuers", "resolve_demo_addresses"]
 
 
 def load_issuers(config: Config) -> dict[str, Issuer]:
     """Issuers with live key sets: JWKS files re-read on change, JWKS URLs fetched and cached."""
-    from gateway.bootstrap_security import issuers_for
-
     return issuers_for(config)
 
 
@@ -96,8 +64,6 @@ def _mapping(value: str | FieldMappingSection) -> FieldMapping:
 
 def _adapter(r: RegistrySection, ops: Mapping[str, Operation]) -> RegistryAdapter:
     """The registry's transport adapter inside its breaker, retries and bulkhead."""
-    from adapters.registries.resilience import ResiliencePolicy, ResilientAdapter
-
     policy = ResiliencePolicy(max_concurrency=r.max_concurrency, max_queue=r.max_queue, retries=r.retries,
                               failures_to_open=r.breaker_failures, open_s=r.breaker_open_s)
     return ResilientAdapter(_transport(r, ops), {op.method: op for op in ops.values()}, policy)
@@ -113,17 +79,6 @@ def _transport(r: RegistrySection, ops: Mapping[str, Operation]) -> RegistryAdap
         for name, o in r.operations.items()
     }
     return RestRegistryAdapter(r.base_url, by_method, specs, max_connections=min(r.max_concurrency, 256))
-
-
-def _audit_store(config: Config) -> Any:
-    target = config.gateway.audit
-    if target.startswith(("postgresql://", "postgres://")):
-        from adapters.stores.audit_postgres import PostgresAuditLog
-
-        return PostgresAuditLog(target)
-    from adapters.stores.audit_sqlite import SqliteAuditLog
-
-    return SqliteAuditLog(config.path(target.removeprefix("sqlite:")))
 
 
 async def build_gateway(config: Config) -> Gateway:
@@ -143,7 +98,7 @@ async def build_gateway(config: Config) -> Gateway:
     )
     pseudonymise = Pseudonymiser(config.path(gw.pseudonym_key).read_bytes())
     policy = _policy(config)
-    audit = _audit_store(config)
+    audit = audit_store_for(config)
     await audit.start()
     consents = CachedConsentStore(consent_store_for(config))
     security = RateLimitedSecurityLog()
@@ -155,51 +110,31 @@ async def build_gateway(config: Config) -> Gateway:
         ai_systems={c.id: frozenset(c.ai_systems) for c in config.consumers},
     )
     gateway = Gateway(config, operations, pipeline, verifier, policy, audit, consents, registries, security,
-                      pseudonymise, observers=observers)
+                      pseudonymise, checkpoint_signer=checkpoint_signer_for(config, audit), proofs=proofs_of(audit),
+                      observers=observers)
     for install in FEATURES:
         await install(gateway)
     return gateway
 
 
 async def _catalogue(gateway: Gateway) -> None:
-    from gateway.entrypoints.services.catalogue import catalogue_binding
-
     gateway.bindings.append(catalogue_binding(gateway))
 
 
-async def _audit(gateway: Gateway) -> None:
-    from gateway.entrypoints.services.audit import install_audit
-
-    await install_audit(gateway)   # signed checkpoints (periodic), retention, GET /v1/audit/checkpoints
-
-
 async def _transparency(gateway: Gateway) -> None:
-    from gateway.entrypoints.services.transparency import install_transparency
-
-    await install_transparency(gateway)   # /v1/me/accesses, export, the /me/ page, demo sign-in
-
-
-async def _consent_and_purpose(gateway: Gateway) -> None:
-    from gateway.entrypoints.services.consent_feature import install_consent_and_purpose
-
-    await install_consent_and_purpose(gateway, now_us)   # live mandates, consents, receipts, access checks
-
-
-async def _observability(gateway: Gateway) -> None:
-    from gateway.entrypoints.services.observability import install_observability
-
-    await install_observability(gateway)   # metrics + /metrics, front-door spans, ops records + API, readiness
+    await install_transparency(gateway)   # /v1/me/accesses and its proofs
+    gateway.rest_installers += citizen_routes(gateway)   # export, demo sign-in (demo mode), the /me/ page
 
 
 #: Each feature wires itself onto the built gateway (bindings, routes, background tasks).
 #: Add one line per feature; the exchange pipeline does not change.
 FEATURES: list[Callable[[Gateway], Awaitable[None]]] = [
-    install_security,
-    _observability,
+    install_security,        # first JWKS fetches, revocations and their admin API, limits, shared quotas
+    install_observability,   # metrics + /metrics, front-door spans, ops records + API, readiness
     _catalogue,
-    _audit,
+    install_audit_feature,   # signed checkpoints (periodic), retention, witnesses, GET /v1/audit/checkpoint(s)
     _transparency,
-    _consent_and_purpose,
+    install_consent_feature,   # live mandates, consents, receipts and their JWKS, access checks
 ]
 
 

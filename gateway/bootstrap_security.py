@@ -15,20 +15,21 @@ import logging
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 
 from adapters.keys import JwksFileKeys, JwksUrlKeys
+from gateway.application.revocations import RevocationSync, revocations_binding
+from gateway.application.runtime import Gateway
 from gateway.config import Config, IssuerSection
 from gateway.core.auth import Issuer
+from gateway.core.clock import now_us
 from gateway.core.errors import Reason
 from gateway.core.quotas import AddressQuotas, Admission, KeyedBuckets, PrincipalQuotas, Quota
 from gateway.core.revocation import Revocation, RevocationList
+from gateway.entrypoints._address_limits import AsgiAddressLimits, GrpcAddressLimits
 from gateway.quota_sync import HEARTBEAT_S, TTL_S, QuotaSync
-
-if TYPE_CHECKING:
-    from gateway.bootstrap import Gateway
 
 __all__ = [
     "address_quotas_for", "admission_for", "install_security", "issuers_for", "principal_quotas_for",
@@ -101,8 +102,6 @@ def replay_store_for(config: Config) -> Any:
 
 def _install_limits(gateway: Gateway) -> None:
     """The verifier's public URL, replay store and per-principal quotas; per-address limits on both doors."""
-    from gateway.entrypoints._address_limits import AsgiAddressLimits, GrpcAddressLimits
-
     config, verifier = gateway.config, gateway.verifier
     verifier.public_url = config.gateway.public_url.rstrip("/")
     verifier.principal_quotas = principal_quotas_for(config)
@@ -180,9 +179,6 @@ async def _share_quotas(gateway: Gateway) -> None:
 
 async def install_security(gateway: Gateway) -> None:
     """Feature: first JWKS fetches, the revocation store and its sync task, the admin binding."""
-    from gateway.bootstrap import now_us
-    from gateway.entrypoints.services.revocations import RevocationSync, revocations_binding
-
     for keys in gateway.verifier.key_sets():
         if isinstance(keys, JwksUrlKeys):
             await keys.refresh()

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from consent.model import CONSENT_BASES
-from observability.quantiles import LogHistogram
+from gateway.core.quantiles import LogHistogram
 
 __all__ = ["SCHEMA", "ExchangeRow", "Period", "ReportBuilder", "build_report"]
 

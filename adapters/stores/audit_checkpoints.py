@@ -39,7 +39,7 @@ from adapters.stores.audit_signer_state import (
 )
 from adapters.stores.audit_signing import sign_checkpoint, verify_checkpoint
 from gateway.core.audit_chain import Anchor, Row, VerifyResult, canonical_bytes, verify_rows
-from gateway.core.audit_proof import Due, InclusionProof, checkpoint_due, contradiction
+from gateway.core.audit_proof import Due, InclusionProof, SigningRefused, checkpoint_due, contradiction
 from gateway.core.merkle import EMPTY_ROOT, Checkpoint, frontier_push, frontier_root
 from gateway.core.ports import NoteSigner
 from gateway.core.signed_note import key_id, vkey
@@ -63,10 +63,6 @@ class CheckpointStore(Protocol):
     async def checkpoints(self) -> list[Checkpoint]: ...
     async def latest_checkpoint(self) -> Checkpoint | None: ...
     async def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]: ...
-
-
-class SigningRefused(Exception):
-    """The signer will not sign the log as it is: nothing is signed (one line, for the operator)."""
 
 
 class TamperedLog(SigningRefused):

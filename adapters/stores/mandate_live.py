@@ -3,7 +3,8 @@
 ``current()`` is what ``ExchangePipeline.policy`` calls: it returns an immutable
 ``Policy`` snapshot, rebuilt at once after a change made here and, for changes
 made by another instance sharing the store, after at most ``poll_s`` (one read
-of the store's generation counter per poll).
+of the store's generation counter per poll). ``LivePolicy`` implements the
+``LiveMandates`` port (``gateway.core.ports``) that the mandate admin feature uses.
 """
 
 from __future__ import annotations
@@ -12,11 +13,11 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from adapters.stores.mandate_memory import MandateOverride
 from consent import Mandate, Policy, Purpose, mandate_from_dict, mandate_to_dict
+from gateway.core.types import MandateEntry
 
 __all__ = ["LivePolicy", "MandateEntry", "MandateStore"]
 
@@ -28,14 +29,6 @@ class MandateStore(Protocol):
     async def overrides(self) -> tuple[int, Sequence[MandateOverride]]: ...
     async def put(self, mandate_id: str, doc: dict[str, Any] | None, updated_us: int, updated_by: str) -> int: ...
     async def close(self) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class MandateEntry:
-    mandate: Mandate
-    origin: str  # "config" | "admin"
-    updated_us: int = 0
-    updated_by: str = ""
 
 
 class LivePolicy:

@@ -23,11 +23,17 @@ from gateway.core.audit_chain import CANONICAL_VERSION
 from gateway.core.merkle import Checkpoint, checkpoint_signature_ok, verify_consistency, verify_inclusion
 
 __all__ = [
-    "PROOF_FORMAT", "Due", "InclusionProof", "check_proof", "checkpoint_due", "contradiction", "proof_path_hex",
-    "retention_cutoff_us",
+    "PROOF_FORMAT", "Due", "InclusionProof", "SigningRefused", "check_proof", "checkpoint_due", "contradiction",
+    "proof_path_hex", "retention_cutoff_us",
 ]
 
 PROOF_FORMAT = "passerelle.audit.proof/1"
+
+
+class SigningRefused(Exception):
+    """The signer will not sign the log as it is: nothing is signed (one line, for the operator)."""
+
+
 _DAY_US = 86_400_000_000
 
 

@@ -1,23 +1,39 @@
-"""Small interfaces between the pipeline and the edges (stores, registries, keys)."""
+"""Small interfaces between the core or the application layer and the edges (stores, registries, keys).
+
+Each is implemented in ``adapters/`` (or ``observability/`` for telemetry hooks) and handed to the
+features by the composition root (``gateway/bootstrap*.py``) through the running parts
+(``gateway.application.runtime.Gateway``).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from google.protobuf.message import Message
 
-from consent.model import Consent
-from gateway.core.types import AuditReceipt, AuditRecord, ExchangeTiming, StoredAuditRecord
+from consent.model import Consent, Mandate
+from consent.policy import Policy
+from gateway.core.audit_proof import InclusionProof
+from gateway.core.merkle import Checkpoint
+from gateway.core.signed_note import Cosignature
+from gateway.core.types import AuditReceipt, AuditRecord, ExchangeTiming, MandateEntry, StoredAuditRecord
 
 __all__ = [
     "AuditLog",
     "AuditQuery",
     "AuditReader",
+    "AuditStore",
+    "CheckpointSigner",
+    "ConsentRecords",
     "ConsentStore",
+    "CosignatureCollector",
+    "CountedSecurityEvents",
     "ExchangeObserver",
+    "LiveMandates",
     "NoteSigner",
+    "ProofBuilder",
     "ProofReplayStore",
     "ReceiptKey",
     "RegistryAdapter",
@@ -50,6 +66,79 @@ class AuditReader(Protocol):
     async def query(self, q: AuditQuery) -> Sequence[StoredAuditRecord]: ...
 
 
+class AuditStore(AuditLog, AuditReader, Protocol):
+    """The exchange log as the running gateway uses it: append and read, its signed checkpoints, retention.
+
+    Implementations: ``adapters.stores.audit_sqlite``, ``audit_postgres``, ``audit_memory``. Still no
+    update: ``purge_before`` drops whole records past retention, after a checkpoint covers them.
+    """
+
+    async def start(self) -> None: ...
+
+    async def healthy(self) -> bool: ...
+
+    async def get(self, seq: int) -> StoredAuditRecord | None: ...
+
+    async def chain_head(self) -> tuple[int, str]: ...
+
+    async def checkpoints(self) -> list[Checkpoint]: ...
+
+    async def latest_checkpoint(self) -> Checkpoint | None: ...
+
+    async def cosignatures(self, tree_size: int) -> list[Cosignature]: ...
+
+    async def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
+        """RFC 9162 consistency proof; raises ``ValueError`` when records it needs were purged."""
+        ...
+
+    async def purge_before(self, time_us: int) -> int: ...
+
+
+class CheckpointSigner(Protocol):
+    """Signs the log's tree heads (``adapters.stores.audit_checkpoints.CheckpointSigner``).
+
+    Both methods raise ``SigningRefused`` (``gateway.core.audit_proof``) when the log cannot be signed.
+    """
+
+    public_key_pem: bytes
+    key_id: str
+    vkey: str
+
+    async def prepare(self) -> None: ...
+
+    async def checkpoint(self) -> Checkpoint | None: ...
+
+
+class ProofBuilder(Protocol):
+    """The inclusion proof of record ``seq`` in ``checkpoint``; None when the checkpoint does not cover it."""
+
+    async def __call__(self, seq: int, checkpoint: Checkpoint) -> InclusionProof | None: ...
+
+
+class CosignatureCollector(Protocol):
+    """Fetch, check and keep each configured witness's latest cosignature; return how many were kept."""
+
+    async def __call__(self) -> int: ...
+
+
+class LiveMandates(Protocol):
+    """The mandates in force, changed at run time (``adapters.stores.mandate_live.LivePolicy``)."""
+
+    def current(self) -> Policy: ...
+
+    def entries(self) -> list[MandateEntry]: ...
+
+    def entry(self, mandate_id: str) -> MandateEntry | None: ...
+
+    async def put(self, mandate: Mandate, *, by: str, now_us: int) -> MandateEntry: ...
+
+    async def delete(self, mandate_id: str, *, by: str, now_us: int) -> MandateEntry | None: ...
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
 class RegistryAdapter(Protocol):
     """Calls one registry operation. Raises ``GatewayError`` with a registry reason on failure."""
 
@@ -70,10 +159,31 @@ class ConsentStore(Protocol):
         ...
 
 
+class ConsentRecords(ConsentStore, Protocol):
+    """A citizen's consents as the consent feature needs them: list, read, grant, revoke."""
+
+    async def of_subject(self, subject: str) -> Sequence[Consent]: ...
+
+    async def get(self, consent_id: str) -> Consent | None: ...
+
+    async def add(self, c: Consent) -> None: ...
+
+    async def revoke(self, consent_id: str, subject: str, now_us: int) -> bool: ...
+
+    async def close(self) -> None: ...
+
+
 class SecurityEvents(Protocol):
     """Refusals before the caller is authenticated: counted and logged, rate-limited."""
 
     def record(self, reason: str, protocol: str, detail: str = "") -> None: ...
+
+
+class CountedSecurityEvents(SecurityEvents, Protocol):
+    """Security events with their counts per (reason, protocol), for metrics."""
+
+    @property
+    def counts(self) -> Mapping[tuple[str, str], int]: ...
 
 
 class ProofReplayStore(Protocol):

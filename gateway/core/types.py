@@ -5,11 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from consent import Mandate
+
 __all__ = [
     "AuditReceipt",
     "AuditRecord",
     "EventKind",
     "ExchangeTiming",
+    "MandateEntry",
     "Outcome",
     "StoredAuditRecord",
     "SubjectRole",
@@ -103,3 +106,13 @@ class StoredAuditRecord:
     record: AuditRecord
     prev_hash: str
     hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class MandateEntry:
+    """A mandate in force and where it comes from: the configuration, or a change made at run time."""
+
+    mandate: Mandate
+    origin: str  # "config" | "admin"
+    updated_us: int = 0
+    updated_by: str = ""

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from gateway.core.cnf import cert_thumbprint
+from gateway.demo._files import write_private
 
 __all__ = ["DEMO_CLIENTS", "cert_file_thumbprint", "ensure_demo_pki", "issue_certificate", "make_ca"]
 
@@ -68,10 +69,8 @@ def issue_certificate(
 
 
 def _write(path: Path, data: bytes, private: bool = False) -> None:
-    from gateway.demo.setup import _write_private
-
     if private:
-        _write_private(path, data)
+        write_private(path, data)
     else:
         path.write_bytes(data)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import secrets
 import time
 import uuid
@@ -18,6 +17,9 @@ from pathlib import Path
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+
+from gateway.demo._files import write_private as _write_private
+from gateway.demo.pki import ensure_demo_pki
 
 __all__ = ["DEMO_AUDIENCE", "DEMO_ISSUERS", "demo_token", "ensure_demo", "key_id"]
 
@@ -35,13 +37,6 @@ def key_id(public_jwk: dict[str, str]) -> str:
     """RFC 7638 JWK thumbprint (EC keys), base64url."""
     canonical = json.dumps({k: public_jwk[k] for k in ("crv", "kty", "x", "y")}, separators=(",", ":"), sort_keys=True)
     return base64.urlsafe_b64encode(hashlib.sha256(canonical.encode()).digest()).rstrip(b"=").decode()
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
 
 
 def _ec_key(keys: Path, name: str) -> None:
@@ -95,8 +90,6 @@ def ensure_demo(data_dir: Path) -> Path:
     pseudonym = keys / "pseudonym.key"
     if not pseudonym.exists():
         _write_private(pseudonym, secrets.token_bytes(32))
-    from gateway.demo.pki import ensure_demo_pki
-
     ensure_demo_pki(keys)   # CA, server and per-consumer client certificates (gRPC mutual TLS)
     _demo_signing_keys(data_dir / "demo-signing-keys")   # not in keys/, and never beside the audit log
     config = data_dir / CONFIG_NAME

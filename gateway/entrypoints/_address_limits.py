@@ -25,6 +25,8 @@ import grpc
 from gateway.core.errors import GatewayError, Reason
 from gateway.core.quotas import AddressQuotas, refund_when_authenticated, refunds_ended
 from gateway.entrypoints._grpc_security import around_call
+from gateway.entrypoints._grpc_status import abort_with
+from gateway.entrypoints._problem import problem_response
 
 __all__ = ["AsgiAddressLimits", "GrpcAddressLimits", "peer_address"]
 
@@ -56,8 +58,6 @@ class AsgiAddressLimits:
         try:
             self.quotas.admit(address, now=self.clock())
         except GatewayError as err:
-            from gateway.entrypoints.rest import problem_response
-
             self.on_refusal(err.reason, "rest")
             await problem_response(err)(scope, receive, send)
             return
@@ -99,8 +99,6 @@ class GrpcAddressLimits(grpc.aio.ServerInterceptor):
         try:
             self.quotas.admit(address, now=self.clock())
         except GatewayError as err:
-            from gateway.entrypoints.grpc_server import abort_with
-
             self.on_refusal(err.reason, "grpc")
             await abort_with(context, err)
         # Set in this call's own task (one per RPC), where the behaviour runs next: it ends with the call.

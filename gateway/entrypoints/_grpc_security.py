@@ -16,6 +16,7 @@ from gateway.core.cnf import cert_thumbprint
 from gateway.core.errors import GatewayError, Reason
 from gateway.core.pipeline import CallContext, ExchangePipeline
 from gateway.entrypoints._context import binary_variant, repeated_single_valued
+from gateway.entrypoints._grpc_status import abort_with
 
 __all__ = ["MAX_METADATA_BYTES", "TRANSPORT_MESSAGE_BYTES", "TRANSPORT_METADATA_BYTES", "MessageSizeLimit",
            "admit_grpc_call", "around_call", "grpc_tls", "peer_cert_sha256", "server_credentials"]
@@ -155,7 +156,5 @@ class MessageSizeLimit(grpc.aio.ServerInterceptor):
         return checked()
 
     async def _refuse(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
-        from gateway.entrypoints.grpc_server import abort_with
-
         self.on_refusal(Reason.REQUEST_TOO_LARGE)
         await abort_with(context, GatewayError(Reason.REQUEST_TOO_LARGE))

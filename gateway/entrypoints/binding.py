@@ -1,73 +1,39 @@
 """Serving the gateway's own proto services (catalogue, consents, admin, audit ...) on both doors.
 
-A ``ServiceBinding`` pairs a service of ``proto/passerelle/...`` with handler
-coroutines ``(request, call) -> response``. From the descriptors alone it is
-served over gRPC (generic handlers, rich error status) and over REST
-(routes from ``google.api.http``: path, query and ``body: "*"`` fields; proto3
-JSON; OpenAPI from the descriptors). Each method states which principal may
-call it: a consumer, a citizen, staff with a scope, or anyone.
+A ``ServiceBinding`` (``gateway.application.service``: a proto service, its handler
+coroutines and who may call each method) is served from the descriptors alone
+over gRPC (generic handlers, rich error status) and over REST (routes from
+``google.api.http``: path, query and ``body: "*"`` fields; proto3 JSON; OpenAPI
+from the descriptors). Here: authentication per the method's ``Access``, and the
+translation of requests, answers and refusals for each door.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
 from fastapi import FastAPI, Request, Response
 from google.api import annotations_pb2
-from google.protobuf import descriptor_pool, json_format, message_factory
+from google.protobuf import json_format, message_factory
 from google.protobuf.descriptor import MethodDescriptor
 from google.protobuf.message import Message
 
+from gateway.application.service import Access, Call, ServiceBinding
 from gateway.core.auth import Principal
-from gateway.core.contracts import load_generated_modules
 from gateway.core.errors import GatewayError, Reason
 from gateway.core.pipeline import CallContext, ExchangePipeline
 from gateway.entrypoints._context import call_context, echo_id, refuse_bad_request_id
 from gateway.entrypoints._grpc_security import admit_grpc_call
+from gateway.entrypoints._grpc_status import abort_unexpected, abort_with
+from gateway.entrypoints._problem import problem_response
 from gateway.entrypoints._request_url import request_url
 from gateway.entrypoints._rest_mapping import json_body, rest_message
-from gateway.entrypoints.grpc_server import abort_unexpected, abort_with, parse_request
+from gateway.entrypoints.grpc_server import parse_request
 from gateway.entrypoints.openapi_schema import message_ref
 
-__all__ = ["Access", "Call", "ServiceBinding", "install_grpc", "install_rest"]
-
-
-@dataclass(frozen=True, slots=True)
-class Access:
-    """Who may call a method: ``kind`` is consumer | citizen | staff | public; staff need ``scope``."""
-
-    kind: str
-    scope: str = ""
-
-
-@dataclass(slots=True)
-class Call:
-    principal: Principal | None
-    ctx: CallContext
-
-
-Handler = Callable[[Any, Call], Awaitable[Message]]
-
-
-@dataclass
-class ServiceBinding:
-    service: str  # "passerelle.gateway.v1.ServiceCatalogue"
-    handlers: Mapping[str, Handler]  # method name -> coroutine
-    access: Mapping[str, Access]  # method name -> who may call it
-    tags: list[str] = field(default_factory=list)
-    #: REST answers show every field, also false, zero and empty ones (stable JSON shapes for pages).
-    print_defaults: bool = False
-
-    def methods(self) -> list[MethodDescriptor]:
-        load_generated_modules()
-        svc = descriptor_pool.Default().FindServiceByName(self.service)
-        missing = {m.name for m in svc.methods} ^ set(self.handlers)
-        if missing:
-            raise ValueError(f"{self.service}: handlers and methods differ: {sorted(missing)}")
-        return list(svc.methods)
+__all__ = ["install_grpc", "install_rest"]
 
 
 async def _authorise(pipeline: ExchangePipeline, access: Access, ctx: CallContext) -> Principal | None:
@@ -145,8 +111,6 @@ async def _rest_request(req_cls: type[Message], request: Request, body_rule: str
 def _rest_endpoint(
     pipeline: ExchangePipeline, b: ServiceBinding, m: MethodDescriptor, body_rule: str
 ) -> Callable[[Request], Awaitable[Response]]:
-    from gateway.entrypoints.rest import problem_response
-
     req_cls = message_factory.GetMessageClass(m.input_type)
     handler, access = b.handlers[m.name], b.access[m.name]
 

@@ -15,6 +15,9 @@ from typing import Annotated
 import typer
 
 from gateway.config import Config, ConfigError, load_config
+from gateway.entrypoints._cli_common import demo_folder as _demo_folder
+from gateway.entrypoints._cli_common import refuse as _refuse
+from gateway.entrypoints._cli_common import require_demo_set_up as _require_demo_set_up
 from gateway.entrypoints.cli_audit import audit_app
 from gateway.entrypoints.cli_consent import app as consent_app
 from gateway.entrypoints.cli_report import report
@@ -53,17 +56,6 @@ def _main(
                                                help="Print the version and exit.")] = False,
 ) -> None:
     """Passerelle: once-only data-exchange gateway."""
-
-
-def _refuse(message: str) -> typer.Exit:
-    """One line on stderr; raise the returned exit (code 2: the command line or the configuration is wrong)."""
-    typer.echo(message, err=True)
-    return typer.Exit(2)
-
-
-def _demo_folder(config: Path | None, data_dir: Path) -> Path:
-    """``--config FILE`` names the demo set-up by its configuration: the data folder is the file's folder."""
-    return config.parent if config is not None else data_dir
 
 
 def _run(coro: object) -> None:
@@ -247,15 +239,6 @@ def token(
     else:
         raise typer.BadParameter("give --consumer NAME, --citizen NATIONAL_ID, --admin or --ops")
     typer.echo(tok)
-
-
-def _require_demo_set_up(data_dir: Path) -> None:
-    """Demo tokens are signed by the keys ``serve --demo`` created: refuse a folder without them, creating nothing."""
-    from gateway.demo.setup import CONFIG_NAME
-
-    if not (data_dir / CONFIG_NAME).is_file() or not (data_dir / "keys").is_dir():
-        raise _refuse(f"no demo set-up in {data_dir}: run `gateway serve --demo --data-dir {data_dir}` first "
-                      "(demo tokens are signed by the keys it creates)")  # fmt: skip
 
 
 @demo_app.command("people")

@@ -53,10 +53,10 @@ def _config(config: Path | None, data_dir: Path) -> Any:
 
 
 def _with_store(config: Any, work: Callable[[Any], Awaitable[T]]) -> T:
-    from gateway.bootstrap import _audit_store
+    from gateway.bootstrap_audit import audit_store_for
 
     async def run() -> T:
-        store = _audit_store(config)
+        store = audit_store_for(config)
         await store.start()
         try:
             return await work(store)
@@ -70,8 +70,8 @@ def _signer(config: Any, store: Any) -> Any:
     """The checkpoint signer as the server builds it: its state outside the database, the witnesses."""
     from adapters.keys.file_signer import make_checkpoint_signer
     from adapters.stores.audit_checkpoints import CheckpointSigner, signer_state_of
-    from gateway.bootstrap import now_us
-    from gateway.entrypoints.services.audit import witnesses_fetcher, witnesses_of
+    from gateway.bootstrap_audit import witnesses_fetcher, witnesses_of
+    from gateway.core.clock import now_us
 
     return CheckpointSigner(store, make_checkpoint_signer(config), clock_us=now_us, state=signer_state_of(config),
                             witnessed=witnesses_fetcher(witnesses_of(config)))  # fmt: skip
@@ -154,7 +154,7 @@ def verify(
     checkpoint (rollback, rewrite); too few witness cosignatures.
     """
     from adapters.stores.audit_verification import VerifyPolicy, check_log
-    from gateway.bootstrap import now_us
+    from gateway.core.clock import now_us
 
     conf = _config(config, data_dir)
     if min_cosignatures > 0 and not witness_key:
@@ -231,7 +231,7 @@ def _reanchor_record(reason: str) -> Any:
     """The log's own record of a re-anchoring, signed into the checkpoint that follows it."""
     import getpass
 
-    from gateway.bootstrap import now_us
+    from gateway.core.clock import now_us
     from gateway.core.types import AuditRecord, EventKind, Outcome
 
     return AuditRecord(time_us=now_us(), kind=EventKind.ADMIN, consumer="", service="gateway.audit/Reanchor",
@@ -320,7 +320,7 @@ def prove(
 ) -> None:
     """Print an inclusion proof of record SEQ in the latest signed checkpoint, as JSON."""
     from adapters.stores.audit_checkpoints import make_proof
-    from gateway.entrypoints.services.transparency import proof_message
+    from gateway.application.transparency import proof_message
 
     conf = _config(config, data_dir)
 
@@ -395,8 +395,8 @@ def purge(
                                                         "[gateway] audit_retention_days.")] = None,
 ) -> None:
     """Delete records older than the retention; the rest stays verifiable (checkpoint first, then purge)."""
-    from gateway.bootstrap import now_us
     from gateway.core.audit_proof import retention_cutoff_us
+    from gateway.core.clock import now_us
 
     conf = _config(config, data_dir)
     days = conf.gateway.audit_retention_days if older_than_days is None else older_than_days

@@ -67,7 +67,7 @@ def verify_receipt_command(
         "--data-dir", help="Take the key set from the demo set-up in this folder (instead of --jwks).")] = None,
 ) -> None:
     """Verify a consent receipt's signature and print its content; exit 1 if it does not verify."""
-    from gateway.entrypoints.services.receipts import ReceiptError, verify_receipt
+    from gateway.application.receipts import ReceiptError, verify_receipt
 
     try:
         text = file.read_text().strip()

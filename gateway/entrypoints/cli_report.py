@@ -38,7 +38,7 @@ def _providers(config: Config) -> dict[str, str]:
 
 
 async def _manual(config: Config, period: Period) -> tuple[dict[str, int], dict[str, int]]:
-    from observability.ops_store import open_ops_store
+    from adapters.stores.ops_store import open_ops_store
 
     store = open_ops_store(config.gateway.audit, config.path)
     await store.start()

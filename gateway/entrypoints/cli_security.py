@@ -37,7 +37,9 @@ def bound_token(
     from gateway.core.dpop import key_thumbprint
     from gateway.demo.pki import cert_file_thumbprint
     from gateway.demo.setup import demo_token
-    from gateway.entrypoints.cli import _demo_folder, _refuse, _require_demo_set_up
+    from gateway.entrypoints._cli_common import demo_folder as _demo_folder
+    from gateway.entrypoints._cli_common import refuse as _refuse
+    from gateway.entrypoints._cli_common import require_demo_set_up as _require_demo_set_up
 
     data_dir = _demo_folder(config, data_dir)
     _require_demo_set_up(data_dir)
@@ -58,7 +60,7 @@ def dpop_key(
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    from gateway.demo.setup import _write_private
+    from gateway.demo._files import write_private as _write_private
 
     key = ec.generate_private_key(ec.SECP256R1())
     _write_private(out, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
@@ -116,7 +118,7 @@ def init_pkcs11(
     from adapters.keys.pkcs11 import TokenSettings, generate_signing_keys
     from adapters.keys.signing import read_pin
     from gateway.config import ConfigError, load_config
-    from gateway.entrypoints.cli import _refuse
+    from gateway.entrypoints._cli_common import refuse as _refuse
 
     try:
         if config is not None:   # only [gateway.keys] matters here: its stores need not be reachable yet

@@ -11,15 +11,12 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import grpc
-from google.protobuf import any_pb2, duration_pb2
 from google.protobuf.message import DecodeError, Message
-from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health, health_pb2
 from grpc_reflection.v1alpha import reflection
-from grpc_status import rpc_status
 
 from gateway.core.contracts import Operation
-from gateway.core.errors import DOMAIN, GatewayError, Reason
+from gateway.core.errors import GatewayError, Reason
 from gateway.core.pipeline import ExchangePipeline
 from gateway.entrypoints._context import call_context, echo_id
 from gateway.entrypoints._grpc_security import (
@@ -28,44 +25,13 @@ from gateway.entrypoints._grpc_security import (
     MessageSizeLimit,
     admit_grpc_call,
 )
-from observability.logs import unexpected_errors
+from gateway.entrypoints._grpc_status import abort_unexpected, abort_with, rich_status
 
 __all__ = ["abort_unexpected", "abort_with", "create_grpc_server", "parse_request", "rich_status"]
 
 
 #: ``grpc_compression_options`` bitset: bit 0 is identity (no compression).
 _IDENTITY_ONLY = 1
-
-
-def rich_status(err: GatewayError, request_id: str = "") -> grpc.Status:
-    info = error_details_pb2.ErrorInfo(reason=str(err.reason), domain=DOMAIN, metadata=err.metadata)
-    details = [any_pb2.Any()]
-    details[0].Pack(info)
-    if err.retry_after is not None:
-        retry = error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=max(1, round(err.retry_after))))
-        details.append(any_pb2.Any())
-        details[-1].Pack(retry)
-    if request_id:
-        details.append(any_pb2.Any())
-        details[-1].Pack(error_details_pb2.RequestInfo(request_id=request_id))
-    code = err.info.grpc.value[0]
-    return rpc_status.to_status(status_pb2.Status(code=code, message=err.detail, details=details))  # type: ignore[no-any-return]
-
-
-async def abort_with(context: grpc.aio.ServicerContext[Any, Any], err: GatewayError, request_id: str = "") -> None:
-    status = rich_status(err, request_id)
-    trailing = (*status.trailing_metadata, ("x-request-id", request_id)) if request_id else status.trailing_metadata
-    await context.abort(status.code, status.details, trailing_metadata=trailing)
-
-
-async def abort_unexpected(
-    context: grpc.aio.ServicerContext[Any, Any], exc: Exception, request_id: str = ""
-) -> None:
-    """An exception we did not plan for: INTERNAL in the error model, its text only in a rate-limited log."""
-    if isinstance(exc, grpc.aio.AbortError):
-        raise exc   # an abort already on its way out
-    unexpected_errors().record(exc, "grpc")
-    await abort_with(context, GatewayError(Reason.INTERNAL), request_id)
 
 
 def parse_request(cls: type[Message], raw: bytes) -> Message:

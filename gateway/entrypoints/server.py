@@ -23,7 +23,8 @@ from typing import Any
 import grpc
 import uvicorn
 
-from gateway.bootstrap import Gateway, build_gateway
+from gateway.application.runtime import Gateway
+from gateway.bootstrap import build_gateway
 from gateway.config import Config
 from gateway.config_files import StartupError
 from gateway.entrypoints._grpc_security import grpc_tls

@@ -10,9 +10,9 @@ import grpc
 import pytest
 
 from gateway._pb.passerelle.gateway.v1 import access_pb2, access_pb2_grpc, consent_pb2, consent_pb2_grpc
+from gateway.application.receipts import ReceiptError, verify_receipt
 from gateway.core.ports import AuditQuery
 from gateway.demo.setup import demo_token
-from gateway.entrypoints.services.receipts import ReceiptError, verify_receipt
 from tests.e2e.conftest import DemoStack
 from tests.e2e.test_exchange import error_info
 

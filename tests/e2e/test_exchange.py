@@ -15,7 +15,7 @@ from consent import Consent
 from gateway._pb.registry.business.v1 import business_pb2, business_pb2_grpc
 from gateway._pb.registry.population.v1 import population_pb2, population_pb2_grpc
 from gateway._pb.registry.tax.v1 import tax_pb2, tax_pb2_grpc
-from gateway.bootstrap import now_us
+from gateway.core.clock import now_us
 from gateway.core.ports import AuditQuery
 from tests.e2e.conftest import DemoStack
 

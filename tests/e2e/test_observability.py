@@ -35,8 +35,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from consent import Consent
 from gateway._pb.registry.population.v1 import population_pb2, population_pb2_grpc
 from gateway._pb.registry.tax.v1 import tax_pb2, tax_pb2_grpc
-from gateway.bootstrap import now_us, resolve_demo_addresses
+from gateway.bootstrap import resolve_demo_addresses
 from gateway.config import load_config
+from gateway.core.clock import now_us
 from gateway.demo.data import DemoData, generate
 from gateway.demo.setup import demo_token, ensure_demo
 from gateway.entrypoints.server import RunningGateway, start_gateway

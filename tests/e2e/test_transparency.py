@@ -10,11 +10,11 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from adapters.stores.audit_signing import verify_checkpoint
-from gateway.bootstrap import now_us
+from gateway.bootstrap_audit import checkpoint_signer_for
 from gateway.core.audit_proof import InclusionProof, check_proof
+from gateway.core.clock import now_us
 from gateway.core.merkle import Checkpoint
 from gateway.demo.setup import demo_token
-from gateway.entrypoints.services.audit import signer_for
 from tests.e2e.conftest import DemoStack
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -109,7 +109,8 @@ async def test_the_proof_of_my_access_checks_against_the_signed_checkpoint(
     a, _ = people
     seq = min(await seqs_of(demo, a))
     h = citizen(demo, a)
-    await signer_for(demo.running.gateway).checkpoint()
+    gw = demo.running.gateway
+    await checkpoint_signer_for(gw.config, gw.audit).checkpoint()
     public = (await demo.rest.get("/v1/audit/checkpoints")).json()   # public: no token
     r = await demo.rest.get(f"/v1/me/accesses/{seq}/proof", headers=h)
     assert r.status_code == 200, r.text

@@ -22,8 +22,9 @@ import pytest
 import pytest_asyncio
 
 from consent import Consent
-from gateway.bootstrap import now_us, resolve_demo_addresses
+from gateway.bootstrap import resolve_demo_addresses
 from gateway.config import Config, load_config
+from gateway.core.clock import now_us
 from gateway.core.ports import AuditQuery
 from gateway.core.types import StoredAuditRecord
 from gateway.demo.data import DemoData, generate

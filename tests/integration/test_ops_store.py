@@ -12,8 +12,8 @@ import psycopg
 import pytest
 import pytest_asyncio
 
-from observability.ops import ManualSubmission, OpsQuery, OpsRecord
-from observability.ops_store import InMemoryOpsStore, PostgresOpsStore, SqliteOpsStore
+from adapters.stores.ops_store import InMemoryOpsStore, PostgresOpsStore, SqliteOpsStore
+from gateway.core.ops_records import ManualSubmission, OpsQuery, OpsRecord
 from tests.integration.conftest import PG_DSN, require_postgres
 
 

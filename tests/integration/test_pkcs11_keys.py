@@ -19,8 +19,8 @@ from adapters.keys.pkcs11 import (
     TokenSettings,
     shared_token,
 )
+from gateway.application.receipts import ReceiptSigner, verify_receipt
 from gateway.entrypoints.cli import app
-from gateway.entrypoints.services.receipts import ReceiptSigner, verify_receipt
 from tests.softhsm import CHECKPOINT_LABEL, RECEIPT_LABEL, SoftHsm, require_softhsm, softhsm_token
 
 ORIGIN = "passerelle.test/audit"

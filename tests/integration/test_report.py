@@ -26,13 +26,13 @@ from typer.testing import CliRunner
 from adapters.stores._audit_common import chain_batch
 from adapters.stores.audit_sqlite import SqliteAuditLog
 from adapters.stores.consent_sqlite import SqliteConsentStore
+from adapters.stores.ops_store import SqliteOpsStore
 from consent import Consent
 from gateway.core.audit_chain import ROW_COLUMNS
+from gateway.core.ops_records import ManualSubmission
 from gateway.core.types import AuditRecord, EventKind, Outcome
 from gateway.demo.setup import ensure_demo
 from gateway.entrypoints.cli import app
-from observability.ops import ManualSubmission
-from observability.ops_store import SqliteOpsStore
 
 N_CURRENT = 100_000
 N_PREVIOUS = 20_000

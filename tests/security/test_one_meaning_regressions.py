@@ -31,7 +31,7 @@ from gateway.core.quotas import AddressQuotas, KeyedBuckets
 from gateway.core.strict_json import StrictJsonError, loads_strict
 from gateway.demo.setup import demo_token
 from gateway.entrypoints._address_limits import GrpcAddressLimits
-from gateway.entrypoints.services.transparency import demo_installer
+from gateway.entrypoints.routes_citizen import demo_installer
 from tests.security.conftest import SecurityStack
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

@@ -14,11 +14,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from adapters.stores.revocations_sqlite import SqliteRevocationStore
 from gateway._pb.registry.business.v1 import business_pb2, business_pb2_grpc
+from gateway.application.revocations import RevocationSync
 from gateway.core.quotas import AddressQuotas, KeyedBuckets, PrincipalQuotas
 from gateway.core.revocation import RevocationList
 from gateway.demo.setup import demo_token, key_id
 from gateway.entrypoints._address_limits import GrpcAddressLimits
-from gateway.entrypoints.services.revocations import RevocationSync
 from tests.security.conftest import SecurityStack
 from tests.security.test_attacks import grpc_reason, person, rest_reason
 

@@ -234,8 +234,8 @@ def test_token_config_names_the_demo_folder_like_data_dir(tmp_path: Path) -> Non
 
 def test_verify_receipt_takes_the_key_set_from_the_local_configuration(tmp_path: Path) -> None:
     from adapters.keys.signing import make_receipt_key
+    from gateway.application.receipts import ReceiptSigner
     from gateway.config import load_config
-    from gateway.entrypoints.services.receipts import ReceiptSigner
 
     config = ensure_demo(tmp_path)
     signer = ReceiptSigner(make_receipt_key(load_config(config)), issuer="urn:test")

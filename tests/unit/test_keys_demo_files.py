@@ -11,10 +11,10 @@ from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from adapters.keys.signing import key_kind, make_receipt_key
+from gateway.application.receipts import ReceiptSigner, verify_receipt
 from gateway.config import ConfigError, KeysSection, load_config
 from gateway.demo.setup import ensure_demo
 from gateway.entrypoints.cli import app
-from gateway.entrypoints.services.receipts import ReceiptSigner, verify_receipt
 
 
 def without_demo_keys(data_dir: Path) -> Path:

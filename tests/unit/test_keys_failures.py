@@ -11,10 +11,10 @@ import pytest
 from adapters.keys.pkcs11 import KeyUnavailable
 from adapters.stores.audit_checkpoints import CheckpointSigner
 from adapters.stores.audit_memory import InMemoryAuditLog
+from gateway.application.audit import periodic
+from gateway.application.receipts import ReceiptSigner
 from gateway.core.errors import GatewayError, Reason
 from gateway.core.types import AuditRecord, EventKind, Outcome
-from gateway.entrypoints.services.audit import periodic
-from gateway.entrypoints.services.receipts import ReceiptSigner
 
 UNREACHABLE = "PKCS#11 token 'passerelle': signing with 'passerelle-checkpoint' failed: DeviceRemoved"
 

@@ -356,7 +356,7 @@ async def test_third_party_records_chain_like_any_other_and_older_records_keep_t
 
 def test_the_admin_api_accepts_qualified_categories_and_names_a_wrong_one() -> None:
     """``household_members.NAME`` is as valid at run time as in the configuration file."""
-    from gateway.entrypoints.services.admin import mandate_problems
+    from gateway.application.admin import mandate_problems
 
     ops = {PERSON.full_name: PERSON}
     known = {"consumers": {"cedies"}, "purposes": {"student-aid"}, "operations": ops}

@@ -6,9 +6,9 @@ import csv
 import io
 from pathlib import Path
 
+from gateway.application.transparency import _export_body
 from gateway.core.export_safety import FORMULA_STARTS
 from gateway.core.transparency import AccessEntry
-from gateway.entrypoints.services.transparency import _export_body
 from observability.report import ExchangeRow, Period, ReportBuilder, build_report
 from observability.report_html import render_html
 

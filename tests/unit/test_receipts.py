@@ -10,9 +10,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from typer.testing import CliRunner
 
+from adapters.keys.file_receipt import FileReceiptKey
 from consent import Consent, Purpose
+from gateway.application.receipts import ReceiptError, ReceiptSigner, receipt_claims, verify_receipt
 from gateway.entrypoints.cli import app
-from gateway.entrypoints.services.receipts import ReceiptError, ReceiptSigner, receipt_claims, verify_receipt
 
 
 def pem() -> bytes:
@@ -50,7 +51,7 @@ def receipt(signer: ReceiptSigner) -> str:
 
 
 def test_receipt_verifies_and_carries_kantara_and_27560_fields() -> None:
-    signer = ReceiptSigner(pem(), issuer="urn:test")
+    signer = ReceiptSigner(FileReceiptKey(pem()), issuer="urn:test")
     claims = verify_receipt(receipt(signer), signer.jwks())
     assert claims["consentReceiptID"] == "cns_1" and claims["piiPrincipalId"] == "pseudo"
     assert claims["services"][0]["purposes"][0]["piiCategory"] == ["INCOME"]
@@ -60,7 +61,7 @@ def test_receipt_verifies_and_carries_kantara_and_27560_fields() -> None:
 
 @pytest.mark.parametrize("part", [0, 1, 2])
 def test_changing_one_byte_anywhere_breaks_the_receipt(part: int) -> None:
-    signer = ReceiptSigner(pem(), issuer="urn:test")
+    signer = ReceiptSigner(FileReceiptKey(pem()), issuer="urn:test")
     pieces = receipt(signer).split(".")
     s = pieces[part]
     pieces[part] = s[:5] + ("B" if s[5] != "B" else "C") + s[6:]
@@ -70,11 +71,12 @@ def test_changing_one_byte_anywhere_breaks_the_receipt(part: int) -> None:
 
 def test_a_receipt_from_another_key_does_not_verify() -> None:
     with pytest.raises(ReceiptError):
-        verify_receipt(receipt(ReceiptSigner(pem(), issuer="urn:test")), ReceiptSigner(pem(), issuer="x").jwks())
+        verify_receipt(receipt(ReceiptSigner(FileReceiptKey(pem()), issuer="urn:test")),
+                       ReceiptSigner(FileReceiptKey(pem()), issuer="x").jwks())
 
 
 def test_cli_verifies_a_receipt_file_and_rejects_a_tampered_one(tmp_path: Path) -> None:
-    signer = ReceiptSigner(pem(), issuer="urn:test")
+    signer = ReceiptSigner(FileReceiptKey(pem()), issuer="urn:test")
     (tmp_path / "jwks.json").write_text(json.dumps(signer.jwks()))
     token = receipt(signer)
     (tmp_path / "record.json").write_text(json.dumps({"id": "cns_1", "receipt": token}))

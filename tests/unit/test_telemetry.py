@@ -10,12 +10,12 @@ from hypothesis import strategies as st
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, TraceIdRatioBased
 from prometheus_client.parser import text_string_to_metric_families
 
+from adapters.stores.ops_store import InMemoryOpsStore
+from gateway.core.quantiles import LogHistogram
 from gateway.core.types import AuditRecord, EventKind, ExchangeTiming, Outcome
 from observability.labels import OTHER, known_or_other
 from observability.metrics import GatewayMetrics, prometheus_name
 from observability.ops import OpsRecorder
-from observability.ops_store import InMemoryOpsStore
-from observability.quantiles import LogHistogram
 from observability.tracing import exporters_from_env, sampler_from_env
 
 

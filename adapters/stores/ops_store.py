@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from adapters.stores._sqlite import open_wal
-from observability.ops import ManualSubmission, OpsQuery, OpsRecord, OpsSummary, summarise
+from gateway.core.ops_records import ManualSubmission, OpsQuery, OpsRecord, OpsSummary, summarise
 
 __all__ = ["InMemoryOpsStore", "PostgresOpsStore", "SqliteOpsStore", "open_ops_store"]
 

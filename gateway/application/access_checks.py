@@ -17,20 +17,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
 from consent import explain_access
 from gateway._pb.passerelle.gateway.v1 import access_pb2 as pb
+from gateway.application._changes import record_change
+from gateway.application.runtime import Gateway
+from gateway.application.service import Access, Call, ServiceBinding
 from gateway.core.auth import Principal
 from gateway.core.caller_text import caller_id_problem, recorded_purpose
 from gateway.core.contracts import Operation
 from gateway.core.errors import GatewayError, Reason
 from gateway.core.validation import format_problem
-from gateway.entrypoints.binding import Access, Call, ServiceBinding
-from gateway.entrypoints.services._changes import record_change
-
-if TYPE_CHECKING:
-    from gateway.bootstrap import Gateway
 
 __all__ = ["access_check_binding"]
 

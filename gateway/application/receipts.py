@@ -4,7 +4,8 @@ The payload follows the Kantara Consent Receipt v1.1 field names, with the
 ISO/IEC TS 27560 record fields that Kantara lacks (lawful basis, retention,
 validity, events). The receipt key is never the checkpoint key: it is a ``ReceiptKey``
 (a PKCS#11 token in production, a file in demo mode). Anyone can verify a receipt with ``GET /.well-known/jwks.json``
-(``verify_receipt`` below, or ``gateway consent verify-receipt FILE``).
+(published by ``gateway.entrypoints.routes_keys``; ``verify_receipt`` below, or
+``gateway consent verify-receipt FILE``).
 """
 
 from __future__ import annotations
@@ -12,19 +13,17 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import jwt
-from fastapi import FastAPI
-from starlette.responses import JSONResponse
 
 from consent import LEGAL_BASES, Consent, Purpose
 from gateway.core.errors import GatewayError, Reason
 from gateway.core.ports import ReceiptKey
 
-__all__ = ["RECEIPT_TYPE", "ReceiptError", "ReceiptSigner", "jwks_installer", "receipt_claims", "verify_receipt"]
+__all__ = ["RECEIPT_TYPE", "ReceiptError", "ReceiptSigner", "receipt_claims", "verify_receipt"]
 
 RECEIPT_TYPE = "consent-receipt+jwt"
 _ALGORITHM = "ES256"
@@ -39,14 +38,10 @@ class ReceiptSigner:
     """Signs receipts as compact JWS through a ``ReceiptKey`` (a demo file or a PKCS#11 token).
 
     The JWS is built here (RFC 7515 §7.1: ``b64(header).b64(payload)``, signed as raw r || s), so the
-    private key stays wherever the ``ReceiptKey`` keeps it. A PEM (bytes) is read as a file key.
+    private key stays wherever the ``ReceiptKey`` keeps it (``adapters.keys``: a file key reads a PEM).
     """
 
-    def __init__(self, key: ReceiptKey | bytes, *, issuer: str) -> None:
-        if isinstance(key, bytes):
-            from adapters.keys.file_receipt import FileReceiptKey
-
-            key = FileReceiptKey(key)
+    def __init__(self, key: ReceiptKey, *, issuer: str) -> None:
         self._key = key
         self.issuer = issuer
         self.public_jwk = key.public_jwk
@@ -157,22 +152,3 @@ def verify_receipt(token: str, jwks: Mapping[str, Any]) -> dict[str, Any]:
     except jwt.InvalidTokenError as exc:
         raise ReceiptError(f"signature check failed: {exc}") from None
     return claims
-
-
-def jwks_installer(signer: ReceiptSigner) -> Callable[[FastAPI], dict[str, Any]]:
-    """A REST installer publishing the gateway's public signing key at ``/.well-known/jwks.json``."""
-
-    def install(app: FastAPI) -> dict[str, Any]:
-        async def jwks() -> JSONResponse:
-            return JSONResponse(signer.jwks(), headers={"cache-control": "public, max-age=300"})
-
-        app.add_api_route(
-            "/.well-known/jwks.json",
-            jwks,
-            methods=["GET"],
-            tags=["keys"],
-            summary="The gateway's public signing keys (consent receipts)",
-        )
-        return {}
-
-    return install

@@ -1,4 +1,4 @@
-"""Handlers of the gateway's own services (proto/passerelle/gateway/...), bound by ``binding``."""
+"""Protobuf timestamps in the answers of the gateway's own services (proto/passerelle/gateway/...)."""
 
 from google.protobuf.timestamp_pb2 import Timestamp
 

@@ -11,17 +11,14 @@ configuration cannot be reinstated here (also ``no-op``). A revocation needs a r
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
 
 from gateway._pb.passerelle.gateway.v1 import revocations_pb2 as pb
+from gateway.application._changes import Change, apply_change, target_id
+from gateway.application.runtime import Gateway
+from gateway.application.service import Access, Call, ServiceBinding
 from gateway.core.caller_text import free_text_problem
 from gateway.core.errors import GatewayError, Reason
 from gateway.core.revocation import KINDS, Revocation, RevocationList, RevocationStore
-from gateway.entrypoints.binding import Access, Call, ServiceBinding
-from gateway.entrypoints.services._changes import Change, apply_change, target_id
-
-if TYPE_CHECKING:
-    from gateway.bootstrap import Gateway
 
 __all__ = ["RevocationSync", "revocations_binding"]
 

@@ -13,18 +13,15 @@ import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from consent import Consent, Mandate, Policy, Purpose, consent_status
 from gateway._pb.passerelle.gateway.v1 import consent_pb2 as pb
+from gateway.application._changes import Change, record_change
+from gateway.application._timestamps import timestamp
+from gateway.application.receipts import ReceiptSigner, receipt_claims
+from gateway.application.runtime import Gateway
+from gateway.application.service import Access, Call, ServiceBinding
 from gateway.core.errors import GatewayError, Reason
-from gateway.entrypoints.binding import Access, Call, ServiceBinding
-from gateway.entrypoints.services import timestamp
-from gateway.entrypoints.services._changes import Change, record_change
-from gateway.entrypoints.services.receipts import ReceiptSigner, receipt_claims
-
-if TYPE_CHECKING:
-    from gateway.bootstrap import Gateway
 
 __all__ = ["ConsentDefaults", "consent_binding"]
 

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
 from consent import allowed_fields, describe_limit
 from gateway._pb.passerelle.gateway.v1 import catalogue_pb2 as pb
-from gateway.entrypoints.binding import Access, Call, ServiceBinding
-
-if TYPE_CHECKING:
-    from gateway.bootstrap import Gateway
+from gateway.application.runtime import Gateway
+from gateway.application.service import Access, Call, ServiceBinding
 
 __all__ = ["catalogue_binding"]
 

@@ -12,21 +12,20 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
-from adapters.stores.mandate_live import LivePolicy, MandateEntry
 from consent import LEGAL_BASES, Limit, Mandate, category_problem, limit_error, mandate_from_dict, mandate_to_dict
 from gateway._pb.passerelle.gateway.v1 import admin_pb2 as pb
+from gateway.application._changes import Change, apply_change
+from gateway.application._timestamps import timestamp
+from gateway.application.runtime import Gateway
+from gateway.application.service import Access, Call, ServiceBinding
 from gateway.core.caller_text import free_text_problem
 from gateway.core.contracts import Operation
 from gateway.core.errors import GatewayError, Reason
+from gateway.core.ports import LiveMandates
 from gateway.core.transparency import MAX_HIDDEN_DAYS
-from gateway.entrypoints.binding import Access, Call, ServiceBinding
-from gateway.entrypoints.services import timestamp
-from gateway.entrypoints.services._changes import Change, apply_change
-
-if TYPE_CHECKING:
-    from gateway.bootstrap import Gateway
+from gateway.core.types import MandateEntry
 
 __all__ = ["mandate_admin_binding", "mandate_problems"]
 
@@ -126,7 +125,7 @@ def from_proto(m: pb.Mandate) -> Mandate:
 
 
 class _Admin:
-    def __init__(self, gateway: Gateway, live: LivePolicy, clock_us: Callable[[], int]) -> None:
+    def __init__(self, gateway: Gateway, live: LiveMandates, clock_us: Callable[[], int]) -> None:
         self.gw, self.live, self.clock_us = gateway, live, clock_us
 
     def _entry(self, mandate_id: str) -> MandateEntry:
@@ -188,7 +187,7 @@ class _Admin:
         )
 
 
-def mandate_admin_binding(gateway: Gateway, live: LivePolicy, clock_us: Callable[[], int]) -> ServiceBinding:
+def mandate_admin_binding(gateway: Gateway, live: LiveMandates, clock_us: Callable[[], int]) -> ServiceBinding:
     svc = _Admin(gateway, live, clock_us)
     admin = Access("staff", "admin")
     return ServiceBinding(

@@ -1,30 +1,29 @@
-"""Wiring telemetry onto a built gateway: metrics and ``/metrics``, front-door spans, ops records and API,
-per-registry readiness. The process-wide tracer provider is configured once by the CLI (``serve``)."""
+"""Composition of telemetry on a built gateway: metrics and ``/metrics``, front-door spans, ops records and
+their API (``gateway.application.ops``), per-registry readiness. Part of the composition root: telemetry
+set-up is chosen here, the telemetry itself lives in ``observability``. The process-wide tracer provider is
+configured once by the CLI (``serve``)."""
 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from fastapi import FastAPI, Response
 from google.protobuf import descriptor_pool
 from grpc_health.v1 import health_pb2
 
+from adapters.stores.ops_store import open_ops_store
+from gateway.application.ops import ops_binding
+from gateway.application.runtime import Gateway
+from gateway.core.clock import now_us
 from gateway.core.contracts import load_generated_modules
-from gateway.entrypoints.services.ops import ops_binding
+from gateway.entrypoints.routes_metrics import metrics_installer
 from observability.exchange_telemetry import MetricsObserver
-from observability.frontdoor import AsgiTelemetry, GrpcServerTelemetry
+from observability.frontdoor import GrpcServerTelemetry
 from observability.metrics import GatewayMetrics, otlp_metric_readers
 from observability.ops import OpsRecorder
-from observability.ops_store import open_ops_store
 from observability.registry_health import RegistryHealth, RegistryProbe
 
-if TYPE_CHECKING:
-    from gateway.bootstrap import Gateway
-
 __all__ = ["install_observability"]
-
-_PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
 
 
 def _grpc_methods(gateway: Gateway) -> set[str]:
@@ -85,7 +84,7 @@ async def install_observability(gateway: Gateway) -> None:
     metrics = GatewayMetrics(service_name="passerelle-gateway", push_readers=otlp_metric_readers(env))
     breakers = {r.id: getattr(r.adapter, "breaker", None) for r in gateway.registries.values()}
     health = RegistryHealth(
-        _probes(gateway), clock_us=_now_us, breakers={k: v for k, v in breakers.items() if v is not None},
+        _probes(gateway), clock_us=now_us, breakers={k: v for k, v in breakers.items() if v is not None},
         policy=gateway.config.gateway.readiness,
     )
     ops = open_ops_store(gateway.config.gateway.audit, gateway.config.path)
@@ -99,9 +98,9 @@ async def install_observability(gateway: Gateway) -> None:
     gateway.observers.add(OpsRecorder(ops, versions=lambda s: versions.get(s, ""), known_purposes=purposes))
     _gauges(gateway, metrics, health, ops)
     gateway.grpc_interceptors.append(GrpcServerTelemetry(lambda: _grpc_methods(gateway), metrics))
-    gateway.rest_installers.append(_rest_installer(metrics))
+    gateway.rest_installers.append(metrics_installer(metrics))
     gateway.readiness.append(health.readiness)
-    gateway.bindings.append(ops_binding(ops, _now_us))
+    gateway.bindings.append(ops_binding(ops, now_us))
 
     async def close() -> None:
         await health.close()
@@ -109,21 +108,3 @@ async def install_observability(gateway: Gateway) -> None:
         metrics.shutdown()
 
     gateway.closers.append(close)
-
-
-def _rest_installer(metrics: GatewayMetrics) -> Any:
-    def install(app: FastAPI) -> dict[str, Any]:
-        @app.get("/metrics", include_in_schema=False)
-        async def scrape() -> Response:
-            return Response(metrics.prometheus_text(), media_type=_PROMETHEUS)
-
-        app.add_middleware(AsgiTelemetry, metrics=metrics)
-        return {}
-
-    return install
-
-
-def _now_us() -> int:
-    import time
-
-    return time.time_ns() // 1000

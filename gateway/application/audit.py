@@ -1,5 +1,10 @@
 """Signed audit checkpoints: the periodic signer, witnesses' cosignatures, the retention purge, and
-``GET /v1/audit/checkpoints``, ``GET /v1/audit/consistency``, ``GET /v1/audit/checkpoint`` (text).
+``GET /v1/audit/checkpoints``, ``GET /v1/audit/consistency`` (``AuditCheckpoints``, both doors); the
+latest checkpoint as note text (``GET /v1/audit/checkpoint``) is a REST route of the front door
+(``gateway.entrypoints.routes_audit``) over ``latest_cosigned_note``.
+
+The signer, the witnesses' keys and the cosignature fetching are chosen by the composition root
+(``gateway.bootstrap_audit``) and reach this module as ports.
 
 These are public on purpose: a checkpoint (C2SP tlog-checkpoint note: origin, tree
 size, root hash, Ed25519 signature) carries no personal data, and a transparency
@@ -12,58 +17,25 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI
-from fastapi.responses import PlainTextResponse, Response
-
-from adapters.keys.file_signer import make_checkpoint_signer
-from adapters.stores.audit_checkpoints import CheckpointSigner, SigningRefused, signer_state_of
-from adapters.witness.cosignatures import WitnessKey, collect_cosignatures, witness_key, witnessed_checkpoints
 from gateway._pb.passerelle.gateway.v1 import audit_pb2 as pb
-from gateway.core.audit_proof import retention_cutoff_us
+from gateway.application.runtime import Gateway
+from gateway.application.service import Access, Call, ServiceBinding
+from gateway.core.audit_proof import SigningRefused, retention_cutoff_us
+from gateway.core.clock import now_us
 from gateway.core.errors import GatewayError, Reason
 from gateway.core.merkle import Checkpoint, checkpoint_note
-from gateway.core.signed_note import Cosignature, Note, vkey
+from gateway.core.ports import AuditStore, CheckpointSigner, CosignatureCollector
+from gateway.core.signed_note import Cosignature, Note
 from gateway.core.transparency import iso_time
-from gateway.entrypoints._problem import PROBLEM_SCHEMA, problem_response
-from gateway.entrypoints.binding import Access, Call, ServiceBinding
 
-if TYPE_CHECKING:
-    from gateway.bootstrap import Gateway
-
-__all__ = ["checkpoint_message", "checkpoints_binding", "install_audit", "periodic", "signer_for", "witnesses_of"]
+__all__ = [
+    "checkpoint_message", "checkpoints_binding", "cosigned_text", "install_audit", "latest_cosigned_note", "periodic",
+    "purge_expired",
+]  # fmt: skip
 
 log = logging.getLogger("passerelle.audit")
 MAX_HISTORY = 1000
-
-
-def signer_for(gateway: Gateway) -> CheckpointSigner:
-    """The checkpoint signer, with its state outside the database and the configured witnesses as references."""
-    from gateway.bootstrap import now_us
-
-    return CheckpointSigner(gateway.audit, make_checkpoint_signer(gateway.config), clock_us=now_us,
-                            state=signer_state_of(gateway.config),
-                            witnessed=witnesses_fetcher(witnesses_of(gateway.config)))  # fmt: skip
-
-
-def witnesses_fetcher(witnesses: list[WitnessKey]) -> Callable[[], Awaitable[list[tuple[str, Checkpoint]]]] | None:
-    """What the signer calls before signing: the witnesses' latest cosigned checkpoints (config URLs)."""
-    if not witnesses:
-        return None
-
-    async def fetch() -> list[tuple[str, Checkpoint]]:
-        import httpx
-
-        async with httpx.AsyncClient(timeout=3.0) as client:
-            return await witnessed_checkpoints(witnesses, client)
-
-    return fetch
-
-
-def witnesses_of(config: Any) -> list[WitnessKey]:
-    """The configured ``[[witnesses]]``; raises ``ValueError`` naming a bad key."""
-    return [witness_key(w.name, w.url, w.public_key) for w in config.witnesses]
 
 
 def cosigned_text(cp: Checkpoint, cosignatures: list[Cosignature]) -> str:
@@ -84,9 +56,7 @@ def checkpoint_message(cp: Checkpoint, cosignatures: list[Cosignature] | None = 
     )  # fmt: skip
 
 
-def checkpoints_binding(gateway: Gateway, signer: CheckpointSigner) -> ServiceBinding:
-    witness_vkeys = [vkey(w.name, w.verifier.public_key, w.verifier.sig_type) for w in witnesses_of(gateway.config)]
-
+def checkpoints_binding(gateway: Gateway, signer: CheckpointSigner, witness_vkeys: list[str]) -> ServiceBinding:
     async def list_checkpoints(request: pb.ListCheckpointsRequest, call: Call) -> pb.ListCheckpointsResponse:
         limit = 100 if request.limit <= 0 else min(request.limit, MAX_HISTORY)
         cps = await gateway.audit.checkpoints()
@@ -118,30 +88,12 @@ def checkpoints_binding(gateway: Gateway, signer: CheckpointSigner) -> ServiceBi
     )
 
 
-_NO_CHECKPOINT_YET = {
-    "description": "No checkpoint signed yet",
-    "content": {"application/problem+json": {"schema": PROBLEM_SCHEMA}},
-}
-
-
-def note_installer(gateway: Gateway) -> Any:
-    """``GET /v1/audit/checkpoint``: the latest checkpoint as C2SP note text, with its cosignatures."""
-
-    async def latest_note() -> Response:
-        latest = await gateway.audit.latest_checkpoint()
-        if latest is None:
-            return problem_response(GatewayError(Reason.NOT_FOUND, "No checkpoint has been signed yet"))
-        text = cosigned_text(latest, await gateway.audit.cosignatures(latest.tree_size))
-        return PlainTextResponse(text, media_type="text/plain; charset=utf-8")
-
-    def install(app: FastAPI) -> dict[str, Any]:
-        app.add_api_route("/v1/audit/checkpoint", latest_note, methods=["GET"], tags=["audit"],
-                          summary="The latest signed checkpoint as a C2SP note, with witness cosignatures",
-                          response_class=PlainTextResponse,
-                          responses={404: _NO_CHECKPOINT_YET})
-        return {}
-
-    return install
+async def latest_cosigned_note(audit: AuditStore) -> str | None:
+    """The latest checkpoint as C2SP note text, with its cosignatures; None before the first is signed."""
+    latest = await audit.latest_checkpoint()
+    if latest is None:
+        return None
+    return cosigned_text(latest, await audit.cosignatures(latest.tree_size))
 
 
 async def periodic(name: str, every_s: float, step: Callable[[], Awaitable[object]]) -> None:
@@ -183,30 +135,27 @@ def _start(gateway: Gateway, name: str, every_s: float, step: Callable[[], Await
     gateway.closers.append(stop)
 
 
-async def install_audit(gateway: Gateway) -> None:
-    """The checkpoints API, the periodic signer, cosignature fetching and the retention purge (a FEATURES entry)."""
-    from gateway.bootstrap import now_us
+async def install_audit(
+    gateway: Gateway, *, witness_vkeys: list[str], collect_cosignatures: CosignatureCollector | None
+) -> None:
+    """The checkpoints API, the periodic signer, cosignature fetching and the retention purge.
 
+    ``witness_vkeys``: the configured witnesses' keys, published with the checkpoints;
+    ``collect_cosignatures``: fetches their cosignatures, None when no witness is configured.
+    """
     conf = gateway.config.gateway
-    signer = signer_for(gateway)
+    signer = gateway.checkpoint_signer
     try:
         await signer.prepare()
     except (SigningRefused, OSError) as exc:  # exchanges are still recorded; nothing is signed until resolved
         log.error("AUDIT LOG NOT SIGNED: %s", str(exc)[:500], extra={"fields": {"task": "start-up"}})
-    gateway.bindings.append(checkpoints_binding(gateway, signer))
-    gateway.rest_installers.append(note_installer(gateway))
+    gateway.bindings.append(checkpoints_binding(gateway, signer, witness_vkeys))
     if conf.checkpoint_interval_s > 0:
         _start(gateway, "checkpoint", conf.checkpoint_interval_s, signer.checkpoint)
     if conf.audit_retention_days > 0:
         _start(gateway, "retention", conf.retention_interval_s, lambda: purge_expired(gateway, signer, now_us()))
-    witnesses = witnesses_of(gateway.config)
-    if witnesses:
-        import httpx
-
-        client = httpx.AsyncClient(timeout=5.0)
-        _start(gateway, "cosignatures", conf.witness_poll_s,
-               lambda: collect_cosignatures(gateway.audit, witnesses, client))  # fmt: skip
-        gateway.closers.append(client.aclose)
+    if collect_cosignatures is not None:
+        _start(gateway, "cosignatures", conf.witness_poll_s, collect_cosignatures)
 
     async def final_checkpoint() -> None:
         # Runs before the store closes (closers run in reverse): the last exchanges get a signed head.

@@ -31,11 +31,11 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TypeVar
 
+from gateway.application.service import Call
 from gateway.core.caller_text import caller_id_problem
 from gateway.core.errors import GatewayError, Reason
 from gateway.core.ports import AuditLog
 from gateway.core.types import AuditReceipt, AuditRecord, EventKind, Outcome
-from gateway.entrypoints.binding import Call
 
 __all__ = ["Change", "apply_change", "record_change", "target_id"]
 

@@ -6,17 +6,15 @@ import base64
 from collections.abc import Callable
 
 from gateway._pb.passerelle.gateway.v1 import ops_pb2 as pb
+from gateway.application.service import Access, Call, ServiceBinding
 from gateway.core.errors import GatewayError, Reason
 from gateway.core.identifiers import national_id_problem
+from gateway.core.ops_records import ManualSubmission, OpsQuery, OpsRecord, OpsStore
 from gateway.core.transparency import parse_bound, parse_page_token_of
-from gateway.entrypoints.binding import Access, Call, ServiceBinding
-from observability.ops import ManualSubmission, OpsQuery, OpsRecord
-from observability.ops_store import InMemoryOpsStore, PostgresOpsStore, SqliteOpsStore
 
 __all__ = ["ops_binding", "parse_instant"]
 
 _SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:/@-")
-OpsStore = SqliteOpsStore | PostgresOpsStore | InMemoryOpsStore
 
 
 def parse_instant(value: str, *, name: str, end: bool) -> int | None:
