@@ -28,6 +28,7 @@ bench: gen
 lint: gen
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf $(VENV) gateway/_pb .gateway-demo
