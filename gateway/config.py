@@ -8,6 +8,7 @@ Relative paths are resolved against the file's folder.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Literal
@@ -35,7 +36,7 @@ SenderConstraint = Literal["required", "optional", "off"]
 class TlsSection(_Strict):
     """gRPC over (mutual) TLS on its own port, beside the plaintext port (docs/security.md)."""
 
-    port: int = Field(50052, ge=0, le=65535)
+    port: int = Field(default=50052, ge=0, le=65535)
     cert: str  # server certificate chain (PEM)
     key: str  # its private key (PEM)
     # CA for client certificates (PEM). Set: every TLS client must present one (grpcio can require
@@ -88,48 +89,48 @@ class GatewaySection(_Strict):
     name: str = "Passerelle"
     audience: str = "urn:passerelle:gateway"
     rest_host: str = "127.0.0.1"
-    rest_port: int = Field(8080, ge=0, le=65535)
+    rest_port: int = Field(default=8080, ge=0, le=65535)
     grpc_host: str = "127.0.0.1"
-    grpc_port: int = Field(50051, ge=0, le=65535)
+    grpc_port: int = Field(default=50051, ge=0, le=65535)
     audit: str = "sqlite:audit.db"  # "sqlite:PATH" or a postgresql:// DSN
     consents: str = "sqlite:consents.db"  # "sqlite:PATH" or a postgresql:// DSN (consents and run-time mandates)
     signing_key: str = ""  # unused since ADR 0006, still accepted: the signing keys are in [gateway.keys]
     pseudonym_key: str = "keys/pseudonym.key"
-    max_request_bytes: int = Field(64 * 1024, gt=0)
-    max_token_bytes: int = Field(8 * 1024, gt=0)
-    token_max_lifetime_s: int = Field(900, gt=0, le=86_400)
-    token_leeway_s: int = Field(30, ge=0, le=300)
-    default_timeout_s: float = Field(5.0, gt=0)
-    shutdown_grace_s: float = Field(10.0, gt=0, le=300)  # SIGTERM: drain in-flight exchanges, flush audit
-    checkpoint_interval_s: float = Field(60.0, ge=0)  # sign an audit checkpoint this often; 0: never
+    max_request_bytes: int = Field(default=64 * 1024, gt=0)
+    max_token_bytes: int = Field(default=8 * 1024, gt=0)
+    token_max_lifetime_s: int = Field(default=900, gt=0, le=86_400)
+    token_leeway_s: int = Field(default=30, ge=0, le=300)
+    default_timeout_s: float = Field(default=5.0, gt=0)
+    shutdown_grace_s: float = Field(default=10.0, gt=0, le=300)  # SIGTERM: drain in-flight exchanges, flush audit
+    checkpoint_interval_s: float = Field(default=60.0, ge=0)  # sign an audit checkpoint this often; 0: never
     # C2SP checkpoint origin and key name of the log (a schema-less URL, no spaces or '+'); set your own.
-    log_origin: str = Field("passerelle.demo/audit", pattern=r"^[^\s+]+$")
-    witness_poll_s: float = Field(30.0, gt=0)  # how often the [[witnesses]]' cosignatures are fetched
-    audit_retention_days: int = Field(0, ge=0)  # purge audit records older than this; 0: keep all
-    retention_interval_s: float = Field(3600.0, gt=0)  # how often the retention purge runs
+    log_origin: str = Field(default="passerelle.demo/audit", pattern=r"^[^\s+]+$")
+    witness_poll_s: float = Field(default=30.0, gt=0)  # how often the [[witnesses]]' cosignatures are fetched
+    audit_retention_days: int = Field(default=0, ge=0)  # purge audit records older than this; 0: keep all
+    retention_interval_s: float = Field(default=3600.0, gt=0)  # how often the retention purge runs
     demo: bool = False  # set by `gateway serve --demo`: enables demo-only routes (citizen sign-in)
     tls: TlsSection | None = None
     keys: KeysSection = KeysSection()  # checkpoint and receipt signing keys
     revocations: str = "sqlite:revocations.db"  # durable token/consumer/key revocations; or a postgresql:// DSN
     sender_constraint: SenderConstraint = "optional"  # default for consumers (cnf: mTLS / DPoP)
-    dpop_max_age_s: int = Field(60, gt=0, le=600)  # how old a DPoP proof may be
+    dpop_max_age_s: int = Field(default=60, gt=0, le=600)  # how old a DPoP proof may be
     # DPoP proofs already used, shared by the processes: "" follows `revocations` (sqlite:dpop_replay.db beside
     # it, or its DSN), "memory" (one process), "sqlite:PATH" or a postgresql:// DSN.
     dpop_replay: str = ""
     # Where clients reach the REST door ("https://passerelle.example.lu", behind a proxy): the origin every DPoP
     # htu is checked against, never the Host header. "": the address the REST port listens on.
-    public_url: str = Field("", pattern=r"^(https?://[^/?#\s]+(/[^?#\s]*)?)?$")
-    rate_per_s: float = Field(1000.0, ge=0)  # per-consumer quota defaults; 0: no rate limit
-    burst: int = Field(2000, ge=1)
-    max_concurrent: int = Field(128, ge=0)  # 0: no concurrency limit
-    citizen_rate_per_s: float = Field(10.0, ge=0)  # per citizen (/v1/me/...); 0: no limit
-    citizen_burst: int = Field(100, ge=1)
-    staff_rate_per_s: float = Field(50.0, ge=0)  # per staff member (ops and admin APIs); 0: no limit
-    staff_burst: int = Field(500, ge=1)
-    address_rate_per_s: float = Field(50.0, ge=0)  # routes without a token, per client address; 0: no limit
-    address_burst: int = Field(500, ge=1)
-    failed_auth_per_s: float = Field(10.0, ge=0)  # failed authentications per client address; 0: no limit
-    failed_auth_burst: int = Field(1000, ge=1)
+    public_url: str = Field(default="", pattern=r"^(https?://[^/?#\s]+(/[^?#\s]*)?)?$")
+    rate_per_s: float = Field(default=1000.0, ge=0)  # per-consumer quota defaults; 0: no rate limit
+    burst: int = Field(default=2000, ge=1)
+    max_concurrent: int = Field(default=128, ge=0)  # 0: no concurrency limit
+    citizen_rate_per_s: float = Field(default=10.0, ge=0)  # per citizen (/v1/me/...); 0: no limit
+    citizen_burst: int = Field(default=100, ge=1)
+    staff_rate_per_s: float = Field(default=50.0, ge=0)  # per staff member (ops and admin APIs); 0: no limit
+    staff_burst: int = Field(default=500, ge=1)
+    address_rate_per_s: float = Field(default=50.0, ge=0)  # routes without a token, per client address; 0: no limit
+    address_burst: int = Field(default=500, ge=1)
+    failed_auth_per_s: float = Field(default=10.0, ge=0)  # failed authentications per client address; 0: no limit
+    failed_auth_burst: int = Field(default=1000, ge=1)
     # Quotas shared by the processes on one PostgreSQL: "" (through `audit` when it is PostgreSQL),
     # "local" (each process admits the whole quota), or a postgresql:// DSN. docs/scaling.md.
     quotas: str = ""
@@ -151,8 +152,8 @@ class IssuerSection(_Strict):
     role: Literal["agency", "citizen", "staff"]
     jwks_file: str = ""  # a JWKS file, re-read when it changes
     jwks_url: str = ""  # or the issuer's JWKS URL, fetched and cached
-    jwks_ttl_s: float = Field(300.0, gt=0)
-    jwks_min_refresh_s: float = Field(30.0, ge=0)  # unknown kid: at most one fetch per this many seconds
+    jwks_ttl_s: float = Field(default=300.0, gt=0)
+    jwks_min_refresh_s: float = Field(default=30.0, ge=0)  # unknown kid: at most one fetch per this many seconds
     algorithms: list[Literal["ES256", "ES384", "EdDSA", "RS256", "RS384", "PS256", "PS384"]] = ["ES256"]
 
     @model_validator(mode="after")
@@ -170,9 +171,9 @@ class ConsumerSection(_Strict):
     issuer: str
     client_id: str
     sender_constraint: SenderConstraint | None = None  # default: [gateway].sender_constraint
-    rate_per_s: float | None = Field(None, ge=0)  # default: the [gateway] quota values
-    burst: int | None = Field(None, ge=1)
-    max_concurrent: int | None = Field(None, ge=0)
+    rate_per_s: float | None = Field(default=None, ge=0)  # default: the [gateway] quota values
+    burst: int | None = Field(default=None, ge=1)
+    max_concurrent: int | None = Field(default=None, ge=0)
     # AI systems the agency has registered (e.g. in the EU AI Act database) and may name in x-ai-system;
     # any other value is refused, so that citizens only ever see a registered system's identifier.
     ai_systems: list[str] = Field(default_factory=list, max_length=100)
@@ -218,12 +219,12 @@ class RegistrySection(_Strict):
     adapter: Literal["grpc", "rest"]
     target: str = ""  # host:port, for grpc
     base_url: str = ""  # for rest
-    timeout_s: float = Field(2.0, gt=0, le=60)
-    max_concurrency: int = Field(256, gt=0)  # bulkhead: calls in flight to this registry
-    max_queue: int = Field(256, ge=0)  # bulkhead: calls waiting for a slot; beyond, refused at once
-    retries: int = Field(2, ge=0, le=5)  # idempotent reads only, inside the caller's deadline
-    breaker_failures: int = Field(5, ge=1)  # consecutive failures that open the circuit
-    breaker_open_s: float = Field(5.0, gt=0)  # how long it stays open before one probe
+    timeout_s: float = Field(default=2.0, gt=0, le=60)
+    max_concurrency: int = Field(default=256, gt=0)  # bulkhead: calls in flight to this registry
+    max_queue: int = Field(default=256, ge=0)  # bulkhead: calls waiting for a slot; beyond, refused at once
+    retries: int = Field(default=2, ge=0, le=5)  # idempotent reads only, inside the caller's deadline
+    breaker_failures: int = Field(default=5, ge=1)  # consecutive failures that open the circuit
+    breaker_open_s: float = Field(default=5.0, gt=0)  # how long it stays open before one probe
     operations: dict[str, RestOperationSection] = {}
     demo: bool = False  # served by the demo registries (address set at start)
 
@@ -234,7 +235,7 @@ class PurposeSection(_Strict):
     description: dict[str, str] = {}
     legal_reference: str = ""
     legal_url: str = ""
-    retention_days: int = Field(0, ge=0)
+    retention_days: int = Field(default=0, ge=0)
 
     @field_validator("code")
     @classmethod
@@ -273,7 +274,7 @@ class MandateSection(_Strict):
     categories: list[str] = []
     valid_from: date | None = None
     valid_until: date | None = None
-    hidden_days: int = Field(0, ge=0, le=MAX_HIDDEN_DAYS)
+    hidden_days: int = Field(default=0, ge=0, le=MAX_HIDDEN_DAYS)
     hidden_reason: str = ""
     limits: list[LimitSection] = []  # all must hold (docs/consent.md)
     consent_required: bool = False  # only subjects that consented, whatever the legal basis
@@ -382,7 +383,7 @@ def _duplicates(section: str, ids: list[str]) -> list[str]:
     return out
 
 
-def _check_adapter(n: int, r: RegistrySection, found: dict[str, object]) -> list[str]:
+def _check_adapter(n: int, r: RegistrySection, found: Mapping[str, object]) -> list[str]:
     where = f"registries[{n}]"
     if r.adapter == "grpc" and not r.target and not r.demo:
         return [f"{where}.target: a grpc registry needs host:port"]
