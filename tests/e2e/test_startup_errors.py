@@ -27,11 +27,11 @@ TLS_ON = '[gateway.tls]\nport = 0\ncert = "keys/tls/server.pem"\nkey = "keys/tls
 ROOT = os.geteuid() == 0
 
 
-def _write(relative: str, data: bytes) -> Callable[[Path], None]:
+def _write(relative: str, data: bytes) -> Callable[[Path], object]:
     return lambda d: (d / relative).write_bytes(data)
 
 
-def _copy(source: str, target: str) -> Callable[[Path], None]:
+def _copy(source: str, target: str) -> Callable[[Path], object]:
     return lambda d: shutil.copy(d / source, d / target)
 
 
@@ -40,7 +40,9 @@ def _read_only_folder(d: Path) -> None:
     os.chmod(d / "ro", 0o555)
 
 
-CASES = {  # name: (text replaced in gateway.toml, its replacement, preparation, env, extra args, expected in the line)
+# Per case: text replaced in gateway.toml, its replacement, preparation, env, extra args, expected in the line.
+Case = tuple[str | None, str | None, Callable[[Path], object] | None, dict[str, str], list[str], list[str]]
+CASES: dict[str, Case] = {
     "jwks-not-json": (None, None, _write("keys/demo-agencies.jwks.json", b"{not json"), {}, [],
                       ["issuers[0].jwks_file", "keys/demo-agencies.jwks.json", "not a JSON key set"]),
     "signing-key-garbage": (None, None, _write("demo-signing-keys/checkpoint-ed25519.pem", b"garbage"), {}, [],
@@ -90,7 +92,7 @@ def test_a_start_up_failure_is_one_line_naming_the_key_and_the_path_with_exit_co
     config = folder / "gateway.toml"
     if old is not None:
         text = config.read_text()
-        assert old in text
+        assert old in text and new is not None
         config.write_bytes(text.replace(old, new, 1).encode("utf-8", "surrogateescape"))
     if prepare is not None:
         prepare(folder)

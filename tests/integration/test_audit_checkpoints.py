@@ -76,5 +76,6 @@ async def test_a_tampered_log_is_not_signed(harness: Harness) -> None:
     harness.alter_subject(9, "someone-else")
     with pytest.raises(TamperedLog) as caught:
         await signer.checkpoint()
-    assert (caught.value.result.tamper, caught.value.result.seq) == (Tamper.ALTERED, 9)
+    result = caught.value.result
+    assert result is not None and (result.tamper, result.seq) == (Tamper.ALTERED, 9)
     assert [c.tree_size for c in await harness.store.checkpoints()] == [6]

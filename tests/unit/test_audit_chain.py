@@ -83,7 +83,12 @@ def test_altering_any_record_is_named(records: list[AuditRecord], data: st.DataO
 
 
 def admin_records(n: int) -> list[AuditRecord]:
-    return [AuditRecord(i, EventKind.ADMIN, *["x"] * 11, (), Outcome.OK, "", 0, "admin") for i in range(n)]
+    return [
+        AuditRecord(
+            i, EventKind.ADMIN, "x", "x", "x", "x", "x", "x", "x", "x", "x", "x", "x", (), Outcome.OK, "", 0, "admin"
+        )
+        for i in range(n)
+    ]
 
 
 def test_a_rehashed_record_is_named_by_the_broken_link_after_it() -> None:

@@ -60,7 +60,9 @@ def test_every_rcs_number_is_valid_and_unique(data: DemoData) -> None:
 def test_every_person_belongs_to_exactly_one_household(data: DemoData) -> None:
     members = [m for h in data.households for m in h.members]
     assert sorted(members) == sorted(p.national_id for p in data.persons)
-    assert all(m in data.household(p.household_id).members for p in data.persons for m in [p.national_id])
+    for p in data.persons:
+        household = data.household(p.household_id)
+        assert household is not None and p.national_id in household.members
 
 
 def test_couples_share_their_union_and_address(data: DemoData) -> None:

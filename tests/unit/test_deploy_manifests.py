@@ -102,8 +102,10 @@ def test_the_image_installs_the_wheel_built_in_a_first_stage() -> None:
 
 
 def _pod(kind: str, component: str) -> dict[str, Any]:
-    return next(d for _, d in documents() if d["kind"] == kind
-                and d["metadata"]["labels"].get("app.kubernetes.io/component") == component)["spec"]["template"]["spec"]
+    pod: dict[str, Any] = next(d for _, d in documents() if d["kind"] == kind
+                               and d["metadata"]["labels"].get("app.kubernetes.io/component") == component)[
+        "spec"]["template"]["spec"]
+    return pod
 
 
 def test_the_signing_keys_init_job_runs_init_pkcs11_on_the_gateways_config_token_and_volume() -> None:

@@ -55,7 +55,11 @@ async def test_an_unsignable_checkpoint_is_not_stored_and_the_periodic_signer_ke
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     store = InMemoryAuditLog()
-    await store.append(AuditRecord(1, EventKind.ADMIN, *["x"] * 11, (), Outcome.OK, "", 0, "admin"))
+    await store.append(
+        AuditRecord(
+            1, EventKind.ADMIN, "x", "x", "x", "x", "x", "x", "x", "x", "x", "x", "x", (), Outcome.OK, "", 0, "admin"
+        )
+    )
     signer = CheckpointSigner(store, UnreachableNoteKey(), clock_us=lambda: 1)
     with pytest.raises(KeyUnavailable, match="DeviceRemoved"):
         await signer.checkpoint()

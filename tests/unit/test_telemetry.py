@@ -38,7 +38,7 @@ def test_ten_percent_is_a_parent_based_ratio() -> None:
         {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"}, exporting=True
     )
     assert isinstance(sampler, ParentBased)
-    assert "TraceIdRatioBased{0.1}" in sampler.get_description()
+    assert "TraceIdRatioBased{0.1}" in sampler.get_description()  # type: ignore[no-untyped-call]  # unannotated in otel-sdk
     assert isinstance(
         sampler_from_env({"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "1"}, exporting=False),
         TraceIdRatioBased,
