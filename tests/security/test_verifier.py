@@ -44,12 +44,14 @@ class Clock:
 class CountingKeys(dict[str, Any]):
     lookups = 0
 
-    def get(self, kid: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, kid: str, default: Any = None) -> Any:
         self.lookups += 1
         return super().get(kid, default)
 
 
-def make(clock: Clock, keys: dict[str, Any] | None = None, **kw: Any) -> tuple[TokenVerifier, Any, dict[str, Any]]:
+def make(
+    clock: Clock, keys: CountingKeys | None = None, **kw: Any
+) -> tuple[TokenVerifier, ec.EllipticCurvePrivateKey, CountingKeys]:
     private = ec.generate_private_key(ec.SECP256R1())
     keyset = keys if keys is not None else CountingKeys()
     keyset["k1"] = private.public_key()
@@ -184,7 +186,7 @@ def jwk(private: Any, kid: str) -> dict[str, Any]:
     algo = (
         jwt.algorithms.ECAlgorithm if isinstance(private, ec.EllipticCurvePrivateKey) else jwt.algorithms.RSAAlgorithm
     )
-    public = json.loads(algo.to_jwk(private.public_key()))
+    public: dict[str, Any] = json.loads(algo.to_jwk(private.public_key()))
     public["kid"] = kid
     return public
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 import uuid
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -126,10 +127,10 @@ def test_csv_text_quotes_and_neutralises_every_cell() -> None:
 # --- the pipeline records facts, never the caller's text -------------------------------------------------
 
 
-async def _refused(stack: Stack, **ctx: object) -> GatewayError:  # noqa: F811
+async def _refused(stack: Stack, **ctx: Any) -> GatewayError:  # noqa: F811
     op, req = person_request(stack)
     with pytest.raises(GatewayError) as exc:
-        await stack.pipeline.exchange(op, req, stack.ctx(**ctx))  # type: ignore[arg-type]
+        await stack.pipeline.exchange(op, req, stack.ctx(**ctx))
     return exc.value
 
 
@@ -163,6 +164,6 @@ async def test_a_bad_caller_identifier_is_refused_and_not_recorded(
 
 async def test_an_unchecked_consent_id_is_not_recorded(stack: Stack) -> None:  # noqa: F811
     op, req = person_request(stack)   # public-task mandate: no consent is checked
-    await stack.pipeline.exchange(op, req, stack.ctx(consent_id="cns_madeup"))  # type: ignore[arg-type]
+    await stack.pipeline.exchange(op, req, stack.ctx(consent_id="cns_madeup"))
     (row,) = await stack.audit.query(AuditQuery())
     assert row.record.consent_id == ""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from datetime import date
 
@@ -36,8 +36,8 @@ COMPANY = OPS[f"{BIZ}/GetCompany"]
 MAIN, SPOUSE, CHILD = (make_national_id(date(1980 + i, 3, 4), 1 + i) for i in range(3))
 
 
-def mandate(fields: set[str] = frozenset(), categories: set[str] = frozenset(), service: str = PERSON.full_name,
-            consumer: str = "cedies") -> Mandate:  # fmt: skip
+def mandate(fields: Collection[str] = frozenset(), categories: Collection[str] = frozenset(),
+            service: str = PERSON.full_name, consumer: str = "cedies") -> Mandate:  # fmt: skip
     return Mandate("m", consumer, service, frozenset({"student-aid"}), "A6-1-e",
                    fields=frozenset(fields), categories=frozenset(categories))  # fmt: skip
 
@@ -193,7 +193,7 @@ def test_nothing_outside_the_allowed_paths_survives_and_everything_allowed_does(
     answer = PERSON.response_cls(given_names=names[0], family_name=names[1], birth_place="Esch", sex=1)
     answer.address.street = street
     for i, m in enumerate(members):
-        member = answer.household_members.add(**m)  # type: ignore[arg-type]
+        member = answer.household_members.add(**m)
         if i < len(years) and years[i]:
             member.birth_date.year = years[i]
     before = set(_leaf_paths(answer))
@@ -359,8 +359,10 @@ def test_the_admin_api_accepts_qualified_categories_and_names_a_wrong_one() -> N
     from gateway.application.admin import mandate_problems
 
     ops = {PERSON.full_name: PERSON}
-    known = {"consumers": {"cedies"}, "purposes": {"student-aid"}, "operations": ops}
+    consumers, purposes = {"cedies"}, {"student-aid"}
     good = mandate(categories={"household_members.NAME"})
-    assert [p for p in mandate_problems(good, **known) if p[0] == "categories"] == []
+    assert [p for p in mandate_problems(good, consumers=consumers, purposes=purposes, operations=ops)
+            if p[0] == "categories"] == []  # fmt: skip
     bad = mandate(categories={"household_members.INCOME"})
-    assert [f for f, _ in mandate_problems(bad, **known)].count("categories") == 1
+    problems = mandate_problems(bad, consumers=consumers, purposes=purposes, operations=ops)
+    assert [f for f, _ in problems].count("categories") == 1
