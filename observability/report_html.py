@@ -52,7 +52,7 @@ def _bars(
             f'<text x="{label_w - 6}" y="{y + 16}" text-anchor="end" font-size="12">{escape(shown)}'
             f"<title>{escape(label)}</title></text>"
         )
-        x = label_w
+        x: float = label_w
         for name, value in series:
             w = bar_w * value / top
             colour = _COLOURS.get(name, "#6e7781")

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from authlib.oauth2.auth import ClientAuth  # type: ignore[import-untyped]  # Authlib ships no type hints
-from authlib.oauth2.rfc6749.parameters import prepare_grant_uri, prepare_token_request  # type: ignore[import-untyped]
-from authlib.oauth2.rfc7523 import PrivateKeyJWT  # type: ignore[import-untyped]
-from authlib.oauth2.rfc7636 import create_s256_code_challenge  # type: ignore[import-untyped]
+from authlib.oauth2.auth import ClientAuth  # Authlib ships no type hints: Any (pyproject's mypy override)
+from authlib.oauth2.rfc6749.parameters import prepare_grant_uri, prepare_token_request
+from authlib.oauth2.rfc7523 import PrivateKeyJWT
+from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from joserfc import jwt
 from joserfc.errors import ClaimError, ExpiredTokenError, JoseError
 from joserfc.jwk import ECKey, KeySet, OKPKey, RSAKey

@@ -92,7 +92,7 @@ class GrpcRegistryAdapter:
         self, method: str, request: Message, *, timeout: float, metadata: Sequence[tuple[str, str]]
     ) -> Message:
         op = self._ops[method]
-        attributes = {"rpc.system": "grpc", "rpc.service": op.service, "rpc.method": op.method,
+        attributes: dict[str, str | int] = {"rpc.system": "grpc", "rpc.service": op.service, "rpc.method": op.method,
                       "server.address": self._host, "server.port": self._port}
         with client_span(op.full_name, attributes) as span:
             response = await self._call(method, request, timeout=timeout, metadata=outgoing_metadata(metadata))

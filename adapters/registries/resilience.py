@@ -190,7 +190,7 @@ class ResilientAdapter:
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _backoff(self, attempt: int) -> float:
-        return self._jitter() * min(self.policy.backoff_max_s, self.policy.backoff_base_s * 2**attempt)
+        return self._jitter() * min(self.policy.backoff_max_s, self.policy.backoff_base_s * 2.0**attempt)
 
     async def _attempt(
         self, method: str, request: Message, deadline: float, metadata: Sequence[tuple[str, str]]

@@ -87,7 +87,7 @@ class RestRegistryAdapter:
     ) -> Message:
         spec, url = self._specs[method], httpx.URL(self._base_url)
         # The path template, never the path itself: paths and queries hold national ids.
-        attributes = {
+        attributes: dict[str, str | int] = {
             "http.request.method": spec.method,
             "url.template": spec.path,
             "server.address": url.host,

@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
 import psycopg
+from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
 from adapters.stores._pg_sync import check_schema
 
-__all__ = ["LazyPool", "check_schema_name", "migrate"]
+__all__ = ["LazyPool", "Pool", "check_schema_name", "migrate"]
+
+#: Autocommit connections with the default row factory: rows are tuples.
+Pool: TypeAlias = AsyncConnectionPool[psycopg.AsyncConnection[TupleRow]]
 
 check_schema_name = check_schema  # one rule for every PostgreSQL store
 
@@ -64,10 +68,10 @@ class LazyPool:
         self._steps = tuple(steps)
         self._sizes = (min_size, max_size)
         self._timeout_s = timeout_s  # waiting for a connection; then the caller gets a refusal, not a hang
-        self._pool: AsyncConnectionPool[Any] | None = None
+        self._pool: Pool | None = None
         self._opening: asyncio.Lock | None = None
 
-    async def get(self) -> AsyncConnectionPool[Any]:
+    async def get(self) -> Pool:
         if self._pool is not None:
             return self._pool
         if self._opening is None:
@@ -77,8 +81,8 @@ class LazyPool:
                 self._pool = await self._open()
         return self._pool
 
-    async def _open(self) -> AsyncConnectionPool[Any]:
-        pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+    async def _open(self) -> Pool:
+        pool: Pool = AsyncConnectionPool(
             self.dsn,
             min_size=self._sizes[0],
             max_size=self._sizes[1],

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import enum
 import sqlite3
 import time
 from pathlib import Path
+from typing import Literal
 
 __all__ = ["open_wal"]
 
-_UNSET = object()
+
+class _Unset(enum.Enum):
+    UNSET = enum.auto()  # leave sqlite3's own default isolation level
+
+
+_UNSET = _Unset.UNSET
 
 
 def open_wal(
@@ -16,7 +23,7 @@ def open_wal(
     *,
     timeout: float = 5.0,
     synchronous: str = "FULL",
-    isolation_level: str | object | None = _UNSET,
+    isolation_level: Literal["DEFERRED", "EXCLUSIVE", "IMMEDIATE"] | _Unset | None = _UNSET,
 ) -> sqlite3.Connection:
     """A connection in WAL mode.
 
@@ -24,10 +31,10 @@ def open_wal(
     (``database is locked`` at once when two processes open a fresh file together, e.g. under
     ``--workers 2``): retry within ``timeout``.
     """
-    kwargs: dict[str, object] = {"check_same_thread": False, "timeout": timeout}
-    if isolation_level is not _UNSET:
-        kwargs["isolation_level"] = isolation_level
-    conn = sqlite3.connect(path, **kwargs)  # type: ignore[arg-type]
+    if isolation_level is _UNSET:
+        conn = sqlite3.connect(path, check_same_thread=False, timeout=timeout)
+    else:
+        conn = sqlite3.connect(path, check_same_thread=False, timeout=timeout, isolation_level=isolation_level)
     deadline = time.monotonic() + timeout
     while True:
         try:

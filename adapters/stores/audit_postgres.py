@@ -74,7 +74,8 @@ MIGRATIONS: tuple[str, ...] = (
 
 
 def _where(q: AuditQuery) -> tuple[str, list[Any]]:
-    clauses, args = ["seq > %s"], [q.after_seq]
+    clauses: list[str] = ["seq > %s"]
+    args: list[Any] = [q.after_seq]
     for column, value in (("subject", q.subject), ("consumer", q.consumer), ("purpose", q.purpose)):
         if value is not None:
             clauses.append(f"{column} = %s")
@@ -247,7 +248,8 @@ class PostgresAuditLog:
         anchor = await self.anchor()
         if tree_size is None:
             sql = f"SELECT seq FROM {self.schema}.audit_head".encode()
-            tree_size = await self._read(lambda c: c.execute(sql).fetchone()[0])  # type: ignore[index]
+            head: int = await self._read(lambda c: c.execute(sql).fetchone()[0])  # type: ignore[index]
+            tree_size = head
         hasher = range_hasher(anchor, await self._hashes(anchor.seq, tree_size))
         return hasher.size, hasher(0, hasher.size) if hasher.size else EMPTY_ROOT
 

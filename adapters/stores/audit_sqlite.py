@@ -111,7 +111,8 @@ def _statements(script: str) -> Iterator[str]:
 
 
 def _where(q: AuditQuery) -> tuple[str, list[Any]]:
-    clauses, args = ["seq > ?"], [q.after_seq]
+    clauses: list[str] = ["seq > ?"]
+    args: list[Any] = [q.after_seq]
     for column, value in (("subject", q.subject), ("consumer", q.consumer), ("purpose", q.purpose)):
         if value is not None:
             clauses.append(f"{column} = ?")
@@ -268,7 +269,8 @@ class SqliteAuditLog:
         """``(size, root)`` of the Merkle tree over the first ``tree_size`` records (default: all)."""
         anchor = await self.anchor()
         if tree_size is None:
-            tree_size = await self._read(lambda c: c.execute("SELECT seq FROM audit_head").fetchone()[0])
+            head: int = await self._read(lambda c: c.execute("SELECT seq FROM audit_head").fetchone()[0])
+            tree_size = head
         hasher = range_hasher(anchor, await self._hashes(anchor.seq, tree_size))
         return hasher.size, hasher(0, hasher.size) if hasher.size else EMPTY_ROOT
 

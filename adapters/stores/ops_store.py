@@ -154,7 +154,8 @@ class _SqlOpsStore:
 
     def _where(self, q: OpsQuery, *, paged: bool) -> tuple[str, list[Any]]:
         p = self._param
-        clauses, args = ["1 = 1"], []
+        clauses: list[str] = ["1 = 1"]
+        args: list[Any] = []
         if paged:
             clauses.append(f"id > {p}")
             args.append(q.after_id)

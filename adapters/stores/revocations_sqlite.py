@@ -10,13 +10,16 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from adapters.stores._sqlite import open_wal
 from gateway.core.revocation import Revocation
 
 __all__ = ["SqliteRevocationStore"]
+
+_T = TypeVar("_T")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS revocations (
@@ -50,10 +53,10 @@ class SqliteRevocationStore:
             self._writer, self._reader = self._connect(), self._connect()
         return self._writer, self._reader
 
-    def _run(self, fn, *args):  # type: ignore[no-untyped-def]
-        def locked():  # type: ignore[no-untyped-def]
+    def _run(self, fn: Callable[[], _T]) -> Awaitable[_T]:
+        def locked() -> _T:
             with self._lock:
-                return fn(*args)
+                return fn()
 
         return asyncio.to_thread(locked)
 

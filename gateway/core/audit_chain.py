@@ -72,7 +72,9 @@ if _c_make_encoder is not None:  # CPython: skip encode()'s per-call set-up, ~2x
     def _encode(values: tuple[Any, ...]) -> str:
         return "".join(_c_encoder(values, 0))
 else:  # pragma: no cover
-    _encode = _json.encode
+
+    def _encode(values: tuple[Any, ...]) -> str:
+        return _json.encode(values)
 
 
 def _fields_json(fields: Sequence[str]) -> str:

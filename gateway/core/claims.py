@@ -23,7 +23,7 @@ import binascii
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 __all__ = ["MAX_NUMERIC_DATE", "TIME_CLAIMS", "ClaimProblem", "check_claims", "check_strings", "has_non_finite",
@@ -130,7 +130,7 @@ def _confirmation(value: object) -> None:
 
 
 #: Claims the gateway reads, by their one type; other claims are ignored (and never used).
-_CHECKS = {
+_CHECKS: dict[str, Callable[[str, object], None]] = {
     "iss": _string,
     "sub": lambda n, v: _string(n, v, max_len=256),
     "jti": lambda n, v: _string(n, v, max_len=256),

@@ -99,7 +99,8 @@ def _is_message(fd: FieldDescriptor) -> bool:
 
 
 def _is_repeated(fd: FieldDescriptor) -> bool:
-    return fd.label == FieldDescriptor.LABEL_REPEATED
+    repeated: bool = fd.label == FieldDescriptor.LABEL_REPEATED  # protobuf ships no type information
+    return repeated
 
 
 def nested_people(message: Message, subjects: Sequence[NestedSubject]) -> list[NestedPerson]:
