@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -55,7 +56,7 @@ def provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcProviderP
             pytest.fail(f"CI=true and the OpenID Provider tests are mandatory: {reason}")
         pytest.skip(reason)
     public = ECKey.import_key(KEY_PEM).as_dict(private=False)
-    clients = [
+    clients: list[Mapping[str, Any]] = [
         {"client_id": "passerelle", "client_secret": "a-long-test-secret-0123456789",
          "redirect_uris": [CALLBACK], "post_logout_redirect_uris": [AFTER_LOGOUT]},
         {"client_id": "passerelle-jwt", "jwks": {"keys": [{**public, "alg": "ES256", "use": "sig"}]},
