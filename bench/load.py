@@ -19,7 +19,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 __all__ = ["Call", "Result", "available_generators", "run_load"]
 
@@ -119,7 +119,7 @@ def _h2load(call: Call, concurrency: int, duration_s: float, warmup_s: float, rp
     return Result("h2load", len(latencies), errors, duration_s, p50, p95, p99) if rows else _failed("h2load", out)
 
 
-def _failed(gen: str, out: str) -> Result:
+def _failed(gen: str, out: str) -> NoReturn:
     raise RuntimeError(f"{gen} produced no requests:\n{out[-2000:]}")
 
 

@@ -12,7 +12,7 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +45,7 @@ class OidcProviderProcess:
 
 
 @contextmanager
-def oidc_provider(clients: list[Mapping[str, Any]], accounts: Mapping[str, Mapping[str, str]],
+def oidc_provider(clients: Sequence[Mapping[str, Any]], accounts: Mapping[str, Mapping[str, str]],
                   log: Path) -> Iterator[OidcProviderProcess]:  # fmt: skip
     """The provider on a free loopback port with these clients and accounts, stopped on exit."""
     env = dict(os.environ, OIDC_TEST_CONFIG=json.dumps({"clients": clients, "accounts": accounts}))
