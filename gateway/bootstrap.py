@@ -20,6 +20,7 @@ from gateway.application.catalogue import catalogue_binding
 from gateway.application.runtime import Gateway
 from gateway.application.transparency import install_transparency
 from gateway.bootstrap_audit import audit_store_for, checkpoint_signer_for, install_audit_feature, proofs_of
+from gateway.bootstrap_citizen_login import install_citizen_login
 from gateway.bootstrap_consent import consent_store_for, install_consent_feature
 from gateway.bootstrap_observability import install_observability
 from gateway.bootstrap_security import (
@@ -133,6 +134,7 @@ FEATURES: list[Callable[[Gateway], Awaitable[None]]] = [
     install_observability,   # metrics + /metrics, front-door spans, ops records + API, readiness
     _catalogue,
     install_audit_feature,   # signed checkpoints (periodic), retention, witnesses, GET /v1/audit/checkpoint(s)
+    install_citizen_login,   # [citizen_login]: eID sign-in, sessions, /me/auth/ (before the page's mount)
     _transparency,
     install_consent_feature,   # live mandates, consents, receipts and their JWKS, access checks
 ]

@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from consent.model import LEGAL_BASES
+from gateway.config_citizen_login import CitizenLoginSection
 from gateway.core.caller_text import UNKNOWN_PURPOSE, caller_id_problem
 from gateway.core.transparency import MAX_HIDDEN_DAYS
 
@@ -297,6 +298,7 @@ class Config(_Strict):
     mandates: list[MandateSection] = []
     revoked: RevokedSection = RevokedSection()
     witnesses: list[WitnessSection] = []
+    citizen_login: CitizenLoginSection | None = None  # eID sign-in at /me/ (OpenID Connect)
     base_dir: Path = Path(".")
 
     def path(self, value: str) -> Path:

@@ -133,7 +133,8 @@ def _store(key: str, dsn: str, config: Config, answered: dict[str, str], write: 
 
 
 def _stores(config: Config) -> list[str]:
-    g, answered = config.gateway, {}
+    g = config.gateway
+    answered: dict[str, str] = {}
     out: list[str] = []
     for name in ("audit", "consents", "revocations"):
         out += _store(f"gateway.{name}", getattr(g, name), config, answered)
@@ -173,4 +174,23 @@ def file_problems(config: Config) -> list[str]:
             out += _jwks(f"issuers[{n}].jwks_file", config.path(issuer.jwks_file))
     if g.tls is not None:
         out += tls_problems(g.tls, config.path)
-    return out + _signing_keys(config) + _stores(config) + _witnesses(config)
+    return out + _signing_keys(config) + _stores(config) + _witnesses(config) + _citizen_login(config)
+
+
+def _citizen_login(config: Config) -> list[str]:
+    """The relying party's private_key_jwt key and its session store, when ``[citizen_login]`` names them."""
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+    login = config.citizen_login
+    if login is None:
+        return []
+    out: list[str] = []
+    if login.private_key_file:
+        kinds = {"E": (ec.EllipticCurvePrivateKey, "an EC key"), "R": (rsa.RSAPrivateKey, "an RSA key"),
+                 "P": (rsa.RSAPrivateKey, "an RSA key")}  # fmt: skip
+        kind, expected = kinds.get(login.private_key_alg[0], (ed25519.Ed25519PrivateKey, "an Ed25519 key"))
+        out += _private_key("citizen_login.private_key_file", config.path(login.private_key_file),
+                            f"{expected} ({login.private_key_alg})", lambda k: isinstance(k, kind))  # fmt: skip
+    if login.sessions not in ("", "memory"):
+        out += _store("citizen_login.sessions", login.sessions, config, {})
+    return out

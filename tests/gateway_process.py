@@ -84,11 +84,14 @@ class GatewayProcess:
         return self.proc.wait(30)
 
 
-def start_gateway_process(args: list[str], log: Path, *, timeout_s: float = 30) -> GatewayProcess:
-    """``gateway serve ARGS`` on free ports; returns once it says it is ready."""
+def start_gateway_process(
+    args: list[str], log: Path, *, timeout_s: float = 30, rest_port: int = 0
+) -> GatewayProcess:
+    """``gateway serve ARGS`` on free ports (or REST on ``rest_port``); returns once it says it is ready."""
     path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH", "")]))
     env = {**os.environ, "PYTHONPATH": path, "PASSERELLE_LOG_LEVEL": "WARNING"}
-    cmd = [sys.executable, "-m", "gateway.entrypoints.cli", "serve", *args, "--rest-port", "0", "--grpc-port", "0"]
+    cmd = [sys.executable, "-m", "gateway.entrypoints.cli", "serve", *args, "--rest-port", str(rest_port),
+           "--grpc-port", "0"]  # fmt: skip
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + timeout_s

@@ -11,6 +11,8 @@ sign-ins and sessions. The front door only moves their results into redirects an
   (256 bits) goes to the browser, its hash to the store, with a CSRF token of its own.
 - ``session``: the session behind a cookie, or ``None`` once it ended, idled or outlived its maximum.
 - ``sign_out``: the session ends at the gateway; the provider's logout URL is returned when it has one.
+- ``principal``: the citizen behind a session cookie, as the citizen API sees a bearer token's subject
+  (``SESSION_INVALID`` otherwise); ``check_csrf``: a state-changing request's anti-forgery token.
 
 Each sign-in, sign-out and failed sign-in is a security event.
 """
@@ -22,6 +24,7 @@ import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from gateway.core.auth import Principal
 from gateway.core.citizen_sessions import (
     CitizenSession,
     IdTokenCheck,
@@ -35,11 +38,13 @@ from gateway.core.citizen_sessions import (
 from gateway.core.errors import GatewayError, Reason
 from gateway.core.identifiers import national_id_problem
 from gateway.core.ports import SecurityEvents
+from gateway.core.quotas import PrincipalQuotas
 
-__all__ = ["SIGNED_IN", "SIGNED_OUT", "CitizenLogin", "SignInPolicy", "SignedIn", "csrf_ok"]
+__all__ = ["SESSION_ISSUER", "SIGNED_IN", "SIGNED_OUT", "CitizenLogin", "SignInPolicy", "SignedIn", "csrf_ok"]
 
 SIGNED_IN = "CITIZEN_SIGNED_IN"     # security events that are not refusals
 SIGNED_OUT = "CITIZEN_SIGNED_OUT"
+SESSION_ISSUER = "passerelle:citizen-session"   # a session principal's issuer: not a token's
 _PROTOCOL = "rest"
 _US = 1_000_000
 _TOUCH_EVERY_US = 30 * _US          # an idle clock with 30 s resolution spares a write per request
@@ -75,9 +80,16 @@ class CitizenLogin:
         events: SecurityEvents,
         policy: SignInPolicy,
         clock_us: Callable[[], int],
+        *,
+        quotas: PrincipalQuotas | None = None,
     ) -> None:
         self._provider, self._pending, self._sessions = provider, pending, sessions
         self._events, self._policy, self._now = events, policy, clock_us
+        self._quotas = quotas   # the citizens' own quotas, as for their bearer tokens
+
+    @property
+    def policy(self) -> SignInPolicy:
+        return self._policy
 
     async def start(self) -> str:
         """The provider's authorisation URL for a new sign-in."""
@@ -145,6 +157,29 @@ class CitizenLogin:
         await self._sessions.end(found.id_hash)
         self._events.record(SIGNED_OUT, _PROTOCOL, "")
         return await self._provider.logout_url(id_token_hint=found.id_token, state=_secret())
+
+
+    async def principal(self, session_id: str) -> tuple[Principal, CitizenSession]:
+        """The citizen behind a session cookie (kind ``citizen``, id the national id), and the session.
+
+        No live session is ``SESSION_INVALID``, recorded; the citizen's quota is charged as for a token."""
+        found = await self.session(session_id)
+        if found is None:
+            self._events.record(Reason.SESSION_INVALID, _PROTOCOL, "")
+            raise GatewayError(Reason.SESSION_INVALID)
+        now = self._now()
+        if self._quotas is not None:
+            self._quotas.take("citizen", found.national_id, now / _US)
+        expires = (found.created_us + self._policy.absolute_timeout_s * _US) / _US
+        principal = Principal(kind="citizen", id=found.national_id, issuer=SESSION_ISSUER, jti="",
+                              expires_at=expires, scopes=frozenset({"citizen"}), claims={"acr": found.acr})  # fmt: skip
+        return principal, found
+
+    def check_csrf(self, session: CitizenSession, presented: str) -> None:
+        """A state-changing request carries the session's anti-forgery token, or is refused and recorded."""
+        if not csrf_ok(session, presented):
+            self._events.record(Reason.CSRF_TOKEN_INVALID, _PROTOCOL, "")
+            raise GatewayError(Reason.CSRF_TOKEN_INVALID)
 
 
 def csrf_ok(session: CitizenSession, presented: str) -> bool:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from consent import Policy
+from gateway.application.citizen_login import CitizenLogin
 from gateway.application.service import ServiceBinding
 from gateway.config import Config
 from gateway.core.auth import TokenVerifier
@@ -60,6 +61,8 @@ class Gateway:
     grpc_interceptors: list[Any] = field(default_factory=list)
     #: Extra readiness facts (per-registry health ...), merged into ``ready()``'s report.
     readiness: list[Callable[[], Awaitable[dict[str, Any]]]] = field(default_factory=list)
+    #: The citizens' eID sign-in and sessions, when ``[citizen_login]`` is configured.
+    citizen_login: CitizenLogin | None = None
 
     async def ready(self) -> dict[str, Any]:
         audit_ok = await self.audit.healthy()

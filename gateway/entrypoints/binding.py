@@ -24,6 +24,7 @@ from gateway.application.service import Access, Call, ServiceBinding
 from gateway.core.auth import Principal
 from gateway.core.errors import GatewayError, Reason
 from gateway.core.pipeline import CallContext, ExchangePipeline
+from gateway.entrypoints._citizen_cookie import CitizenCookie
 from gateway.entrypoints._context import call_context, echo_id, refuse_bad_request_id
 from gateway.entrypoints._grpc_security import admit_grpc_call
 from gateway.entrypoints._grpc_status import abort_unexpected, abort_with
@@ -62,7 +63,8 @@ def _grpc_handler(pipeline: ExchangePipeline, b: ServiceBinding, m: MethodDescri
             request = parse_request(req_cls, raw)
             response = await handler(request, Call(principal, ctx))
             response.DiscardUnknownFields()
-            return response.SerializeToString()
+            wire: bytes = response.SerializeToString()  # protobuf ships no type information
+            return wire
         except GatewayError as err:
             await abort_with(context, err, echo_id(ctx))
         except Exception as exc:  # the catch-all: INTERNAL without the exception's text
@@ -108,8 +110,19 @@ async def _rest_request(req_cls: type[Message], request: Request, body_rule: str
     return rest_message(req_cls, path=path, query=request.query_params.multi_items(), body=body)
 
 
+async def _rest_principal(
+    pipeline: ExchangePipeline, access: Access, ctx: CallContext, request: Request, cookie: CitizenCookie | None
+) -> Principal | None:
+    """A citizen method also accepts the page's session cookie (``_citizen_cookie``); a token wins."""
+    if cookie is not None and access.kind == "citizen":
+        principal = await cookie.principal(request.method, request.headers, request.cookies)
+        if principal is not None:
+            return principal
+    return await _authorise(pipeline, access, ctx)
+
+
 def _rest_endpoint(
-    pipeline: ExchangePipeline, b: ServiceBinding, m: MethodDescriptor, body_rule: str
+    pipeline: ExchangePipeline, b: ServiceBinding, m: MethodDescriptor, body_rule: str, cookie: CitizenCookie | None
 ) -> Callable[[Request], Awaitable[Response]]:
     req_cls = message_factory.GetMessageClass(m.input_type)
     handler, access = b.handlers[m.name], b.access[m.name]
@@ -120,7 +133,7 @@ def _rest_endpoint(
         ctx.dpop_proof = request.headers.get("dpop", "")
         try:
             refuse_bad_request_id(ctx)
-            principal = await _authorise(pipeline, access, ctx)
+            principal = await _rest_principal(pipeline, access, ctx, request, cookie)
             message = await _rest_request(req_cls, request, body_rule)
             response = await handler(message, Call(principal, ctx))
         except GatewayError as err:
@@ -135,8 +148,11 @@ def _rest_endpoint(
     return endpoint
 
 
-def install_rest(pipeline: ExchangePipeline, bindings: list[ServiceBinding]) -> Callable[[FastAPI], dict[str, Any]]:
-    """A REST installer: adds routes, returns the OpenAPI component schemas they use."""
+def install_rest(
+    pipeline: ExchangePipeline, bindings: list[ServiceBinding], cookie: CitizenCookie | None = None
+) -> Callable[[FastAPI], dict[str, Any]]:
+    """A REST installer: adds routes, returns the OpenAPI component schemas they use; with ``cookie``,
+    citizen methods also accept the page's session cookie."""
 
     def add(app: FastAPI) -> dict[str, Any]:
         components: dict[str, Any] = {}
@@ -147,9 +163,9 @@ def install_rest(pipeline: ExchangePipeline, bindings: list[ServiceBinding]) -> 
                     continue
                 app.add_api_route(
                     path,
-                    _rest_endpoint(pipeline, b, m, body_rule),
+                    _rest_endpoint(pipeline, b, m, body_rule, cookie),
                     methods=[verb],
-                    tags=b.tags or [b.service],
+                    tags=[*(b.tags or [b.service])],  # FastAPI's list[str | Enum] is invariant
                     summary=f"{b.service}/{m.name}",
                     operation_id=f"{b.service}.{m.name}",
                     openapi_extra=_doc(m, path, verb, body_rule, b.access[m.name], components),

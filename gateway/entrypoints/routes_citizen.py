@@ -22,6 +22,7 @@ from gateway.application.transparency import export_my_accesses
 from gateway.core.errors import GatewayError, Reason
 from gateway.core.identifiers import national_id_problem
 from gateway.demo.setup import demo_token
+from gateway.entrypoints._citizen_cookie import citizen_cookie
 from gateway.entrypoints._context import call_context, echo_id, refuse_bad_request_id
 from gateway.entrypoints._problem import problem_response
 from gateway.entrypoints._request_url import request_url
@@ -51,7 +52,9 @@ def _export_query(items: list[tuple[str, str]]) -> dict[str, str]:
 
 
 def export_installer(gateway: Gateway) -> RestInstaller:
-    """``GET /v1/me/accesses/export``: the citizen's copy as a download (``export_my_accesses``)."""
+    """``GET /v1/me/accesses/export``: the citizen's copy as a download (``export_my_accesses``); a bearer
+    token or, with ``[citizen_login]``, the page's session cookie."""
+    cookie = citizen_cookie(gateway)
 
     async def export(request: Request) -> Response:
         ctx = call_context("rest", request.headers.get, None)
@@ -59,7 +62,8 @@ def export_installer(gateway: Gateway) -> RestInstaller:
         ctx.dpop_proof = request.headers.get("dpop", "")
         try:
             refuse_bad_request_id(ctx)
-            principal = await gateway.pipeline.authenticate_async(ctx, kind="citizen")
+            by_cookie = await cookie.principal(request.method, request.headers, request.cookies) if cookie else None
+            principal = by_cookie or await gateway.pipeline.authenticate_async(ctx, kind="citizen")
             query = _export_query(request.query_params.multi_items())
             body, media, name = await export_my_accesses(gateway, principal, fmt=query.get("format", "json"),
                                                          since=query.get("since", ""), until=query.get("until", ""))

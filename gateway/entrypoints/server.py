@@ -27,6 +27,7 @@ from gateway.application.runtime import Gateway
 from gateway.bootstrap import build_gateway
 from gateway.config import Config
 from gateway.config_files import StartupError
+from gateway.entrypoints._citizen_cookie import citizen_cookie
 from gateway.entrypoints._grpc_security import grpc_tls
 from gateway.entrypoints.binding import install_grpc, install_rest
 from gateway.entrypoints.grpc_server import create_grpc_server
@@ -109,17 +110,19 @@ async def start_gateway(
     gw_conf = config.gateway
     gateway = await build_gateway(config)
     rest_calls, grpc_calls = InFlight(), InFlight()
+    ports: dict[str, int] = {}
     server, bound, health = await create_grpc_server(
         gateway.pipeline, gateway.operations, host=gw_conf.grpc_host,
         port=gw_conf.grpc_port if grpc_port is None else grpc_port, max_request_bytes=gw_conf.max_request_bytes,
         extra=[install_grpc(gateway.pipeline, gateway.bindings)],
         interceptors=[CountingInterceptor(grpc_calls), *gateway.grpc_interceptors],   # outermost: every call
-        tls=grpc_tls(config, tls_port), bound_ports=(ports := {}),
+        tls=grpc_tls(config, tls_port), bound_ports=ports,
     )
     app = create_rest_app(
         gateway.pipeline, gateway.operations, ready=gateway.ready, title=gw_conf.name,
         max_body_bytes=gw_conf.max_request_bytes,
-        installers=[install_rest(gateway.pipeline, gateway.bindings), *gateway.rest_installers],
+        installers=[install_rest(gateway.pipeline, gateway.bindings, citizen_cookie(gateway)),
+                    *gateway.rest_installers],
     )
     sock = bind_socket(gw_conf.rest_host, gw_conf.rest_port if rest_port is None else rest_port)
     uv = _EmbeddedUvicorn(

@@ -69,6 +69,14 @@
     } catch (e) { $("eid-signin").hidden = true; }
   }
 
+  // A refused eID sign-in comes back as /me/?signin_error=CODE: said in the reader's words, then dropped.
+  function signinRefusal() {
+    const code = new URLSearchParams(location.search).get("signin_error");
+    if (!code) return;
+    history.replaceState(null, "", location.pathname + location.hash);
+    say(t("signinFailed") + reasonText(code));
+  }
+
   async function detectDemo() {
     try {
       const r = await fetch("/v1/demo");
@@ -85,7 +93,7 @@
   async function signOut(message) {
     if (state.session) {   // ends the session at the gateway, then at the identity provider
       const r = await fetch("/me/auth/logout", { method: "POST", credentials: "same-origin",
-        headers: { "x-csrf-token": state.session.csrfToken } });
+        headers: { "x-csrf-token": state.session.csrfToken, accept: "application/json" } });
       state.session = null;
       const next = r.ok ? (await r.json()).next : "";
       if (next) { location.assign(next); return; }
@@ -372,5 +380,5 @@
   state.lang = pickLanguage();
   applyTexts();
   detectDemo();
-  detectSession().then(show);
+  detectSession().then(show).then(signinRefusal);
 })();

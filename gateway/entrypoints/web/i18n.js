@@ -176,3 +176,38 @@ window.PASSERELLE_I18N = {
     Object.assign(T[lang], more[lang], { reasons: reasons[lang], registries: registries[lang], basis: basis[lang] });
   }
 })(window.PASSERELLE_I18N);
+
+/* Why an eID sign-in was refused (the gateway sends the reason code back to /me/?signin_error=CODE). */
+(function (T) {
+  const signin = {
+    fr: {
+      SIGN_IN_STATE_INVALID: "la connexion a expiré ou a déjà été utilisée ; recommencez", SIGN_IN_PROVIDER_ERROR: "le fournisseur d'identité ne vous a pas connecté",
+      SIGN_IN_PROVIDER_UNAVAILABLE: "le fournisseur d'identité n'est pas joignable", SIGN_IN_CODE_REFUSED: "la connexion a expiré ou a déjà été utilisée ; recommencez",
+      SIGN_IN_TOKEN_INVALID: "la réponse du fournisseur d'identité n'a pas pu être vérifiée", SIGN_IN_WRONG_AUDIENCE: "la réponse du fournisseur d'identité n'était pas destinée à ce service",
+      SIGN_IN_TOKEN_EXPIRED: "la réponse du fournisseur d'identité avait expiré", SIGN_IN_NONCE_MISMATCH: "la réponse du fournisseur d'identité ne correspondait pas à cette connexion",
+      SIGN_IN_ASSURANCE_TOO_LOW: "ce moyen d'identification n'offre pas un niveau de garantie suffisant", SIGN_IN_SUBJECT_INVALID: "votre identité électronique ne donne pas de numéro d'identification national valable",
+      SESSION_INVALID: "votre session a pris fin ; reconnectez-vous", CSRF_TOKEN_INVALID: "la demande n'a pas pu être vérifiée ; rechargez la page", CROSS_ORIGIN_REFUSED: "une demande venant d'un autre site a été refusée",
+    },
+    de: {
+      SIGN_IN_STATE_INVALID: "die Anmeldung ist abgelaufen oder wurde schon verwendet; bitte erneut beginnen", SIGN_IN_PROVIDER_ERROR: "der Identitätsanbieter hat Sie nicht angemeldet",
+      SIGN_IN_PROVIDER_UNAVAILABLE: "der Identitätsanbieter ist nicht erreichbar", SIGN_IN_CODE_REFUSED: "die Anmeldung ist abgelaufen oder wurde schon verwendet; bitte erneut beginnen",
+      SIGN_IN_TOKEN_INVALID: "die Antwort des Identitätsanbieters konnte nicht geprüft werden", SIGN_IN_WRONG_AUDIENCE: "die Antwort des Identitätsanbieters war nicht für diesen Dienst bestimmt",
+      SIGN_IN_TOKEN_EXPIRED: "die Antwort des Identitätsanbieters war abgelaufen", SIGN_IN_NONCE_MISMATCH: "die Antwort des Identitätsanbieters gehörte nicht zu dieser Anmeldung",
+      SIGN_IN_ASSURANCE_TOO_LOW: "dieses Identifizierungsmittel bietet kein ausreichendes Vertrauensniveau", SIGN_IN_SUBJECT_INVALID: "Ihre elektronische Identität liefert keine gültige nationale Identifikationsnummer",
+      SESSION_INVALID: "Ihre Sitzung ist beendet; bitte melden Sie sich erneut an", CSRF_TOKEN_INVALID: "die Anfrage konnte nicht geprüft werden; bitte laden Sie die Seite neu", CROSS_ORIGIN_REFUSED: "eine Anfrage von einer anderen Website wurde abgelehnt",
+    },
+    en: {
+      SIGN_IN_STATE_INVALID: "the sign-in expired or was already used; please start again", SIGN_IN_PROVIDER_ERROR: "the identity provider did not sign you in",
+      SIGN_IN_PROVIDER_UNAVAILABLE: "the identity provider cannot be reached", SIGN_IN_CODE_REFUSED: "the sign-in expired or was already used; please start again",
+      SIGN_IN_TOKEN_INVALID: "the identity provider's answer could not be verified", SIGN_IN_WRONG_AUDIENCE: "the identity provider's answer was meant for another service",
+      SIGN_IN_TOKEN_EXPIRED: "the identity provider's answer had expired", SIGN_IN_NONCE_MISMATCH: "the identity provider's answer did not belong to this sign-in",
+      SIGN_IN_ASSURANCE_TOO_LOW: "this means of identification does not give a high enough level of assurance", SIGN_IN_SUBJECT_INVALID: "your electronic identity gives no valid national identification number",
+      SESSION_INVALID: "your session has ended; please sign in again", CSRF_TOKEN_INVALID: "the request could not be verified; please reload the page", CROSS_ORIGIN_REFUSED: "a request from another site was refused",
+    },
+  };
+  const failed = { fr: "Connexion refusée : ", de: "Anmeldung abgelehnt: ", en: "Sign-in refused: " };
+  for (const lang of ["fr", "de", "en"]) {
+    Object.assign(T[lang].reasons, signin[lang]);
+    T[lang].signinFailed = failed[lang];
+  }
+})(window.PASSERELLE_I18N);
