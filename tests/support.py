@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -14,6 +14,8 @@ from gateway.core.auth import Issuer, TokenVerifier
 
 AUDIENCE = "urn:passerelle:gateway"
 AGENCY_ISS = "https://idp.test/agencies"
+
+StubT = TypeVar("StubT")
 
 
 class TestIssuer:
@@ -42,3 +44,12 @@ class TestIssuer:
 
 def verifier_for(issuers: list[TestIssuer], consumers: Mapping[tuple[str, str], str]) -> TokenVerifier:
     return TokenVerifier({i.id: i.as_issuer() for i in issuers}, consumers, audience=AUDIENCE, clock=time.time)
+
+
+def grpc_stub(stub_class: Callable[[Any], StubT], channel: Any) -> StubT:
+    """A generated gRPC client stub (``*_pb2_grpc.XStub``) on ``channel``.
+
+    grpcio-tools writes ``*_pb2_grpc.py`` without annotations and without a ``.pyi``, so calling a stub class
+    directly is an untyped call under mypy --strict; taking the class as a callable keeps that boundary here.
+    """
+    return stub_class(channel)

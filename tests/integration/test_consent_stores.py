@@ -267,7 +267,9 @@ async def test_concurrent_changes_from_two_instances_each_bump_the_generation(ba
 
 @PG
 async def test_postgres_stores_migrate_once_when_started_together(pg_schema: str) -> None:
-    stores = [PostgresConsentStore(PG_DSN, schema=pg_schema) for _ in range(3)]
+    stores: list[PostgresConsentStore | PostgresMandateStore] = [
+        PostgresConsentStore(PG_DSN, schema=pg_schema) for _ in range(3)
+    ]
     stores += [PostgresMandateStore(PG_DSN, schema=pg_schema) for _ in range(3)]
     await asyncio.gather(*(s.generation() if isinstance(s, PostgresMandateStore) else s.get("x") for s in stores))
     for s in stores:

@@ -17,6 +17,7 @@ from gateway._pb.registry.population.v1 import population_pb2, population_pb2_gr
 from gateway.core.identifiers import make_national_id
 from gateway.demo.data import DemoData, generate
 from gateway.demo.registries import Faults, start_grpc_registry, start_tax_registry
+from tests.support import grpc_stub
 
 ATTESTATION = "/api/v2/attestations-revenu"
 
@@ -55,7 +56,7 @@ async def test_get_person_returns_the_register_entry(channel: grpc.aio.Channel, 
     household = next(h for h in data.households if len(h.members) >= 3)
     person = data.person(household.adults[0])
     assert person is not None
-    stub = population_pb2_grpc.PopulationRegistryStub(channel)
+    stub = grpc_stub(population_pb2_grpc.PopulationRegistryStub, channel)
     reply = await stub.GetPerson(population_pb2.GetPersonRequest(national_id=person.national_id))
     assert (reply.national_id, reply.family_name) == (person.national_id, person.family_name)
     assert (reply.birth_date.year, reply.birth_date.month) == (
@@ -68,7 +69,7 @@ async def test_get_person_returns_the_register_entry(channel: grpc.aio.Channel, 
 
 
 async def test_get_person_answers_not_found_for_an_unknown_id(channel: grpc.aio.Channel) -> None:
-    stub = population_pb2_grpc.PopulationRegistryStub(channel)
+    stub = grpc_stub(population_pb2_grpc.PopulationRegistryStub, channel)
     unknown = make_national_id(dt.date(1850, 1, 1), 0)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await stub.GetPerson(population_pb2.GetPersonRequest(national_id=unknown))
@@ -76,7 +77,7 @@ async def test_get_person_answers_not_found_for_an_unknown_id(channel: grpc.aio.
 
 
 async def test_get_person_answers_invalid_argument_for_a_malformed_id(channel: grpc.aio.Channel) -> None:
-    stub = population_pb2_grpc.PopulationRegistryStub(channel)
+    stub = grpc_stub(population_pb2_grpc.PopulationRegistryStub, channel)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await stub.GetPerson(population_pb2.GetPersonRequest(national_id="1234"))
     assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
@@ -84,7 +85,7 @@ async def test_get_person_answers_invalid_argument_for_a_malformed_id(channel: g
 
 async def test_get_company_returns_the_register_entry(channel: grpc.aio.Channel, data: DemoData) -> None:
     company = data.companies[0]
-    stub = business_pb2_grpc.BusinessRegistryStub(channel)
+    stub = grpc_stub(business_pb2_grpc.BusinessRegistryStub, channel)
     reply = await stub.GetCompany(business_pb2.GetCompanyRequest(rcs_number=company.rcs_number))
     assert (reply.rcs_number, reply.name) == (company.rcs_number, company.name)
     assert reply.share_capital.currency_code == "EUR"
@@ -96,7 +97,7 @@ async def test_get_company_returns_the_register_entry(channel: grpc.aio.Channel,
 
 
 async def test_get_company_answers_not_found_for_an_unknown_number(channel: grpc.aio.Channel) -> None:
-    stub = business_pb2_grpc.BusinessRegistryStub(channel)
+    stub = grpc_stub(business_pb2_grpc.BusinessRegistryStub, channel)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await stub.GetCompany(business_pb2.GetCompanyRequest(rcs_number="B1"))
     assert caught.value.code() is grpc.StatusCode.NOT_FOUND
@@ -113,7 +114,7 @@ async def test_grpc_fail_rate_answers_unavailable(
     channel: grpc.aio.Channel, data: DemoData, faults: Faults
 ) -> None:
     faults.fail_rate = 1.0
-    stub = population_pb2_grpc.PopulationRegistryStub(channel)
+    stub = grpc_stub(population_pb2_grpc.PopulationRegistryStub, channel)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await stub.GetPerson(population_pb2.GetPersonRequest(national_id=data.persons[0].national_id))
     assert caught.value.code() is grpc.StatusCode.UNAVAILABLE
@@ -123,7 +124,7 @@ async def test_grpc_delay_makes_the_call_time_out(
     channel: grpc.aio.Channel, data: DemoData, faults: Faults
 ) -> None:
     faults.delay_s = 0.5
-    stub = population_pb2_grpc.PopulationRegistryStub(channel)
+    stub = grpc_stub(population_pb2_grpc.PopulationRegistryStub, channel)
     request = population_pb2.GetPersonRequest(national_id=data.persons[0].national_id)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await stub.GetPerson(request, timeout=0.1)

@@ -265,7 +265,7 @@ def test_per_consumer_counts_match(generated: Generated, report: dict[str, Any])
 def test_once_only_digitalisation_and_consent_figures_match(generated: Generated, report: dict[str, Any]) -> None:
     current = _in(generated.records, START, END)
     by_id = {c["id"]: c for c in report["consumers"]}
-    manual = defaultdict(int)
+    manual: defaultdict[str, int] = defaultdict(int)
     for t, consumer, docs in MANUAL:
         if START <= t < END:
             manual[consumer] += docs

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import pytest
@@ -27,6 +29,7 @@ from tests.integration.dba import rewrite_copy, rewrite_in_place
 from tests.integration.test_cli_audit import audit, data_dir, fill_log  # noqa: F401  (fixture)
 
 ORIGIN = "passerelle.demo/audit"
+T = TypeVar("T")
 
 
 def key_of(folder: Path) -> FileNoteSigner:
@@ -52,8 +55,8 @@ def signer(
                             witnessed=fetch if witnessed is not None else None)  # fmt: skip
 
 
-def on_store(folder: Path, work):  # type: ignore[no-untyped-def]
-    async def run():  # type: ignore[no-untyped-def]
+def on_store(folder: Path, work: Callable[[SqliteAuditLog], Awaitable[T]]) -> T:
+    async def run() -> T:
         store = SqliteAuditLog(folder / "audit.db")
         await store.start()
         try:
@@ -109,6 +112,7 @@ def test_the_signer_refuses_a_log_that_contradicts_a_witness_even_with_every_loc
 ) -> None:
     """The witnesses' cosigned checkpoints (URLs from the configuration) are references too."""
     witnessed = on_store(signed, lambda store: store.latest_checkpoint())
+    assert witnessed is not None
     copy = tmp_path / "copy"
     rewrite_copy(signed, copy, delete=[3], drop_checkpoints=True)
     state_file(copy).unlink()

@@ -42,7 +42,7 @@ class CountingRegistry:
         self, method: str, request: Message, *, timeout: float, metadata: Sequence[tuple[str, str]]
     ) -> Message:
         self.calls += 1
-        return await self.inner.call(method, request, timeout=timeout, metadata=metadata)  # type: ignore[no-any-return]
+        return await self.inner.call(method, request, timeout=timeout, metadata=metadata)
 
     async def close(self) -> None:
         await self.inner.close()
@@ -138,7 +138,7 @@ async def stack(tmp_path_factory: Any) -> AsyncIterator[SecurityStack]:
     for name, r in list(running.gateway.registries.items()):
         counter = CountingRegistry(r.adapter)
         counters.append(counter)
-        running.gateway.registries[name] = Registry(r.id, counter, r.timeout_s)  # type: ignore[arg-type]
+        running.gateway.registries[name] = Registry(r.id, counter, r.timeout_s)
     rest = httpx.AsyncClient(base_url=f"http://127.0.0.1:{running.rest_port}", timeout=10)
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{running.grpc_port}")
     try:

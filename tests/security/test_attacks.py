@@ -25,6 +25,7 @@ from gateway._pb.registry.population.v1 import population_pb2, population_pb2_gr
 from gateway.core.dpop import key_thumbprint, make_proof
 from gateway.demo.pki import cert_file_thumbprint
 from tests.security.conftest import SecurityStack
+from tests.support import grpc_stub
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -96,13 +97,14 @@ TOKEN_ATTACKS: list[tuple[str, Callable[[SecurityStack], str], str]] = [
 
 
 def reason_of(err: grpc.aio.AioRpcError) -> str:
-    status = rpc_status.from_call(err)  # type: ignore[arg-type]
+    status = rpc_status.from_call(err)
     assert status is not None, f"no rich status: {err.code()} {err.details()} {err.trailing_metadata()}"
     for detail in status.details:
         if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
             info = error_details_pb2.ErrorInfo()
             detail.Unpack(info)
-            return info.reason
+            reason: str = info.reason  # google.* is untyped here: name what comes back
+            return reason
     raise AssertionError("no ErrorInfo")
 
 
@@ -114,7 +116,7 @@ async def rest_reason(s: SecurityStack, headers: dict[str, str], path: str | Non
 
 
 async def grpc_reason(s: SecurityStack, token: str, channel: grpc.aio.Channel | None = None) -> str:
-    stub = population_pb2_grpc.PopulationRegistryStub(channel or s.channel)
+    stub = grpc_stub(population_pb2_grpc.PopulationRegistryStub, channel or s.channel)
     md = (("authorization", f"Bearer {token}"), ("x-purpose", "student-aid"))
     with pytest.raises(grpc.aio.AioRpcError) as exc:
         await stub.GetPerson(population_pb2.GetPersonRequest(national_id=person(s)), metadata=md, timeout=5)
@@ -144,7 +146,7 @@ async def test_a_good_token_is_served_on_both_doors(stack: SecurityStack) -> Non
         headers={"authorization": f"Bearer {stack.token()}", "x-purpose": "student-aid"},
     )
     assert r.status_code == 200, r.text
-    stub = population_pb2_grpc.PopulationRegistryStub(stack.channel)
+    stub = grpc_stub(population_pb2_grpc.PopulationRegistryStub, stack.channel)
     md = (("authorization", f"Bearer {stack.token()}"), ("x-purpose", "student-aid"))
     await stub.GetPerson(population_pb2.GetPersonRequest(national_id=person(stack)), metadata=md)
     assert stack.registry_calls == calls + 2
@@ -180,7 +182,7 @@ def cert_bound(s: SecurityStack, client: str = "cedies") -> str:
 
 async def test_cert_bound_token_is_served_over_its_own_certificate(stack: SecurityStack) -> None:
     async with stack.tls_channel("cedies") as channel:
-        stub = population_pb2_grpc.PopulationRegistryStub(channel)
+        stub = grpc_stub(population_pb2_grpc.PopulationRegistryStub, channel)
         md = (("authorization", f"Bearer {cert_bound(stack)}"), ("x-purpose", "student-aid"))
         answer = await stub.GetPerson(population_pb2.GetPersonRequest(national_id=person(stack)), metadata=md)
     assert answer.family_name
@@ -204,7 +206,7 @@ async def test_cert_bound_token_without_a_certificate_is_refused_on_both_doors(s
 
 async def test_tls_port_refuses_clients_without_a_certificate(stack: SecurityStack) -> None:
     async with stack.tls_channel(None) as channel:
-        stub = population_pb2_grpc.PopulationRegistryStub(channel)
+        stub = grpc_stub(population_pb2_grpc.PopulationRegistryStub, channel)
         with pytest.raises(grpc.aio.AioRpcError) as exc:
             await stub.GetPerson(population_pb2.GetPersonRequest(national_id=person(stack)), timeout=5)
     assert exc.value.code() == grpc.StatusCode.UNAVAILABLE

@@ -114,6 +114,7 @@ def rest_path(case: Case) -> str:
 
 
 def grpc_request(case: Case) -> tuple[str, bytes, Any]:
+    cls: type[population_pb2.Person] | type[tax_pb2.IncomeCertificate]
     if case.op == "person":
         msg: Any = population_pb2.GetPersonRequest(national_id=case.subject)
         method, cls = "/registry.population.v1.PopulationRegistry/GetPerson", population_pb2.Person

@@ -44,7 +44,7 @@ def rest_headers(s: SecurityStack, consumer: str = "cedies") -> list[tuple[str, 
 
 
 def grpc_reason(exc: grpc.aio.AioRpcError) -> str:
-    status = rpc_status.from_call(exc)  # type: ignore[arg-type]
+    status = rpc_status.from_call(exc)
     if status is None:
         return ""
     info = error_details_pb2.ErrorInfo()
@@ -75,7 +75,7 @@ class RecordingRegistry:
 
     async def call(self, method: str, request: Message, *, timeout: float, metadata: Any) -> Message:
         self.seen.append(request.SerializeToString())
-        return await self.inner.call(method, request, timeout=timeout, metadata=metadata)  # type: ignore[no-any-return]
+        return await self.inner.call(method, request, timeout=timeout, metadata=metadata)
 
     async def close(self) -> None:
         return None
@@ -87,7 +87,7 @@ async def recording(stack: SecurityStack) -> AsyncIterator[RecordingRegistry]:
     service = GET_PERSON.split("/")[0]
     original = registries[service]
     recorder = RecordingRegistry(original.adapter)
-    registries[service] = Registry(original.id, recorder, original.timeout_s)  # type: ignore[arg-type]
+    registries[service] = Registry(original.id, recorder, original.timeout_s)
     try:
         yield recorder
     finally:
@@ -116,7 +116,8 @@ async def newer_registry(stack: SecurityStack) -> AsyncIterator[str]:
     answer = population_pb2.Person(national_id=nid, given_names="Ann", family_name="Newer")
 
     async def get_person(raw: bytes, context: Any) -> bytes:
-        return answer.SerializeToString() + UNKNOWN_FIELD
+        raw_answer: bytes = answer.SerializeToString() + UNKNOWN_FIELD
+        return raw_answer
 
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])   # port 0 with reuseport may be shared
     handler = grpc.method_handlers_generic_handler(
@@ -130,7 +131,7 @@ async def newer_registry(stack: SecurityStack) -> AsyncIterator[str]:
     original = gateway.registries[service]
     ops = {op.method: op for op in gateway.operations.values() if op.service == service}
     adapter = GrpcRegistryAdapter(f"127.0.0.1:{port}", ops)
-    gateway.registries[service] = Registry(original.id, adapter, original.timeout_s)  # type: ignore[arg-type]
+    gateway.registries[service] = Registry(original.id, adapter, original.timeout_s)
     try:
         yield nid
     finally:
@@ -333,7 +334,7 @@ async def test_an_unexpected_exception_is_internal_without_its_text_on_both_door
     registries = stack.running.gateway.registries
     service = GET_PERSON.split("/")[0]
     original = registries[service]
-    registries[service] = Registry(original.id, Broken(), original.timeout_s)  # type: ignore[arg-type]
+    registries[service] = Registry(original.id, Broken(), original.timeout_s)
     try:
         r = await stack.rest.get(f"/v1/population/persons/{person(stack)}", headers=rest_headers(stack))
         raw = population_pb2.GetPersonRequest(national_id=person(stack)).SerializeToString()

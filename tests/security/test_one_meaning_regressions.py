@@ -63,7 +63,7 @@ def b64(text: str) -> str:
 
 
 def error_info(exc: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo | None:
-    status = rpc_status.from_call(exc)  # type: ignore[arg-type]
+    status = rpc_status.from_call(exc)
     for detail in status.details if status else ():
         info = error_details_pb2.ErrorInfo()
         if detail.Unpack(info):
@@ -269,7 +269,7 @@ async def test_the_configuration_refuses_an_embargo_outside_ten_years() -> None:
 
     from gateway.config import MandateSection
 
-    base = {"id": "m", "consumer": "c", "service": "a.B/C", "purposes": ["p"], "legal_basis": "A6-1-e"}
+    base: dict[str, Any] = {"id": "m", "consumer": "c", "service": "a.B/C", "purposes": ["p"], "legal_basis": "A6-1-e"}
     assert MandateSection(**base, hidden_days=3650).hidden_days == 3650
     with pytest.raises(ValidationError):
         MandateSection(**base, hidden_days=3651)
@@ -373,7 +373,8 @@ async def test_the_export_refuses_repeated_or_undeclared_query_parameters(stack:
 def oversized_get_person(nid: str, n: int = 100_000) -> bytes:
     """A GetPersonRequest with an unknown field 99 of ``n`` bytes: over 64 KiB, under the 1 MiB ceiling."""
     length = bytes([0x80 | (n & 0x7F), 0x80 | ((n >> 7) & 0x7F), n >> 14])
-    return population_pb2.GetPersonRequest(national_id=nid).SerializeToString() + b"\x9a\x06" + length + b"a" * n
+    request: bytes = population_pb2.GetPersonRequest(national_id=nid).SerializeToString()
+    return request + b"\x9a\x06" + length + b"a" * n
 
 
 async def test_an_oversized_grpc_message_is_request_too_large_like_rest(stack: SecurityStack) -> None:

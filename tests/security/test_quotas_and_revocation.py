@@ -21,6 +21,7 @@ from gateway.demo.setup import demo_token, key_id
 from gateway.entrypoints._address_limits import GrpcAddressLimits
 from tests.security.conftest import SecurityStack
 from tests.security.test_attacks import grpc_reason, person, rest_reason
+from tests.support import grpc_stub
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -41,7 +42,7 @@ async def test_burst_over_the_quota_is_refused_with_retry_after_and_others_are_s
     assert statuses.count(200) <= 3 and 429 in statuses
     assert refused is not None and refused.json()["reason"] == "RATE_LIMITED"
     assert int(refused.headers["retry-after"]) >= 1
-    stub = business_pb2_grpc.BusinessRegistryStub(stack.channel)
+    stub = grpc_stub(business_pb2_grpc.BusinessRegistryStub, stack.channel)
     with pytest.raises(grpc.aio.AioRpcError) as exc:
         await stub.GetCompany(
             business_pb2.GetCompanyRequest(rcs_number=company(stack)), metadata=tuple(headers.items())
