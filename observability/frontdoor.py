@@ -38,15 +38,15 @@ _TRACE_KEYS = frozenset({"traceparent", "tracestate"})
 
 def _status_name(code: Any) -> str:
     if isinstance(code, grpc.StatusCode):
-        return code.name
+        return str(code.name)  # grpc ships no type information
     if isinstance(code, int):
         for c in grpc.StatusCode:
             if c.value[0] == code:
-                return c.name
+                return str(c.name)
     return "OK" if code is None else "UNKNOWN"
 
 
-class GrpcServerTelemetry(grpc.aio.ServerInterceptor):
+class GrpcServerTelemetry(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc ships no type information: its base classes are Any
     """SERVER span + ``rpc.server.call.duration`` per unary call.
 
     ``known`` gives the "/pkg.Service/Method" paths served; it is read at the
@@ -72,8 +72,8 @@ class GrpcServerTelemetry(grpc.aio.ServerInterceptor):
             return handler
         if self._known is None:
             self._known = frozenset(self._known_source())
-        method = details.method if details.method in self._known else "/_OTHER/_OTHER"  # type: ignore[attr-defined]
-        key = details.method if method != "/_OTHER/_OTHER" else method  # type: ignore[attr-defined]
+        method = details.method if details.method in self._known else "/_OTHER/_OTHER"
+        key = details.method if method != "/_OTHER/_OTHER" else method
         wrapped = self._wrapped.get(key)
         if wrapped is None or wrapped.unary_unary is None:
             wrapped = grpc.unary_unary_rpc_method_handler(

@@ -135,7 +135,7 @@ class _Consents:
         if not req.HasField("expires_at"):
             short = req.single_use or req.procedure_id
             return now_us + (self.defaults.single_use_days if short else self.defaults.recurring_days) * _DAY_US
-        expires = req.expires_at.ToMicroseconds()
+        expires: int = req.expires_at.ToMicroseconds()  # protobuf ships no type information
         if expires <= now_us:
             raise _bad("expires_at", "expiresAt is in the past")
         if expires > now_us + self.defaults.max_days * _DAY_US:

@@ -165,8 +165,11 @@ class TokenVerifier:
         """Verify, using the cache; revocation and key rotation are checked even on a hit."""
         key = self._precheck(token)
         principal = self._cache.get(key)
-        stale = principal is None or principal.expires_at + self._leeway <= self._clock()
-        if stale or not self._key_current(principal):  # type: ignore[arg-type]
+        if (
+            principal is None
+            or principal.expires_at + self._leeway <= self._clock()
+            or not self._key_current(principal)
+        ):
             self.cache_misses += 1
             principal = self._verify_uncached(token or "", self._clock())
             self._cache[key] = principal

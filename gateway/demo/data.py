@@ -224,7 +224,7 @@ class _Population:
         self, hid: str, address: Address, age: int, sex: Sex, civil: CivilStatus, origin: str
     ) -> Person:
         rng = self._rng
-        nationalities = (origin,)
+        nationalities: tuple[str, ...] = (origin,)
         if origin != "LUX" and rng.random() < _NATURALISED_SHARE:
             nationalities = ("LUX", origin)
         born_here = origin == "LUX" or rng.random() < _BORN_HERE_SHARE

@@ -80,9 +80,9 @@ def ensure_demo_pki(keys: Path, clients: tuple[str, ...] = DEMO_CLIENTS) -> None
     tls = keys / "tls"
     tls.mkdir(parents=True, exist_ok=True)
     if not (tls / "ca.pem").exists() or not (tls / "ca.key").exists():
-        ca_key, ca_cert = make_ca()
-        _write(tls / "ca.key", _pem_key(ca_key), private=True)
-        _write(tls / "ca.pem", ca_cert.public_bytes(serialization.Encoding.PEM))
+        new_key, new_cert = make_ca()
+        _write(tls / "ca.key", _pem_key(new_key), private=True)
+        _write(tls / "ca.pem", new_cert.public_bytes(serialization.Encoding.PEM))
     ca_key = serialization.load_pem_private_key((tls / "ca.key").read_bytes(), password=None)
     ca_cert = x509.load_pem_x509_certificate((tls / "ca.pem").read_bytes())
     assert isinstance(ca_key, ec.EllipticCurvePrivateKey)

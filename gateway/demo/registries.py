@@ -262,8 +262,8 @@ async def start_grpc_registry(
     faults = Faults() if faults is None else faults
     # A server span per call, child of the gateway's client span (W3C traceparent in the metadata).
     server = grpc.aio.server(interceptors=[GrpcServerTelemetry(lambda: _GRPC_METHODS)])
-    population_pb2_grpc.add_PopulationRegistryServicer_to_server(_PopulationRegistry(data, faults), server)
-    business_pb2_grpc.add_BusinessRegistryServicer_to_server(_BusinessRegistry(data, faults), server)
+    population_pb2_grpc.add_PopulationRegistryServicer_to_server(_PopulationRegistry(data, faults), server)  # type: ignore[no-untyped-call]  # grpcio-tools writes no .pyi for *_pb2_grpc
+    business_pb2_grpc.add_BusinessRegistryServicer_to_server(_BusinessRegistry(data, faults), server)  # type: ignore[no-untyped-call]  # grpcio-tools writes no .pyi for *_pb2_grpc
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     bound = server.add_insecure_port(f"{host}:{port}")

@@ -78,7 +78,7 @@ class AsgiAddressLimits:
                 self.quotas.failed(address, self.clock())
 
 
-class GrpcAddressLimits(grpc.aio.ServerInterceptor):
+class GrpcAddressLimits(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc ships no type information: its base classes are Any
     """The same limits on the gRPC door, for every method and kind (unary and streaming)."""
 
     def __init__(self, quotas: AddressQuotas, *, clock: Clock, on_refusal: OnRefusal) -> None:

@@ -114,14 +114,14 @@ def around_call(handler: grpc.RpcMethodHandler, start: Start, end: End | None = 
 
         return called
 
-    return handler._replace(**{name: wrap(getattr(handler, name)) for name in _BEHAVIOURS})  # type: ignore[attr-defined,no-any-return]
+    return handler._replace(**{name: wrap(getattr(handler, name)) for name in _BEHAVIOURS})
 
 
 def _size(message: Any) -> int:
     return len(message) if isinstance(message, bytes) else int(message.ByteSize())
 
 
-class MessageSizeLimit(grpc.aio.ServerInterceptor):
+class MessageSizeLimit(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc ships no type information: its base classes are Any
     """``max_request_bytes`` per request message, refused REQUEST_TOO_LARGE in the error model (as REST's 413).
 
     The transport's own cap is the higher ``TRANSPORT_MESSAGE_BYTES``, so that messages between the two

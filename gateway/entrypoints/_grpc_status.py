@@ -30,7 +30,7 @@ def rich_status(err: GatewayError, request_id: str = "") -> grpc.Status:
         details.append(any_pb2.Any())
         details[-1].Pack(error_details_pb2.RequestInfo(request_id=request_id))
     code = err.info.grpc.value[0]
-    return rpc_status.to_status(status_pb2.Status(code=code, message=err.detail, details=details))  # type: ignore[no-any-return]
+    return rpc_status.to_status(status_pb2.Status(code=code, message=err.detail, details=details))
 
 
 async def abort_with(context: grpc.aio.ServicerContext[Any, Any], err: GatewayError, request_id: str = "") -> None:

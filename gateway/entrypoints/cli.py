@@ -8,7 +8,7 @@ import logging
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated
 
@@ -94,7 +94,7 @@ def _demo_registries(persons: int) -> Iterator[tuple[int, int]]:
         assert proc.stdout is not None
         line = proc.stdout.readline()
         if not line.startswith("READY"):
-            raise typer.Exit(f"demo registries failed to start: {line!r}")
+            raise SystemExit(f"demo registries failed to start: {line!r}")  # on stderr, exit code 1
         ports = dict(part.split("=") for part in line.split()[1:])
         yield int(ports["grpc"]), int(ports["tax"])
     finally:
@@ -125,7 +125,7 @@ def _single_instance(conf: Config, hint: str) -> Iterator[None]:
         raise _refuse(str(exc)) from None
 
 
-def _ports_free_before_demo_set_up(data_dir: Path, updates: dict[str, object], hint: str) -> None:
+def _ports_free_before_demo_set_up(data_dir: Path, updates: Mapping[str, object], hint: str) -> None:
     """A demo gateway that cannot get its ports stops before it writes a demo set-up into its folder."""
     from gateway.config import ConfigError, GatewaySection
     from gateway.demo.setup import CONFIG_NAME
@@ -264,8 +264,9 @@ def demo_people(
     for col in ("national id", "name", "born", "commune", "household"):
         people.add_column(col)
     for household in data.households[:count]:
-        members = [data.person(m) for m in household.members]
-        for p in members:
+        for m in household.members:
+            p = data.person(m)
+            assert p is not None  # a household lists registered persons only
             people.add_row(p.national_id, f"{p.given_names} {p.family_name}", p.birth_date.isoformat(),
                            p.address.commune, household.household_id)
     companies = Table(title="Demo companies (trade register)")
