@@ -28,7 +28,7 @@ from gateway.entrypoints.server import _EmbeddedUvicorn, bind_socket
 __all__ = ["main"]
 
 
-class _Forward(grpc.GenericRpcHandler):
+class _Forward(grpc.GenericRpcHandler):  # type: ignore[misc]  # grpc ships no type information: its base classes are Any
     """Every method: forward the request bytes, return the answer bytes."""
 
     def __init__(self, channel: grpc.aio.Channel) -> None:

@@ -75,7 +75,7 @@ async def _measure(calls: int, warmup: int) -> dict[str, float]:
             token = demo_token(Path(tmp), issuer_id="demo-agencies", subject="cedies", scope="exchange", ttl_s=900)
             md = (("authorization", f"Bearer {token}"), ("x-purpose", "student-aid"))
             async with grpc.aio.insecure_channel(f"127.0.0.1:{running.grpc_port}") as channel:
-                stub = population_pb2_grpc.PopulationRegistryStub(channel)
+                stub = population_pb2_grpc.PopulationRegistryStub(channel)  # type: ignore[no-untyped-call]  # no .pyi for *_pb2_grpc
                 request = population_pb2.GetPersonRequest(national_id=nid)
                 for _ in range(warmup):
                     await stub.GetPerson(request, metadata=md)
