@@ -18,6 +18,7 @@ from gateway.core.types import AuditRecord, EventKind
 from gateway.demo.setup import demo_token
 from tests.e2e.conftest import DemoStack
 from tests.e2e.test_exchange import error_info
+from tests.support import grpc_stub
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -36,7 +37,7 @@ async def call(demo: DemoStack, door: str, method: str, **body: object) -> tuple
         camel = {("untilUs" if k == "until_us" else k): v for k, v in body.items()}
         r = await demo.rest.post(path, json=camel, headers={"authorization": f"Bearer {admin_token(demo)}"})
         return r.status_code, r.json()
-    stub = revocations_pb2_grpc.RevocationsStub(demo.channel)
+    stub = grpc_stub(revocations_pb2_grpc.RevocationsStub, demo.channel)
     request = {"Revoke": pb.RevokeRequest, "Reinstate": pb.ReinstateRequest}[method](**body)  # type: ignore[arg-type]
     try:
         answer = await getattr(stub, method)(request, metadata=(("authorization", f"Bearer {admin_token(demo)}"),))

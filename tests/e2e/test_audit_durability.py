@@ -98,7 +98,7 @@ def _throwaway_database() -> Iterator[str]:
     with psycopg.connect(PG_DSN, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}".encode())
     info = conninfo_to_dict(PG_DSN)
-    auth = info.get("user", "postgres") + (f":{info['password']}" if info.get("password") else "")
+    auth = str(info.get("user", "postgres")) + (f":{info['password']}" if info.get("password") else "")
     try:
         yield f"postgresql://{auth}@{info.get('host', '127.0.0.1')}:{info.get('port', 5432)}/{name}"
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import grpc
 import pytest
@@ -15,6 +16,7 @@ from gateway.core.ports import AuditQuery
 from gateway.demo.setup import demo_token
 from tests.e2e.conftest import DemoStack
 from tests.e2e.test_exchange import error_info
+from tests.support import grpc_stub
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -44,8 +46,9 @@ async def grant(demo: DemoStack, nid: str, **body: object) -> dict:  # type: ign
     return r.json()  # type: ignore[no-any-return]
 
 
-async def fetch(demo: DemoStack, nid: str, year: int = 2024, **headers: str) -> tuple[int, dict]:  # type: ignore[type-arg]
-    r = await demo.rest.get(f"/v1/tax/income-certificates/{nid}/{year}", headers=demo.headers(**headers))
+async def fetch(demo: DemoStack, nid: str, year: int = 2024, *, case_id: str = "") -> tuple[int, dict[str, Any]]:
+    headers = demo.headers(**({"x-case-id": case_id} if case_id else {}))
+    r = await demo.rest.get(f"/v1/tax/income-certificates/{nid}/{year}", headers=headers)
     return r.status_code, r.json()
 
 
@@ -145,9 +148,9 @@ BAD_GRANTS = [
 async def test_bad_grants_are_refused_with_a_reason_and_store_nothing(
     demo: DemoStack,
     case: str,
-    body: dict,
+    body: dict[str, Any],
     status: int,
-    reason: str,  # type: ignore[type-arg]
+    reason: str,
 ) -> None:
     nid = taxpayers(demo)[11]
     r = await demo.rest.post(
@@ -193,7 +196,7 @@ async def test_agency_token_cannot_grant_and_citizen_cannot_revoke_anothers_cons
 async def test_grpc_consent_service_grants_lists_and_revokes(demo: DemoStack) -> None:
     nid = taxpayers(demo)[14]
     md = tuple(citizen(demo, nid).items())
-    stub = consent_pb2_grpc.ConsentServiceStub(demo.channel)
+    stub = grpc_stub(consent_pb2_grpc.ConsentServiceStub, demo.channel)
     rec = await stub.GrantConsent(
         consent_pb2.GrantConsentRequest(consumer="cedies", purpose="student-aid"), metadata=md
     )
@@ -213,8 +216,8 @@ async def test_grpc_consent_service_grants_lists_and_revokes(demo: DemoStack) ->
 async def test_explicit_request_authorises_exactly_its_procedure(demo: DemoStack) -> None:
     nid = taxpayers(demo)[15]
     await grant(demo, nid, procedureId="case-2026-0042")
-    assert (await fetch(demo, nid, **{"x-case-id": "case-2026-0042"}))[0] == 200
-    status, body = await fetch(demo, nid, **{"x-case-id": "case-2026-9999"})
+    assert (await fetch(demo, nid, case_id="case-2026-0042"))[0] == 200
+    status, body = await fetch(demo, nid, case_id="case-2026-9999")
     assert (status, body["reason"]) == (403, "CONSENT_MISMATCH")
     assert (await fetch(demo, nid))[1]["reason"] == "CONSENT_MISMATCH"
 
@@ -256,7 +259,7 @@ async def test_citizen_may_check_only_their_own_subject(demo: DemoStack) -> None
 
 
 async def test_grpc_access_check(demo: DemoStack) -> None:
-    stub = access_pb2_grpc.AccessCheckStub(demo.channel)
+    stub = grpc_stub(access_pb2_grpc.AccessCheckStub, demo.channel)
     answer = await stub.CheckAccess(
         access_pb2.CheckAccessRequest(
             service="registry.population.v1.PopulationRegistry/GetPerson", purpose="student-aid"

@@ -18,6 +18,7 @@ from gateway._pb.registry.tax.v1 import tax_pb2, tax_pb2_grpc
 from gateway.core.clock import now_us
 from gateway.core.ports import AuditQuery
 from tests.e2e.conftest import DemoStack
+from tests.support import grpc_stub
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -39,7 +40,7 @@ def taxpayer(demo: DemoStack, year: int = 2024) -> str:
 
 
 def error_info(err: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
-    status = rpc_status.from_call(err)  # type: ignore[arg-type]
+    status = rpc_status.from_call(err)
     assert status is not None, "no google.rpc.Status in trailers"
     for detail in status.details:
         if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
@@ -52,8 +53,11 @@ def error_info(err: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
 async def grpc_get_person(
     demo: DemoStack, nid: str, md: tuple[tuple[str, str], ...], timeout: float = 5
 ) -> population_pb2.Person:
-    stub = population_pb2_grpc.PopulationRegistryStub(demo.channel)
-    return await stub.GetPerson(population_pb2.GetPersonRequest(national_id=nid), metadata=md, timeout=timeout)
+    stub = grpc_stub(population_pb2_grpc.PopulationRegistryStub, demo.channel)
+    person: population_pb2.Person = await stub.GetPerson(
+        population_pb2.GetPersonRequest(national_id=nid), metadata=md, timeout=timeout
+    )
+    return person
 
 
 # --- allowed lookups -------------------------------------------------------------------------
@@ -86,7 +90,7 @@ async def test_procurement_gets_a_company(demo: DemoStack) -> None:
     r = await demo.rest.get(f"/v1/business/companies/{rcs}", headers=demo.headers("procurement", "procurement-check"))
     assert r.status_code == 200, r.text
     assert r.json()["rcsNumber"] == rcs
-    stub = business_pb2_grpc.BusinessRegistryStub(demo.channel)
+    stub = grpc_stub(business_pb2_grpc.BusinessRegistryStub, demo.channel)
     company = await stub.GetCompany(
         business_pb2.GetCompanyRequest(rcs_number=rcs), metadata=demo.metadata("procurement", "procurement-check")
     )
@@ -104,7 +108,7 @@ async def test_income_certificate_flows_through_the_rest_dialect_adapter_with_co
     assert set(body) == {"fiscalYear", "taxableIncome", "taxClass", "issuedOn"}
     assert body["taxableIncome"]["currencyCode"] == "EUR"
     assert body["taxClass"].startswith("TAX_CLASS_")
-    stub = tax_pb2_grpc.TaxRegistryStub(demo.channel)
+    stub = grpc_stub(tax_pb2_grpc.TaxRegistryStub, demo.channel)
     cert = await stub.GetIncomeCertificate(
         tax_pb2.GetIncomeCertificateRequest(national_id=nid, fiscal_year=2024), metadata=demo.metadata()
     )
@@ -337,7 +341,7 @@ async def test_catalogue_tells_a_consumer_what_its_mandates_allow(demo: DemoStac
     assert "mandates" not in services["registry.business.v1.BusinessRegistry/GetCompany"]
     from gateway._pb.passerelle.gateway.v1 import catalogue_pb2, catalogue_pb2_grpc
 
-    stub = catalogue_pb2_grpc.ServiceCatalogueStub(demo.channel)
+    stub = grpc_stub(catalogue_pb2_grpc.ServiceCatalogueStub, demo.channel)
     answer = await stub.ListServices(catalogue_pb2.ListServicesRequest(), metadata=demo.metadata("sandbox"))
     assert answer.consumer == "sandbox" and all(not s.mandates for s in answer.services)
 

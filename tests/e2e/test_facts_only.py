@@ -15,6 +15,7 @@ from gateway.core.ports import AuditQuery
 from gateway.demo.setup import demo_token
 from tests.e2e.conftest import DemoStack
 from tests.e2e.test_exchange import error_info
+from tests.support import grpc_stub
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -47,7 +48,7 @@ async def lookup(demo: DemoStack, door: str, nid: str, consumer: str, purpose: s
     if door == "rest":
         r = await demo.rest.get(f"/v1/population/persons/{nid}", headers=demo.headers(consumer, purpose, **headers))
         return r.status_code, r.json().get("reason", "")
-    stub = population_pb2_grpc.PopulationRegistryStub(demo.channel)
+    stub = grpc_stub(population_pb2_grpc.PopulationRegistryStub, demo.channel)
     try:
         await stub.GetPerson(population_pb2.GetPersonRequest(national_id=nid),
                              metadata=demo.metadata(consumer, purpose, **headers))  # fmt: skip
@@ -162,7 +163,7 @@ async def check(demo: DemoStack, door: str, nid: str, purpose: str = "student-ai
         r = await demo.rest.post("/v1/access-checks", json=body, headers={"authorization": f"Bearer {demo.token()}"})
         assert r.status_code == 200, r.text
         return r.json()  # type: ignore[no-any-return]
-    stub = access_pb2_grpc.AccessCheckStub(demo.channel)
+    stub = grpc_stub(access_pb2_grpc.AccessCheckStub, demo.channel)
     answer = await stub.CheckAccess(access_pb2.CheckAccessRequest(service=INCOME, purpose=purpose, subject=nid),
                                     metadata=(("authorization", f"Bearer {demo.token()}"),))  # fmt: skip
     return {"allowed": answer.allowed, "reason": answer.reason, "text": str(answer)}

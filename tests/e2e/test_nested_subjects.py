@@ -16,6 +16,7 @@ from gateway.core.ports import AuditQuery
 from gateway.core.types import AuditRecord
 from gateway.demo.setup import demo_token
 from tests.e2e.conftest import DemoStack
+from tests.support import grpc_stub
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -106,7 +107,7 @@ async def test_a_names_only_mandate_sends_no_member_id_on_either_door_and_the_re
     assert set(body) == {"givenNames", "familyName", "householdMembers"}
     assert all(set(m) == {"givenNames"} for m in body["householdMembers"]) and len(body["householdMembers"]) == 2
 
-    stub = population_pb2_grpc.PopulationRegistryStub(demo.channel)
+    stub = grpc_stub(population_pb2_grpc.PopulationRegistryStub, demo.channel)
     metadata = demo.metadata(names_only, **{"x-request-id": "narrow-grpc"})
     person = await stub.GetPerson(population_pb2.GetPersonRequest(national_id=nid), metadata=metadata, timeout=5)
     assert {f.name for f, _ in person.ListFields()} == {"given_names", "family_name", "household_members"}
@@ -126,7 +127,7 @@ async def test_a_names_only_mandate_sends_no_member_id_on_either_door_and_the_re
 
 async def test_a_company_lookup_shows_up_in_each_managers_history(demo: DemoStack) -> None:
     company = demo.data.companies[0]
-    stub = business_pb2_grpc.BusinessRegistryStub(demo.channel)
+    stub = grpc_stub(business_pb2_grpc.BusinessRegistryStub, demo.channel)
     answer = await stub.GetCompany(business_pb2.GetCompanyRequest(rcs_number=company.rcs_number),
                                    metadata=demo.metadata("procurement", "procurement-check"), timeout=5)  # fmt: skip
     assert answer.managers and not any(m.national_id for m in answer.managers)   # the mandate leaves them out

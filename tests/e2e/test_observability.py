@@ -42,6 +42,7 @@ from gateway.demo.data import DemoData, generate
 from gateway.demo.setup import demo_token, ensure_demo
 from gateway.entrypoints.server import RunningGateway, start_gateway
 from observability.logs import JsonFormatter, quiet_url_loggers
+from tests.support import grpc_stub
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -167,10 +168,10 @@ async def _lookup(stack: Stack, door: str, service: str, nid: str, headers: dict
         r = await stack.rest.get(path, headers=headers)
         assert r.status_code == 200, r.text
     elif service == "person":
-        stub = population_pb2_grpc.PopulationRegistryStub(stack.channel)
+        stub = grpc_stub(population_pb2_grpc.PopulationRegistryStub, stack.channel)
         await stub.GetPerson(population_pb2.GetPersonRequest(national_id=nid), metadata=tuple(headers.items()))
     else:
-        stub_tax = tax_pb2_grpc.TaxRegistryStub(stack.channel)
+        stub_tax = grpc_stub(tax_pb2_grpc.TaxRegistryStub, stack.channel)
         await stub_tax.GetIncomeCertificate(
             tax_pb2.GetIncomeCertificateRequest(national_id=nid, fiscal_year=2024), metadata=tuple(headers.items())
         )
@@ -205,12 +206,12 @@ async def test_one_lookup_is_one_trace_from_the_caller_to_the_registry(stack: St
     stages = {s.name for s in by_kind[trace.SpanKind.INTERNAL]}
     assert stages == STAGES | ({"consent"} if service == "tax" else set())
     assert all(
-        s.parent is not None and s.parent.span_id == server.context.span_id  # type: ignore[union-attr]
+        s.parent is not None and s.parent.span_id == server.context.span_id
         for s in by_kind[trace.SpanKind.INTERNAL]
     ), "stages are children of the front-door span"
     [client] = by_kind[trace.SpanKind.CLIENT]
     adapter_call = next(s for s in spans if s.name == "adapter call")
-    assert client.parent is not None and client.parent.span_id == adapter_call.context.span_id  # type: ignore[union-attr]
+    assert client.parent is not None and client.parent.span_id == adapter_call.context.span_id
     attributes = dict(server.attributes or {})
     assert attributes["passerelle.consumer"] == "cedies"
     assert attributes["passerelle.outcome"] == "ok"

@@ -50,10 +50,12 @@ async def test_an_access_names_agency_purpose_fields_and_legal_basis(demo: DemoS
     await looked_up(demo, a)
     r = await demo.rest.get("/v1/me/accesses", headers=citizen(demo, a))
     assert r.status_code == 200, r.text
-    entry = r.json()["accesses"][-1]
+    entry = r.json()["accesses"][0]   # newest first
     assert entry["agency"] == {"id": "cedies", "name": "CEDIES - aide financière de l'État pour études supérieures"}
     assert entry["service"] == "registry.population.v1.PopulationRegistry/GetPerson"
-    assert {"name": "family_name", "category": "NAME"} in entry["dataFields"]
+    family = next(f for f in entry["dataFields"] if f["name"] == "family_name")
+    assert family["category"] == "NAME"
+    assert family["displayName"] == {"fr": "Nom de famille", "de": "Familienname", "en": "Family name"}
     assert entry["purpose"]["code"] == "student-aid" and entry["purpose"]["title"]["de"] == "Studienbeihilfe"
     assert (entry["legalBasis"], entry["outcome"]) == ("A6-1-e", "ok")
     assert entry["legalReference"].startswith("Loi modifiée du 24 juillet 2014")
@@ -100,7 +102,7 @@ async def test_pages_cover_all_accesses_once(demo: DemoStack) -> None:
         token = body.get("nextPageToken", "")
         if not token:
             break
-    assert seen == sorted(await seqs_of(demo, nid)) and len(seen) == 5
+    assert seen == sorted(await seqs_of(demo, nid), reverse=True) and len(seen) == 5   # newest first
 
 
 async def test_the_proof_of_my_access_checks_against_the_signed_checkpoint(
@@ -136,8 +138,9 @@ async def test_a_citizen_never_sees_another_citizens_records(demo: DemoStack, pe
     mine, theirs = await seqs_of(demo, a), await seqs_of(demo, b)
     assert mine and theirs and not mine & theirs
     h = citizen(demo, a)
-    queries = [{}, {"consumer": "cedies"}, {"purpose": "student-aid"}, {"since": "2000-01-01"},
-               {"pageSize": 1}, {"pageToken": "YWZ0ZXI6MA"}, {"pageSize": 200, "until": "2999-01-01"}]  # fmt: skip
+    queries: list[dict[str, str | int]] = [
+        {}, {"consumer": "cedies"}, {"purpose": "student-aid"}, {"since": "2000-01-01"},
+        {"pageSize": 1}, {"pageToken": "YWZ0ZXI6MA"}, {"pageSize": 200, "until": "2999-01-01"}]  # fmt: skip
     for params in queries:
         body = (await demo.rest.get("/v1/me/accesses", headers=h, params=params)).json()
         assert {int(e["id"]) for e in body.get("accesses", [])} <= mine, params

@@ -65,7 +65,7 @@ class Processes:
                  f'public_key = "{vkey(WITNESS, wkey.public_key, COSIGNATURE_TYPE)}"\n')  # fmt: skip
         config.write_text(text)
         self.gateway: subprocess.Popen[str] | None = None
-        self.witness: subprocess.Popen[str] | None = None
+        self.witness: subprocess.Popen[bytes] | None = None
         self.witness_started = False
 
     def start_gateway(self) -> None:
