@@ -12,6 +12,7 @@ The subject is always ``pseudonymise(token.sub)``; no parameter names a person.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
 from consent import LEGAL_BASES
 from gateway._pb.passerelle.gateway.v1 import audit_pb2 as pb
@@ -31,10 +32,10 @@ from gateway.core.transparency import (
     entry_of,
     export_row,
     iso_time,
-    page_of,
+    newest_first_page,
     page_token,
     parse_bound,
-    parse_page_token,
+    parse_page_token_of,
     parse_sequence,
     split_embargo,
 )
@@ -53,6 +54,7 @@ def catalogue_of(gateway: Gateway) -> Catalogue:
         purposes={p.code: dict(p.title) for p in config.purposes},
         legal_bases=dict(LEGAL_BASES),
         categories={name: op.field_categories for name, op in gateway.operations.items()},
+        display_names={name: op.field_display_names for name, op in gateway.operations.items()},
     )
 
 
@@ -82,11 +84,22 @@ def _subject(gateway: Gateway, call: Call) -> str:
     return subject
 
 
+def _localised(texts: Mapping[str, str]) -> pb.LocalisedText:
+    return pb.LocalisedText(**{k: v for k, v in texts.items() if k in ("fr", "de", "en")})
+
+
+def _data_fields(e: AccessEntry) -> list[pb.DataField]:
+    """Each field that left, with its category and its names for people from the contract."""
+    names = e.data_field_names or tuple({} for _ in e.data_fields)
+    return [pb.DataField(name=n, category=c, display_name=_localised(d))
+            for (n, c), d in zip(e.data_fields, names, strict=True)]
+
+
 def access_message(e: AccessEntry) -> pb.Access:
-    title = pb.LocalisedText(**{k: v for k, v in e.purpose_title.items() if k in ("fr", "de", "en")})
+    title = _localised(e.purpose_title)
     return pb.Access(
         id=str(e.id), time=iso_time(e.time_us), agency=pb.Agency(id=e.agency_id, name=e.agency_name),
-        service=e.service, data_fields=[pb.DataField(name=n, category=c) for n, c in e.data_fields],
+        service=e.service, data_fields=_data_fields(e),
         purpose=pb.PurposeInfo(code=e.purpose, title=title), legal_basis=e.legal_basis,
         legal_basis_title=e.legal_basis_title, legal_reference=e.legal_reference, consent_id=e.consent_id,
         outcome=e.outcome, reason=e.reason, reason_title=e.reason_title, ai_system=e.ai_system,
@@ -107,14 +120,14 @@ def citizen_binding(gateway: Gateway) -> ServiceBinding:
 
     async def list_accesses(request: pb.ListMyAccessesRequest, call: Call) -> pb.ListMyAccessesResponse:
         subject = _subject(gateway, call)
-        after = parse_page_token(request.page_token)
+        before = parse_page_token_of(request.page_token, "before")   # newest first
         records = await _records(gateway, subject, since=request.since, until=request.until,
                                  consumer=request.consumer, purpose=request.purpose)  # fmt: skip
         visible, hidden = split_embargo(records, now_us())
-        page = page_of(visible, hidden, after=after, size=request.page_size, cat=catalogue_of(gateway))
+        page = newest_first_page(visible, hidden, before=before, size=request.page_size, cat=catalogue_of(gateway))
         return pb.ListMyAccessesResponse(
             accesses=[access_message(e) for e in page.entries], hidden_count=page.hidden, total_count=page.total,
-            next_page_token=page_token(page.next_after) if page.next_after else "",
+            next_page_token=page_token(page.next_after, "before") if page.next_after else "",
         )
 
     async def get_proof(request: pb.GetMyAccessProofRequest, call: Call) -> pb.AccessProof:

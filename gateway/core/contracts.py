@@ -56,6 +56,7 @@ class FieldSpec:
     name: str              # "given_names"; a dotted path for a nested field: "household_members.given_names"
     json_name: str         # "givenNames"; "householdMembers.givenNames"
     category: str          # e.g. "NAME"; "" when the contract marks none
+    display_name: tuple[tuple[str, str], ...] = ()   # (("fr", "Prénoms"), ("de", "Vornamen"), ("en", ...))
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +105,11 @@ class Operation:
         return {f.name: f.category for f in (*self.response_fields, *self.nested_fields)}
 
     @cached_property
+    def field_display_names(self) -> dict[str, dict[str, str]]:
+        """Every response field path -> its name for people by language (the contract's ``display_name``)."""
+        return {f.name: dict(f.display_name) for f in (*self.response_fields, *self.nested_fields)}
+
+    @cached_property
     def json_paths(self) -> dict[str, str]:
         """Field paths by proto3 JSON path and by field path, for field masks."""
         fields = (*self.response_fields, *self.nested_fields)
@@ -134,7 +140,7 @@ def _operation(service: ServiceDescriptor, method: MethodDescriptor) -> Operatio
         fmt = _enum_suffix(fo, opts.format, "IDENTIFIER_FORMAT_")
         if fmt:
             formats[f.name] = fmt
-    fields = tuple(FieldSpec(f.name, f.json_name, _category(f)) for f in resp.fields)
+    fields = tuple(FieldSpec(f.name, f.json_name, _category(f), _display_name(f)) for f in resp.fields)
     nested_fields, nested_subjects = _nested(resp)
     http_method, http_path = _http_rule(method)
     so = service.GetOptions()
@@ -161,6 +167,15 @@ def _category(f: FieldDescriptor, inherited: str = "") -> str:
     return _enum_suffix(f.GetOptions(), options_module().category, "DATA_CATEGORY_") or inherited
 
 
+def _display_name(f: FieldDescriptor) -> tuple[tuple[str, str], ...]:
+    fo = f.GetOptions()
+    ext = options_module().display_name
+    if not fo.HasExtension(ext):
+        return ()
+    names = fo.Extensions[ext]
+    return tuple((lang, text) for lang in ("fr", "de", "en") if (text := getattr(names, lang)))
+
+
 def _contract_message(f: FieldDescriptor) -> Descriptor | None:
     """The message type of ``f`` when it belongs to the contract's own package (not a google.* leaf)."""
     if f.type != FieldDescriptor.TYPE_MESSAGE or f.message_type.GetOptions().map_entry:
@@ -178,7 +193,7 @@ def _nested(resp: Descriptor) -> tuple[tuple[FieldSpec, ...], tuple[NestedSubjec
     def walk(message: Descriptor, path: str, json_path: str, category: str, seen: frozenset[str]) -> None:
         for f in message.fields:
             name, json_name, cat = f"{path}.{f.name}", f"{json_path}.{f.json_name}", _category(f, category)
-            fields.append(FieldSpec(name, json_name, cat))
+            fields.append(FieldSpec(name, json_name, cat, _display_name(f)))
             kind = _enum_suffix(f.GetOptions(), opts.nested_subject, "SUBJECT_KIND_")
             if kind:
                 fmt = _enum_suffix(f.GetOptions(), opts.format, "IDENTIFIER_FORMAT_")

@@ -22,7 +22,7 @@ import base64
 import binascii
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 from gateway.core.errors import REASONS, GatewayError, Reason
@@ -37,6 +37,7 @@ __all__ = [
     "entry_of",
     "export_row",
     "iso_time",
+    "newest_first_page",
     "page_of",
     "page_token",
     "parse_bound",
@@ -71,6 +72,8 @@ class Catalogue:
     purposes: Mapping[str, Mapping[str, str]]          # code -> {fr, de, en}
     legal_bases: Mapping[str, str]                     # code -> title
     categories: Mapping[str, Mapping[str, str]]        # service full name -> field -> category
+    #: service full name -> field -> {fr, de, en}: the contracts' names for people
+    display_names: Mapping[str, Mapping[str, Mapping[str, str]]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +96,7 @@ class AccessEntry:
     ai_system: str
     record_hash: str
     subject_role: str = "data_subject"   # "third_party": disclosed in an answer about another person
+    data_field_names: tuple[Mapping[str, str], ...] = ()   # beside data_fields: each one's {fr, de, en}
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +142,7 @@ def entry_of(stored: StoredAuditRecord, cat: Catalogue) -> AccessEntry:
     if _is_check(r):
         return _check_entry(stored, cat)
     categories = cat.categories.get(r.service, {})
+    names = cat.display_names.get(r.service, {})
     held_in = r.extra.get("disclosed_in", "")   # a third party's fields are named within their own message
     prefix = f"{held_in}." if held_in else ""
     reason_title = ""
@@ -153,6 +158,7 @@ def entry_of(stored: StoredAuditRecord, cat: Catalogue) -> AccessEntry:
         legal_basis_title=cat.legal_bases.get(r.legal_basis, ""), legal_reference=r.legal_reference,
         consent_id=r.consent_id, outcome=r.outcome.value, reason=r.reason, reason_title=reason_title,
         ai_system=r.ai_system, record_hash=stored.hash, subject_role=r.subject_role.value,
+        data_field_names=tuple(names.get(prefix + f, {}) for f in r.fields),
     )  # fmt: skip
 
 
@@ -179,8 +185,20 @@ def page_of(visible: Sequence[StoredAuditRecord], hidden: int, *, after: int, si
     return Page([entry_of(s, cat) for s in chosen], next_after, len(visible), hidden)
 
 
-def page_token(after: int) -> str:
-    return base64.urlsafe_b64encode(f"after:{after}".encode()).decode().rstrip("=")
+def newest_first_page(visible: Sequence[StoredAuditRecord], hidden: int, *, before: int, size: int,
+                      cat: Catalogue) -> Page:  # fmt: skip
+    """One page of ``visible`` (ascending seq) newest first: the entries before seq ``before`` (0: from
+    the newest). The next page continues before the last seq shown (``next_after``), so records
+    appended meanwhile neither shift nor repeat entries; they show on a fresh first page."""
+    size = DEFAULT_PAGE_SIZE if size <= 0 else min(size, MAX_PAGE_SIZE)
+    rest = [s for s in reversed(visible) if not before or s.seq < before]
+    chosen = rest[:size]
+    next_before = chosen[-1].seq if len(rest) > size else 0
+    return Page([entry_of(s, cat) for s in chosen], next_before, len(visible), hidden)
+
+
+def page_token(after: int, kind: str = "after") -> str:
+    return base64.urlsafe_b64encode(f"{kind}:{after}".encode()).decode().rstrip("=")
 
 
 def parse_page_token(token: str) -> int:
