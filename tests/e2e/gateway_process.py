@@ -8,6 +8,7 @@ standard input closes (so it never outlives the test that started it).
 from __future__ import annotations
 
 import asyncio
+import io
 import signal
 import sys
 from pathlib import Path
@@ -25,7 +26,9 @@ async def main(data_dir: Path, grpc_port: int, tax_port: int) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_reader(sys.stdin.fileno(), lambda: stop.set() if not sys.stdin.buffer.read1(1) else None)
+    stdin = sys.stdin.buffer
+    assert isinstance(stdin, io.BufferedReader)  # the parent's pipe; typeshed types it as a plain BinaryIO
+    loop.add_reader(stdin.fileno(), lambda: stop.set() if not stdin.read1(1) else None)
     await stop.wait()
     await running.stop(1.0)
 

@@ -13,6 +13,7 @@ from grpc_status import rpc_status
 from gateway._pb.registry.population.v1 import population_pb2, population_pb2_grpc
 from gateway.core.types import Outcome, StoredAuditRecord
 from tests.faults.conftest import FaultStack
+from tests.support import grpc_stub
 
 #: Longest any single call may take in these tests, far above every deadline used: a hang detector.
 HANG_S = 15.0
@@ -26,19 +27,20 @@ class Seen:
 
 
 def _reason(err: grpc.aio.AioRpcError) -> str:
-    status = rpc_status.from_call(err)  # type: ignore[arg-type]
+    status = rpc_status.from_call(err)
     if status is None:
         return f"transport:{err.code().name}"
     for detail in status.details:
         if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
             info = error_details_pb2.ErrorInfo()
             detail.Unpack(info)
-            return info.reason
+            reason: str = info.reason  # google.* is untyped here: name what comes back
+            return reason
     return f"status:{err.code().name}"
 
 
 async def grpc_person(stack: FaultStack, request_id: str, *, nid: str = "", timeout: float = 2.0) -> Seen:
-    stub = population_pb2_grpc.PopulationRegistryStub(stack.channel)
+    stub = grpc_stub(population_pb2_grpc.PopulationRegistryStub, stack.channel)
     request = population_pb2.GetPersonRequest(national_id=nid or stack.person())
     try:
         async with asyncio.timeout(HANG_S):

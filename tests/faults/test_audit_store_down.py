@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from adapters.stores.audit_postgres import PostgresAuditLog
 from tests.faults._calls import Seen, assert_every_answer_audited, grpc_person
 from tests.faults.conftest import ThrowawayPostgres, fault_stack
 
@@ -47,4 +48,5 @@ async def test_postgres_stopped_and_restarted_under_load(tmp_path: Path, throwaw
         assert any(s.reason == "AUDIT_UNAVAILABLE" for s in seen[down_from:mark])
         assert seen[-1].ok and all(s.ok for s in seen[mark + 4 :]), seen[mark:]
         assert_every_answer_audited(seen, await stack.records(), refusals=False)
-        assert (await stack.running.gateway.audit.verify()).ok
+        audit = stack.running.gateway.audit
+        assert isinstance(audit, PostgresAuditLog) and (await audit.verify()).ok

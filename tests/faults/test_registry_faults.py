@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from adapters.registries.resilience import ResilientAdapter
 from tests.faults._calls import Seen, assert_every_answer_audited, grpc_person, rest_income
 from tests.faults.conftest import FaultStack, fault_stack
 
@@ -25,7 +26,8 @@ async def test_registry_down_is_refused_clearly_then_the_circuit_opens_and_recov
     await stack.stop_grpc_registry()
     seen = [await grpc_person(stack, f"down-{i}") for i in range(6)]
     assert {s.reason for s in seen} == {"REGISTRY_UNAVAILABLE"}
-    assert stack.running.gateway.registries["registry.population.v1.PopulationRegistry"].adapter.breaker.state == "open"
+    adapter = stack.running.gateway.registries["registry.population.v1.PopulationRegistry"].adapter
+    assert isinstance(adapter, ResilientAdapter) and adapter.breaker.state == "open"
 
     await stack.restart_grpc_registry()
     after = await until_ok(stack)

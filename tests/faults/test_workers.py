@@ -61,7 +61,10 @@ async def test_killing_one_of_two_workers_loses_no_audited_answer_and_the_superv
         stderr=log,
         env={**os.environ, "PASSERELLE_LOG_LEVEL": "WARNING"},
     )
-    ready = lambda: (tmp_path / "serve.log").read_text().count("Passerelle ready: ")  # noqa: E731
+
+    def ready() -> int:
+        return (tmp_path / "serve.log").read_text().count("Passerelle ready: ")
+
     token = demo_token(tmp_path, issuer_id="demo-agencies", subject="cedies", scope="exchange")
     nid = data.persons[0].national_id
     seen: list[tuple[str, int]] = []  # (request id, status or -1 for a broken connection)
