@@ -166,9 +166,21 @@ class IssuerSection(_Strict):
         return self
 
 
+def _languages(v: dict[str, str], *, all_three: bool) -> dict[str, str]:
+    """Texts per language: only fr, de and en, none empty; ``all_three``: each of them."""
+    unknown, missing = set(v) - {"fr", "de", "en"}, {"fr", "de", "en"} - set(v)
+    if unknown:
+        raise ValueError(f"languages are fr, de and en; not {sorted(unknown)}")
+    if all_three and missing:
+        raise ValueError(f"needs fr, de and en; missing {sorted(missing)}")
+    if any(not t.strip() for t in v.values()):
+        raise ValueError("a text must not be empty")
+    return v
+
+
 class ConsumerSection(_Strict):
     id: str
-    name: str
+    name: str | dict[str, str]  # one name, or { fr = "...", de = "...", en = "..." } shown in the reader's language
     issuer: str
     client_id: str
     sender_constraint: SenderConstraint | None = None  # default: [gateway].sender_constraint
@@ -178,6 +190,21 @@ class ConsumerSection(_Strict):
     # AI systems the agency has registered (e.g. in the EU AI Act database) and may name in x-ai-system;
     # any other value is refused, so that citizens only ever see a registered system's identifier.
     ai_systems: list[str] = Field(default_factory=list, max_length=100)
+
+    @field_validator("name")
+    @classmethod
+    def _name_languages(cls, v: str | dict[str, str]) -> str | dict[str, str]:
+        return v if isinstance(v, str) else _languages(v, all_three=True)
+
+    @property
+    def display_name(self) -> str:
+        """The one name where a single one is needed (the consent receipt, the API's ``name``): French."""
+        return self.name if isinstance(self.name, str) else self.name["fr"]
+
+    @property
+    def names(self) -> dict[str, str]:
+        """The name per language (the same in each when the configuration gives one)."""
+        return {lang: self.name for lang in ("fr", "de", "en")} if isinstance(self.name, str) else dict(self.name)
 
     @field_validator("ai_systems")
     @classmethod
@@ -235,8 +262,14 @@ class PurposeSection(_Strict):
     title: dict[str, str]
     description: dict[str, str] = {}
     legal_reference: str = ""
+    legal_reference_title: dict[str, str] = {}  # the legal text named per language (fr, de, en), where known
     legal_url: str = ""
     retention_days: int = Field(default=0, ge=0)
+
+    @field_validator("legal_reference_title")
+    @classmethod
+    def _reference_languages(cls, v: dict[str, str]) -> dict[str, str]:
+        return _languages(v, all_three=False)
 
     @field_validator("code")
     @classmethod
@@ -271,6 +304,7 @@ class MandateSection(_Strict):
     purposes: list[str] = Field(min_length=1)
     legal_basis: str
     legal_reference: str = ""
+    legal_reference_title: dict[str, str] = {}  # the legal text named per language (fr, de, en), where known
     fields: list[str] = []
     categories: list[str] = []
     valid_from: date | None = None
@@ -280,6 +314,11 @@ class MandateSection(_Strict):
     limits: list[LimitSection] = []  # all must hold (docs/consent.md)
     consent_required: bool = False  # only subjects that consented, whatever the legal basis
     explicit_request: bool = False  # each lookup needs the subject's explicit request (EU OOTS)
+
+    @field_validator("legal_reference_title")
+    @classmethod
+    def _reference_languages(cls, v: dict[str, str]) -> dict[str, str]:
+        return _languages(v, all_three=False)
 
     @field_validator("legal_basis")
     @classmethod

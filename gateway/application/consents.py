@@ -53,7 +53,8 @@ class _Consents:
         self, gateway: Gateway, signer: ReceiptSigner, clock_us: Callable[[], int], defaults: ConsentDefaults
     ) -> None:
         self.gw, self.signer, self.clock_us, self.defaults = gateway, signer, clock_us, defaults
-        self.consumer_names = {c.id: c.name for c in gateway.config.consumers}
+        self.consumer_names = {c.id: c.display_name for c in gateway.config.consumers}
+        self.consumer_names_localised = {c.id: c.names for c in gateway.config.consumers}
 
     # --- answers ---------------------------------------------------------------------------------
 
@@ -64,6 +65,7 @@ class _Consents:
             id=c.id,
             consumer=c.consumer,
             consumer_name=self.consumer_names.get(c.consumer, c.consumer),
+            consumer_names=self.consumer_names_localised.get(c.consumer, {}),
             purpose=c.purpose,
             purpose_title=purpose.title if purpose else {},
             purpose_description=purpose.description if purpose else {},

@@ -19,6 +19,7 @@ from gateway._pb.passerelle.gateway.v1 import audit_pb2 as pb
 from gateway.application.audit import checkpoint_message
 from gateway.application.runtime import Gateway
 from gateway.application.service import Access, Call, ServiceBinding
+from gateway.config import Config
 from gateway.core.audit_proof import PROOF_FORMAT, InclusionProof
 from gateway.core.auth import Principal
 from gateway.core.clock import now_us
@@ -47,10 +48,19 @@ __all__ = ["access_message", "catalogue_of", "citizen_binding", "export_my_acces
 _CHUNK = 1000
 
 
+def _legal_references(config: Config) -> dict[str, dict[str, str]]:
+    """Each legal reference the configuration names per language (a mandate's before its purpose's)."""
+    pairs = [(p.legal_reference, p.legal_reference_title) for p in config.purposes]
+    pairs += [(m.legal_reference, m.legal_reference_title) for m in config.mandates]
+    return {reference: dict(titles) for reference, titles in pairs if reference and titles}
+
+
 def catalogue_of(gateway: Gateway) -> Catalogue:
     config = gateway.config
     return Catalogue(
-        agencies={c.id: c.name for c in config.consumers},
+        agencies={c.id: c.display_name for c in config.consumers},
+        agency_names={c.id: c.names for c in config.consumers},
+        legal_references=_legal_references(config),
         purposes={p.code: dict(p.title) for p in config.purposes},
         legal_bases=dict(LEGAL_BASES),
         categories={name: op.field_categories for name, op in gateway.operations.items()},
@@ -97,13 +107,15 @@ def _data_fields(e: AccessEntry) -> list[pb.DataField]:
 
 def access_message(e: AccessEntry) -> pb.Access:
     title = _localised(e.purpose_title)
+    agency = pb.Agency(id=e.agency_id, name=e.agency_name, names=_localised(e.agency_names))
     return pb.Access(
-        id=str(e.id), time=iso_time(e.time_us), agency=pb.Agency(id=e.agency_id, name=e.agency_name),
+        id=str(e.id), time=iso_time(e.time_us), agency=agency,
         service=e.service, data_fields=_data_fields(e),
         purpose=pb.PurposeInfo(code=e.purpose, title=title), legal_basis=e.legal_basis,
         legal_basis_title=e.legal_basis_title, legal_reference=e.legal_reference, consent_id=e.consent_id,
         outcome=e.outcome, reason=e.reason, reason_title=e.reason_title, ai_system=e.ai_system,
         record_hash=e.record_hash, subject_role=e.subject_role,
+        legal_reference_title=_localised(e.legal_reference_title),
     )  # fmt: skip
 
 

@@ -74,6 +74,8 @@ class Catalogue:
     categories: Mapping[str, Mapping[str, str]]        # service full name -> field -> category
     #: service full name -> field -> {fr, de, en}: the contracts' names for people
     display_names: Mapping[str, Mapping[str, Mapping[str, str]]] = field(default_factory=dict)
+    agency_names: Mapping[str, Mapping[str, str]] = field(default_factory=dict)        # id -> {fr, de, en}
+    legal_references: Mapping[str, Mapping[str, str]] = field(default_factory=dict)    # reference -> {fr, de, en}
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +99,8 @@ class AccessEntry:
     record_hash: str
     subject_role: str = "data_subject"   # "third_party": disclosed in an answer about another person
     data_field_names: tuple[Mapping[str, str], ...] = ()   # beside data_fields: each one's {fr, de, en}
+    agency_names: Mapping[str, str] = field(default_factory=dict)             # {fr, de, en}
+    legal_reference_title: Mapping[str, str] = field(default_factory=dict)    # {fr, de, en}, where configured
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +163,8 @@ def entry_of(stored: StoredAuditRecord, cat: Catalogue) -> AccessEntry:
         consent_id=r.consent_id, outcome=r.outcome.value, reason=r.reason, reason_title=reason_title,
         ai_system=r.ai_system, record_hash=stored.hash, subject_role=r.subject_role.value,
         data_field_names=tuple(names.get(prefix + f, {}) for f in r.fields),
+        agency_names=dict(cat.agency_names.get(r.consumer, {})),
+        legal_reference_title=dict(cat.legal_references.get(r.legal_reference, {})),
     )  # fmt: skip
 
 

@@ -124,6 +124,10 @@ def test_a_citizen_signs_in_with_the_eid_sees_the_accesses_withdraws_a_consent_a
     items = page.locator("#timeline > li")
     items.first.wait_for()
     assert items.count() == 2 and "CEDIES" in items.first.inner_text()
+    newest = items.first.inner_text()   # data items by the contract's names, the legal text in French
+    assert "Prénoms" in newest and "Nom de famille" in newest and "given_names" not in newest
+    ids = [int(t) for t in page.locator("#timeline dd:last-child").all_inner_texts() if t.strip().isdigit()]
+    assert ids == sorted(ids, reverse=True) and len(ids) == 2   # newest first
     for lang in ("fr", "de", "en"):   # every view, every language, signed in
         _language(page, lang)
         page.get_by_role("heading", name=ACCESSES[lang]).wait_for()

@@ -51,7 +51,9 @@ async def test_an_access_names_agency_purpose_fields_and_legal_basis(demo: DemoS
     r = await demo.rest.get("/v1/me/accesses", headers=citizen(demo, a))
     assert r.status_code == 200, r.text
     entry = r.json()["accesses"][0]   # newest first
-    assert entry["agency"] == {"id": "cedies", "name": "CEDIES - aide financière de l'État pour études supérieures"}
+    name = "CEDIES - aide financière de l'État pour études supérieures"
+    assert entry["agency"] == {"id": "cedies", "name": name, "names": {"fr": name, "de": name, "en": name}}
+    assert entry["legalReferenceTitle"]["de"].startswith("Geändertes Gesetz vom 24. Juli 2014, Art. 4")
     assert entry["service"] == "registry.population.v1.PopulationRegistry/GetPerson"
     family = next(f for f in entry["dataFields"] if f["name"] == "family_name")
     assert family["category"] == "NAME"

@@ -179,6 +179,9 @@
 
   function title(obj) { return (obj && (obj[state.lang] || obj.en || obj.fr)) || ""; }
 
+  // An agency by its name in the reader's language when the configuration gives one per language.
+  function agencyName(agency) { return agency ? title(agency.names) || agency.name || "" : ""; }
+
   // "registry.population.v1.PopulationRegistry/GetPerson" -> the register's name in the reader's language.
   function source(service) {
     const m = /^registry\.([a-z_]+)\./.exec(service || "");
@@ -202,12 +205,12 @@
     const article = el("article", { "aria-labelledby": id, class: `access ${outcome} ${kind}` });
     if (kind !== "own") article.append(el("p", { class: `kind ${kind}`, text: t(kind === "check" ? "checkBadge" : "thirdPartyBadge") }));
     const heading = el("h3", { id });
-    heading.append(el("span", { text: a.agency ? a.agency.name : "" }), " ",
+    heading.append(el("span", { text: agencyName(a.agency) }), " ",
       el("time", { datetime: a.time, class: "when", text: when(a.time) }));
     article.append(heading);
     if (outcome === "checked") return renderCheck(a, article);
     if (third) {  // the lookup was about someone else; only this person's fields are listed
-      article.append(el("p", { class: "third-party", text: t("thirdPartyNote", a.agency ? a.agency.name : "") }));
+      article.append(el("p", { class: "third-party", text: t("thirdPartyNote", agencyName(a.agency)) }));
     }
     const dl = el("dl");
     row(dl, "purpose", a.purpose ? (title(a.purpose.title) || a.purpose.code) : "");
@@ -226,7 +229,7 @@
 
   // An agency (or staff) asked whether it could access this person's data: a probe, shown as such.
   function renderCheck(a, article) {
-    const who = a.agency ? a.agency.name : "";
+    const who = agencyName(a.agency);
     article.append(el("p", { text: t("checkNote", who, source(a.service)) }));
     const dl = el("dl");
     row(dl, "purpose", a.purpose ? (title(a.purpose.title) || a.purpose.code) : "");
@@ -238,7 +241,7 @@
   }
 
   function remember(a) {
-    if (a.agency) state.agencies.set(a.agency.id, a.agency.name);
+    if (a.agency) state.agencies.set(a.agency.id, a.agency);
     if (a.purpose) state.purposes.set(a.purpose.code, a.purpose.title);
   }
 
@@ -275,7 +278,7 @@
     const hidden = body.hiddenCount || 0;
     $("hidden-note").hidden = hidden === 0;
     $("hidden-note").textContent = hidden ? t("hidden", hidden) : "";
-    fillSelect($("f-consumer"), state.agencies, (name) => name);
+    fillSelect($("f-consumer"), state.agencies, (agency) => agencyName(agency));
     fillSelect($("f-purpose"), state.purposes, (titles, code) => title(titles) || code);
     say(t("loaded", state.shown));
   }
@@ -334,7 +337,7 @@
 
   function renderConsent(c) {
     const id = `consent-${c.id}`;
-    const who = c.consumerName || c.consumer;
+    const who = title(c.consumerNames) || c.consumerName || c.consumer;
     const article = el("article", { "aria-labelledby": id, class: "consent" });
     article.append(el("h3", { id, text: who }));
     const dl = el("dl");
