@@ -137,6 +137,12 @@ class GatewaySection(_Strict):
     quotas: str = ""
     # /readyz: "all" configured registries must answer their probe, "any" of them, or "ignore-registries".
     readiness: Literal["all", "any", "ignore-registries"] = "all"
+    # Bulk look-ups (gRPC BulkExchange/Lookup, POST /v1/bulk:lookup): items per call, the size of the call
+    # (its own limit, above max_request_bytes), items in flight per call and per consumer over its calls.
+    bulk_max_items: int = Field(default=100_000, ge=1)
+    bulk_max_request_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+    bulk_in_flight: int = Field(default=32, ge=1, le=4096)
+    bulk_consumer_in_flight: int = Field(default=64, ge=1)
 
 
 class WitnessSection(_Strict):
