@@ -13,9 +13,11 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 
 from adapters.registries import FieldMapping, GrpcRegistryAdapter, RestOperationSpec, RestRegistryAdapter
+from adapters.registries.batching import BatchingAdapter
 from adapters.registries.resilience import ResiliencePolicy, ResilientAdapter
 from adapters.stores.consent_cache import CachedConsentStore
 from consent import Policy, Purpose, mandate_from_dict
+from gateway.application.bulk import BulkLookups
 from gateway.application.catalogue import catalogue_binding
 from gateway.application.runtime import Gateway
 from gateway.application.transparency import install_transparency
@@ -38,6 +40,7 @@ from gateway.core.observers import ExchangeObservers
 from gateway.core.pipeline import ExchangePipeline, Registry
 from gateway.core.ports import RegistryAdapter
 from gateway.core.pseudonym import Pseudonymiser
+from gateway.entrypoints.bulk import GRPC_METHOD, REST_PATH, grpc_bulk, rest_bulk
 from gateway.entrypoints.routes_citizen import citizen_routes
 from observability.logs import LoggingObserver, RateLimitedSecurityLog
 
@@ -63,11 +66,17 @@ def _mapping(value: str | FieldMappingSection) -> FieldMapping:
     return FieldMapping(value.path, value.transform, value.currency, dict(value.values))
 
 
-def _adapter(r: RegistrySection, ops: Mapping[str, Operation]) -> RegistryAdapter:
-    """The registry's transport adapter inside its breaker, retries and bulkhead."""
+def _registry(r: RegistrySection, ops: Mapping[str, Operation]) -> Registry:
+    """The registry's transport adapter inside its breaker, retries and bulkhead; where its contract
+    offers batch methods (gRPC), a second one for bulk items that groups them into those methods."""
     policy = ResiliencePolicy(max_concurrency=r.max_concurrency, max_queue=r.max_queue, retries=r.retries,
                               failures_to_open=r.breaker_failures, open_s=r.breaker_open_s)
-    return ResilientAdapter(_transport(r, ops), {op.method: op for op in ops.values()}, policy)
+    by_method = {op.method: op for op in ops.values()}
+    transport = _transport(r, ops)
+    bulk: RegistryAdapter | None = None
+    if isinstance(transport, GrpcRegistryAdapter) and any(op.batch for op in ops.values()):
+        bulk = ResilientAdapter(BatchingAdapter(transport, by_method), by_method, policy)
+    return Registry(r.id, ResilientAdapter(transport, by_method, policy), r.timeout_s, bulk)
 
 
 def _transport(r: RegistrySection, ops: Mapping[str, Operation]) -> RegistryAdapter:
@@ -89,7 +98,7 @@ async def build_gateway(config: Config) -> Gateway:
     for r in config.registries:
         ops = load_operations([r.contract])
         operations.update(ops)
-        registries[r.contract] = Registry(r.id, _adapter(r, ops), r.timeout_s)
+        registries[r.contract] = _registry(r, ops)
     consumers = {(c.issuer, c.client_id): c.id for c in config.consumers}
     verifier = TokenVerifier(
         load_issuers(config), consumers, audience=gw.audience, max_lifetime_s=gw.token_max_lifetime_s,
@@ -122,6 +131,16 @@ async def _catalogue(gateway: Gateway) -> None:
     gateway.bindings.append(catalogue_binding(gateway))
 
 
+async def _bulk(gateway: Gateway) -> None:
+    g = gateway.config.gateway
+    gateway.bulk = BulkLookups(gateway.pipeline, gateway.operations, max_items=g.bulk_max_items,
+                               in_flight=g.bulk_in_flight, consumer_in_flight=g.bulk_consumer_in_flight)
+    gateway.grpc_services.append(grpc_bulk(gateway.bulk))
+    gateway.rest_installers.append(rest_bulk(gateway.bulk))
+    gateway.grpc_message_limits[GRPC_METHOD] = g.bulk_max_request_bytes   # its own, larger limits
+    gateway.rest_body_limits[REST_PATH] = g.bulk_max_request_bytes
+
+
 async def _transparency(gateway: Gateway) -> None:
     await install_transparency(gateway)   # /v1/me/accesses and its proofs
     gateway.rest_installers += citizen_routes(gateway)   # export, demo sign-in (demo mode), the /me/ page
@@ -133,6 +152,7 @@ FEATURES: list[Callable[[Gateway], Awaitable[None]]] = [
     install_security,        # first JWKS fetches, revocations and their admin API, limits, shared quotas
     install_observability,   # metrics + /metrics, front-door spans, ops records + API, readiness
     _catalogue,
+    _bulk,                   # bulk look-ups on both doors: each item a full exchange
     install_audit_feature,   # signed checkpoints (periodic), retention, witnesses, GET /v1/audit/checkpoint(s)
     install_citizen_login,   # [citizen_login]: eID sign-in, sessions, /me/auth/ (before the page's mount)
     _transparency,

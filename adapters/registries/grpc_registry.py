@@ -11,7 +11,7 @@ from google.protobuf.message import Message
 from opentelemetry import trace
 
 from adapters.registries._trace import client_span, outgoing_metadata
-from gateway.core.contracts import Operation
+from gateway.core.contracts import BatchMethod, Operation
 from gateway.core.errors import GatewayError, Reason
 
 __all__ = ["GrpcRegistryAdapter", "map_grpc_error"]
@@ -36,6 +36,9 @@ def _contract_reader(cls: type[Message]) -> Callable[[bytes], Message]:
         return message
 
     return read
+
+
+_CODES = {code.value[0]: code for code in grpc.StatusCode}
 
 
 def map_grpc_error(code: grpc.StatusCode) -> Reason:
@@ -113,6 +116,49 @@ class GrpcRegistryAdapter:
         except grpc.aio.AioRpcError as exc:
             trace.get_current_span().set_attribute("rpc.grpc.status_code", exc.code().value[0])
             raise GatewayError(map_grpc_error(exc.code())) from None
+
+    async def call_batch(
+        self, batch: BatchMethod, requests: Sequence[Message], *, timeout: float, metadata: Sequence[tuple[str, str]]
+    ) -> list[Message | GatewayError]:
+        """One call of a batch method (``batch_of``): each request's answer, or its refusal as the
+        single method would have given it (the item's ``google.rpc.Status`` code, mapped once, here)."""
+        fn = self._callables.get(batch.grpc_path)
+        if fn is None:
+            if self._channel is None:
+                self._channel = grpc.aio.insecure_channel(self._target, options=self._options)
+            fn = self._callables[batch.grpc_path] = self._channel.unary_unary(
+                batch.grpc_path, request_serializer=batch.request_cls.SerializeToString,
+                response_deserializer=_contract_reader(batch.response_cls),
+            )
+        service, _, name = batch.grpc_path[1:].rpartition("/")
+        attributes: dict[str, str | int] = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name,
+                                            "server.address": self._host, "server.port": self._port,
+                                            "passerelle.batch_size": len(requests)}
+        with client_span(f"{service}/{name}", attributes) as span:
+            try:
+                async with asyncio.timeout(timeout), self._limit:
+                    response = await fn(batch.request_cls(**{batch.requests_field: list(requests)}),
+                                        timeout=timeout, metadata=tuple(outgoing_metadata(metadata)))
+            except TimeoutError:
+                raise GatewayError(Reason.REGISTRY_TIMEOUT) from None
+            except grpc.aio.AioRpcError as exc:
+                span.set_attribute("rpc.grpc.status_code", exc.code().value[0])
+                raise GatewayError(map_grpc_error(exc.code())) from None
+            span.set_attribute("rpc.grpc.status_code", 0)
+        results = list(getattr(response, batch.results_field))
+        if len(results) != len(requests):
+            raise GatewayError(Reason.REGISTRY_BAD_RESPONSE, "The batch answer does not hold one result per request")
+        return [self._result(batch, r) for r in results]
+
+    @staticmethod
+    def _result(batch: BatchMethod, result: Message) -> Message | GatewayError:
+        if result.HasField(batch.answer_field):
+            answer: Message = getattr(result, batch.answer_field)
+            return answer
+        if result.HasField(batch.error_field):
+            code = _CODES.get(getattr(result, batch.error_field).code, grpc.StatusCode.UNKNOWN)
+            return GatewayError(map_grpc_error(code))
+        return GatewayError(Reason.REGISTRY_BAD_RESPONSE, "A batch result holds neither an answer nor a status")
 
     async def close(self) -> None:
         if self._channel is not None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from consent import Policy
+from gateway.application.bulk import BulkLookups
 from gateway.application.citizen_login import CitizenLogin
 from gateway.application.service import ServiceBinding
 from gateway.config import Config
@@ -59,10 +60,18 @@ class Gateway:
     observers: ExchangeObservers = field(default_factory=ExchangeObservers)
     #: gRPC server interceptors (telemetry ...), outermost first.
     grpc_interceptors: list[Any] = field(default_factory=list)
+    #: gRPC services a binding cannot serve (server streaming: bulk look-ups), each an ``extra`` of
+    #: ``create_grpc_server``: it registers its handlers on the server and returns their service names.
+    grpc_services: list[Callable[[Any], list[str]]] = field(default_factory=list)
+    #: Request size limits of their own: gRPC methods ("/package.Service/Method") and REST paths -> bytes.
+    grpc_message_limits: dict[str, int] = field(default_factory=dict)
+    rest_body_limits: dict[str, int] = field(default_factory=dict)
     #: Extra readiness facts (per-registry health ...), merged into ``ready()``'s report.
     readiness: list[Callable[[], Awaitable[dict[str, Any]]]] = field(default_factory=list)
     #: The citizens' eID sign-in and sessions, when ``[citizen_login]`` is configured.
     citizen_login: CitizenLogin | None = None
+    #: Bulk look-ups (``BulkExchange/Lookup``, ``POST /v1/bulk:lookup``).
+    bulk: BulkLookups | None = None
 
     async def ready(self) -> dict[str, Any]:
         audit_ok = await self.audit.healthy()
@@ -76,6 +85,8 @@ class Gateway:
         for closer in reversed(self.closers):
             await closer()
         for r in self.registries.values():
+            if r.bulk_adapter is not None:
+                await r.bulk_adapter.close()
             await r.adapter.close()
         await self.audit.close()
         await self.consents.close()

@@ -17,16 +17,18 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
 
-from google.api import annotations_pb2
 from google.protobuf import descriptor_pool, message_factory
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor, ServiceDescriptor
 from google.protobuf.message import Message
 
+from gateway.core.proto_typing import HTTP_OPTION, descriptor_of
+
 __all__ = [
+    "BatchMethod",
     "FieldSpec",
     "NestedSubject",
     "Operation",
@@ -73,6 +75,25 @@ class NestedSubject:
         return f"{self.path}.{self.field}"
 
 
+@dataclass(frozen=True, slots=True)
+class BatchMethod:
+    """A registry rpc answering many requests of one operation at once (the ``batch_of`` option).
+
+    Its request holds ``requests_field``, a repeated field of the operation's request message; its
+    response ``results_field``, a repeated field of a message with a oneof of the operation's
+    response (``answer_field``) and a ``google.rpc.Status`` (``error_field``), in the same order.
+    """
+
+    method: str            # "GetPersons"
+    grpc_path: str         # "/registry.population.v1.PopulationRegistry/GetPersons"
+    request_cls: type[Message]
+    response_cls: type[Message]
+    requests_field: str
+    results_field: str
+    answer_field: str
+    error_field: str
+
+
 @dataclass(frozen=True)
 class Operation:
     service: str           # "registry.population.v1.PopulationRegistry"
@@ -90,6 +111,7 @@ class Operation:
     provider: str
     nested_fields: tuple[FieldSpec, ...] = ()          # fields of nested messages, dotted paths, depth first
     nested_subjects: tuple[NestedSubject, ...] = ()    # persons an answer may disclose besides its subject
+    batch: BatchMethod | None = None                   # the registry's batch method for this one, if any
 
     @property
     def full_name(self) -> str:
@@ -117,7 +139,7 @@ class Operation:
 
     @property
     def request_descriptor(self) -> Descriptor:
-        return self.request_cls.DESCRIPTOR
+        return descriptor_of(self.request_cls)
 
 
 def _enum_suffix(field_options: Any, ext: Any, prefix: str) -> str:
@@ -243,29 +265,65 @@ def unmarked_nested_identifiers(message: Descriptor) -> list[str]:
 
 def _http_rule(method: MethodDescriptor) -> tuple[str, str]:
     mo = method.GetOptions()
-    if not mo.HasExtension(annotations_pb2.http):
+    if not mo.HasExtension(HTTP_OPTION):
         return "", ""
-    rule = mo.Extensions[annotations_pb2.http]
+    rule = mo.Extensions[HTTP_OPTION]
     kind = rule.WhichOneof("pattern")
     if kind in (None, "custom"):
         return "", ""
     return kind.upper(), getattr(rule, kind)
 
 
+def _batch_of(method: MethodDescriptor) -> str:
+    mo = method.GetOptions()
+    ext = options_module().batch_of
+    return str(mo.Extensions[ext]) if mo.HasExtension(ext) else ""
+
+
+def _batch_method(service: ServiceDescriptor, single: MethodDescriptor, batch: MethodDescriptor) -> BatchMethod:
+    """The batch method's shape, checked: a contract that does not follow the convention is refused at start."""
+    where = f"{service.full_name}/{batch.name} (batch_of {single.name})"
+    requests = [f for f in batch.input_type.fields if f.message_type is single.input_type and _repeated(f)]
+    results = [f for f in batch.output_type.fields if f.message_type is not None and _repeated(f)]
+    if len(requests) != 1 or len(results) != 1:
+        raise ValueError(f"{where}: needs one repeated field of {single.input_type.name} and one of results")
+    result = results[0].message_type
+    answer = [f for f in result.fields if f.message_type is single.output_type]
+    error = [f for f in result.fields if f.message_type is not None and f.message_type.full_name == "google.rpc.Status"]
+    if len(answer) != 1 or len(error) != 1:
+        raise ValueError(f"{where}: a result holds {single.output_type.name} or google.rpc.Status")
+    return BatchMethod(
+        batch.name, f"/{service.full_name}/{batch.name}", message_factory.GetMessageClass(batch.input_type),
+        message_factory.GetMessageClass(batch.output_type), requests[0].name, results[0].name, answer[0].name,
+        error[0].name,
+    )
+
+
+def _repeated(f: FieldDescriptor) -> bool:
+    return bool(f.label == FieldDescriptor.LABEL_REPEATED)
+
+
 def load_operations(service_names: list[str]) -> dict[str, Operation]:
-    """Operations of the named services, keyed by ``service/method``. Raises ``KeyError`` if unknown."""
+    """Operations of the named services, keyed by ``service/method``. Raises ``KeyError`` if unknown.
+
+    A batch method (``batch_of``) is no operation of its own: it is the ``batch`` of the one it serves.
+    """
     load_generated_modules()
     pool = descriptor_pool.Default()
     ops: dict[str, Operation] = {}
     for name in service_names:
         service = pool.FindServiceByName(name)
+        batches = {_batch_of(m): m for m in service.methods if _batch_of(m)}
         for method in service.methods:
-            if method.client_streaming or method.server_streaming:
+            if method.client_streaming or method.server_streaming or _batch_of(method):
                 continue
             op = _operation(service, method)
+            if method.name in batches:
+                op = replace(op, batch=_batch_method(service, method, batches[method.name]))
             ops[op.full_name] = op
     return ops
 
 
 def field_descriptor(op: Operation, name: str) -> FieldDescriptor:
-    return op.request_descriptor.fields_by_name[name]
+    field: FieldDescriptor = op.request_descriptor.fields_by_name[name]
+    return field

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -106,15 +106,21 @@ class CallContext:
     dpop_proof: str = ""               # the DPoP header (REST)
     http_method: str = ""
     http_url: str = ""
+    bulk: bool = False                 # an item of a bulk look-up: its records say so (extra["bulk"])
 
 
 @dataclass(frozen=True, slots=True)
 class Registry:
-    """A configured registry: its adapter and the longest it may take."""
+    """A configured registry: its adapter and the longest it may take.
+
+    ``bulk_adapter``, where the contract offers a batch method, serves the items of bulk look-ups:
+    it groups the calls made at about the same time into that method.
+    """
 
     id: str
     adapter: RegistryAdapter
     timeout_s: float
+    bulk_adapter: RegistryAdapter | None = None
 
 
 @dataclass(slots=True)
@@ -229,32 +235,45 @@ class ExchangePipeline:
         started = time.perf_counter()
         with _stage("authenticate"):
             principal = await self.authenticate_async(ctx)
+        return await self.exchange_as(principal, op, request, ctx, started=started)
+
+    async def exchange_as(
+        self, principal: Principal, op: Operation, request: Message, ctx: CallContext, *,
+        started: float | None = None, before_record: Callable[[], Awaitable[None]] | None = None,
+    ) -> Message:
+        """The exchange for a principal already authenticated (a bulk look-up authenticates once).
+
+        ``before_record`` is awaited just before the exchange is recorded, whatever its outcome: a
+        bulk look-up waits there for its turn to write, so that a batch the client left is stopped
+        (cancelled) before any record of an answer that would not be written.
+        """
+        started = time.perf_counter() if started is None else started
         if self._admission is None:
-            return await self._audited(op, request, ctx, principal, started)
+            return await self._audited(op, request, ctx, principal, started, before_record)
         try:
             self._admission.acquire(principal.id, time.monotonic())
         except GatewayError as exc:
             self.record_security_event(exc.reason, ctx.protocol)
             raise
         try:
-            return await self._audited(op, request, ctx, principal, started)
+            return await self._audited(op, request, ctx, principal, started, before_record)
         finally:
             self._admission.release(principal.id)
 
     async def _audited(self, op: Operation, request: Message, ctx: CallContext, principal: Principal,
-                       started: float) -> Message:
+                       started: float, before_record: Callable[[], Awaitable[None]] | None) -> Message:
         trail = _Trail(consumer=principal.id)
         try:
             response = await self._checked_call(op, request, ctx, trail, started)
         except GatewayError as exc:
-            await self._record(op, ctx, trail, exc.reason, started)
+            await self._record(op, ctx, trail, exc.reason, started, before_record)
             raise
         except Exception:
             # A bug or an adapter's unmapped failure is still an exchange: recorded as INTERNAL,
             # then re-raised for the front door to answer INTERNAL (without its text) and log it.
-            await self._record(op, ctx, trail, Reason.INTERNAL, started)
+            await self._record(op, ctx, trail, Reason.INTERNAL, started, before_record)
             raise
-        await self._record(op, ctx, trail, None, started)
+        await self._record(op, ctx, trail, None, started, before_record)
         return response
 
     async def _checked_call(
@@ -276,13 +295,14 @@ class ExchangePipeline:
         registry = self._registries.get(op.service)
         if registry is None:
             raise GatewayError(Reason.UNKNOWN_SERVICE)
+        adapter = registry.bulk_adapter if ctx.bulk and registry.bulk_adapter is not None else registry.adapter
         timeout = self._timeout(registry, ctx, started)
         trail.registry, trail.request_bytes = registry.id, request.ByteSize()
         trail.registry_start_us = int((time.perf_counter() - started) * 1e6)
         try:
             with _stage("adapter call") as span:
                 span.set_attribute("passerelle.registry", registry.id)
-                answer = await registry.adapter.call(op.method, request, timeout=timeout, metadata=ctx.metadata)
+                answer = await adapter.call(op.method, request, timeout=timeout, metadata=ctx.metadata)
         finally:
             trail.registry_end_us = int((time.perf_counter() - started) * 1e6)
         trail.registry_response_bytes = answer.ByteSize()
@@ -388,7 +408,7 @@ class ExchangePipeline:
             subject = self._pseudonymise(d.identifier)
             if not subject or subject == record.subject:
                 continue
-            extra = {"subject_role": SubjectRole.THIRD_PARTY.value, "disclosed_in": d.path}
+            extra = {**record.extra, "subject_role": SubjectRole.THIRD_PARTY.value, "disclosed_in": d.path}
             request_id = third_party_request_id(self._pseudonymise, record.request_id, subject)
             out.append(replace(record, subject=subject, fields=d.fields, consent_id="", case_id="",
                                request_id=request_id, trace_id="", extra=extra))  # fmt: skip
@@ -405,8 +425,11 @@ class ExchangePipeline:
         return timeout
 
     async def _record(
-        self, op: Operation, ctx: CallContext, trail: _Trail, reason: Reason | None, started: float
+        self, op: Operation, ctx: CallContext, trail: _Trail, reason: Reason | None, started: float,
+        before_record: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        if before_record is not None:
+            await before_record()
         outcome = _outcome_of(reason)
         record = AuditRecord(
             time_us=self._clock_us(),
@@ -430,6 +453,7 @@ class ExchangePipeline:
             ai_system=trail.ai_system,
             hidden_until_us=trail.hidden_until_us,
             hidden_reason=trail.hidden_reason,
+            extra={"bulk": "1"} if ctx.bulk else {},
         )
         audit_started = time.perf_counter()
         try:

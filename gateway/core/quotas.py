@@ -165,6 +165,22 @@ class Admission:
     def release(self, consumer: str) -> None:
         self._in_flight[consumer] -= 1
 
+    def would_wait(self, consumer: str, now: float) -> float:
+        """Seconds before ``acquire`` would admit one more request (0.0: now), taking nothing.
+
+        For callers that pace themselves to the quota (a bulk look-up's items) rather than be refused.
+        """
+        q, share = self.quota(consumer), self.share(consumer)
+        if q.max_concurrent and self._in_flight.get(consumer, 0) >= local_concurrency(q.max_concurrent, share):
+            return 0.01
+        bucket = self._buckets.get(consumer)
+        if q.rate_per_s <= 0 or bucket is None:
+            return 0.0
+        wait = bucket.take(now)
+        if not wait:
+            bucket.give_back()
+        return wait
+
 
 class KeyedBuckets:
     """One token bucket per key (a person, a client address), at most ``max_keys`` of them (LRU)."""

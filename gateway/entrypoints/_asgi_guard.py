@@ -10,7 +10,8 @@
 * a body on ``GET`` or ``HEAD`` (a ``Content-Length`` above 0 or any ``Transfer-Encoding``) → 400:
   such a body has no defined meaning, and a proxy may drop or forward it;
 * the body is counted as it arrives, whatever the framing (``Content-Length``, chunked): past
-  ``max_body_bytes`` the read fails with 413 ``REQUEST_TOO_LARGE`` before anything buffers or
+  ``max_body_bytes`` (or the route's own limit, ``body_limits``: the bulk look-up's) the read
+  fails with 413 ``REQUEST_TOO_LARGE`` before anything buffers or
   parses the rest, authenticated or not;
 * any exception that escapes the application becomes 500 ``INTERNAL`` in the error model, without
   its text, and one rate-limited JSON log line; nothing is re-raised to the server (which would log
@@ -19,7 +20,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from gateway.core.errors import GatewayError, Reason
@@ -38,15 +39,18 @@ class FrontDoorGuard:
         max_header_bytes: int,
         max_body_bytes: int,
         on_refusal: Callable[[Reason], None] | None = None,
+        body_limits: Mapping[str, int] | None = None,
     ) -> None:
         self.app, self.max_header_bytes, self.max_body_bytes = app, max_header_bytes, max_body_bytes
         self.on_refusal = on_refusal or (lambda _reason: None)
+        self.body_limits = dict(body_limits or {})   # exact path -> its own body limit
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        refusal = self._header_refusal(scope["headers"]) or _body_framing_refusal(scope)
+        limit = self.body_limits.get(scope.get("path", ""), self.max_body_bytes)
+        refusal = self._header_refusal(scope["headers"], limit) or _body_framing_refusal(scope)
         if refusal is not None:
             self.on_refusal(refusal.reason)
             await problem_response(refusal)(scope, receive, send)
@@ -60,7 +64,7 @@ class FrontDoorGuard:
             await send(message)
 
         try:
-            await self.app(scope, self._counting(receive), tracking_send)
+            await self.app(scope, self._counting(receive, limit), tracking_send)
         except Exception as exc:  # the catch-all: nothing escapes as a traceback or a bare 500
             err = exc if isinstance(exc, GatewayError) else GatewayError(Reason.INTERNAL)
             if not isinstance(exc, GatewayError):
@@ -68,7 +72,7 @@ class FrontDoorGuard:
             if not started:
                 await problem_response(err)(scope, receive, send)
 
-    def _header_refusal(self, headers: list[tuple[bytes, bytes]]) -> GatewayError | None:
+    def _header_refusal(self, headers: list[tuple[bytes, bytes]], max_body_bytes: int) -> GatewayError | None:
         if sum(len(k) + len(v) for k, v in headers) > self.max_header_bytes:
             return GatewayError(Reason.HEADERS_TOO_LARGE)
         names = [k.decode("latin-1") for k, _ in headers]
@@ -83,11 +87,11 @@ class FrontDoorGuard:
                 length = v.strip(b" \t")
                 if not (length.isascii() and length.isdigit()) or len(length) > 20:
                     return GatewayError(Reason.INVALID_ARGUMENT, "Content-Length is not a decimal number")
-                if int(length) > self.max_body_bytes:
+                if int(length) > max_body_bytes:
                     return GatewayError(Reason.REQUEST_TOO_LARGE)
         return None
 
-    def _counting(self, receive: Any) -> Any:
+    def _counting(self, receive: Any, max_body_bytes: int) -> Any:
         seen = 0
 
         async def counted() -> Any:
@@ -95,7 +99,7 @@ class FrontDoorGuard:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_body_bytes:
+                if seen > max_body_bytes:
                     self.on_refusal(Reason.REQUEST_TOO_LARGE)
                     raise GatewayError(Reason.REQUEST_TOO_LARGE)
             return message

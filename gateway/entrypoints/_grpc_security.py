@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import inspect
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -128,8 +128,11 @@ class MessageSizeLimit(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grp
     reach this check and get a reason code; every method is covered, streaming ones message by message.
     """
 
-    def __init__(self, max_request_bytes: int, on_refusal: Callable[[Reason], None]) -> None:
+    def __init__(
+        self, max_request_bytes: int, on_refusal: Callable[[Reason], None], per_method: Mapping[str, int] | None = None
+    ) -> None:
         self.max_request_bytes, self.on_refusal = max_request_bytes, on_refusal
+        self.per_method = dict(per_method or {})   # "/package.Service/Method" -> its own limit (bulk look-ups)
 
     async def intercept_service(
         self,
@@ -139,12 +142,16 @@ class MessageSizeLimit(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grp
         handler = await continuation(details)
         if handler is None:
             return handler
-        return around_call(handler, self._stream_start if handler.request_streaming else self._start)
+        if handler.request_streaming:
+            return around_call(handler, self._stream_start)
+        limit = self.per_method.get(details.method, self.max_request_bytes)
 
-    async def _start(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        if _size(request) > self.max_request_bytes:
-            await self._refuse(context)
-        return request
+        async def start(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            if _size(request) > limit:
+                await self._refuse(context)
+            return request
+
+        return around_call(handler, start)
 
     async def _stream_start(self, requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         async def checked() -> AsyncIterator[Any]:

@@ -15,10 +15,18 @@ from grpc_status import rpc_status
 from gateway.core.errors import DOMAIN, GatewayError, Reason
 from observability.logs import unexpected_errors
 
-__all__ = ["abort_unexpected", "abort_with", "rich_status"]
+__all__ = ["abort_unexpected", "abort_with", "rich_status", "status_message"]
 
 
 def rich_status(err: GatewayError, request_id: str = "") -> grpc.Status:
+    return rpc_status.to_status(status_message(err, request_id))
+
+
+def status_message(err: GatewayError, request_id: str = "") -> status_pb2.Status:
+    """The ``google.rpc.Status`` of a refusal: ErrorInfo (reason, domain, metadata), RetryInfo, RequestInfo.
+
+    A call's status on the gRPC door, and an item's status in a bulk look-up's answers (both doors).
+    """
     info = error_details_pb2.ErrorInfo(reason=str(err.reason), domain=DOMAIN, metadata=err.metadata)
     details = [any_pb2.Any()]
     details[0].Pack(info)
@@ -30,7 +38,7 @@ def rich_status(err: GatewayError, request_id: str = "") -> grpc.Status:
         details.append(any_pb2.Any())
         details[-1].Pack(error_details_pb2.RequestInfo(request_id=request_id))
     code = err.info.grpc.value[0]
-    return rpc_status.to_status(status_pb2.Status(code=code, message=err.detail, details=details))
+    return status_pb2.Status(code=code, message=err.detail, details=details)
 
 
 async def abort_with(context: grpc.aio.ServicerContext[Any, Any], err: GatewayError, request_id: str = "") -> None:

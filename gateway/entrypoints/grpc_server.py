@@ -124,19 +124,23 @@ async def create_grpc_server(
     interceptors: list[grpc.aio.ServerInterceptor] | None = None,
     tls: tuple[grpc.ServerCredentials, int, bool] | None = None,
     bound_ports: dict[str, int] | None = None,
+    method_limits: Mapping[str, int] | None = None,
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """Build and start the server; return it with its bound port and health servicer.
 
     ``tls`` = (credentials, port, keep the plaintext port): adds a TLS port; ``bound_ports``
-    receives ``grpc`` and ``grpc_tls``.
+    receives ``grpc`` and ``grpc_tls``; ``method_limits``: methods with a request size limit of
+    their own ("/package.Service/Method" -> bytes: a bulk look-up's).
     """
     # Innermost: the caller's address is charged (outer interceptors) before its message is judged.
-    size_limit = MessageSizeLimit(max_request_bytes, lambda reason: pipeline.record_security_event(reason, "grpc"))
+    size_limit = MessageSizeLimit(max_request_bytes, lambda reason: pipeline.record_security_event(reason, "grpc"),
+                                  method_limits)
+    ceiling = max(TRANSPORT_MESSAGE_BYTES, max_request_bytes, *(method_limits or {}).values())
     server = grpc.aio.server(
         interceptors=[*(interceptors or ()), size_limit],
         options=[
             # Our limit is MessageSizeLimit's (REQUEST_TOO_LARGE with ErrorInfo); the transport's is a ceiling.
-            ("grpc.max_receive_message_length", max(TRANSPORT_MESSAGE_BYTES, max_request_bytes)),
+            ("grpc.max_receive_message_length", ceiling),
             # Requests are a few hundred bytes; gRPC core inflates a compressed message WHOLE before
             # checking the size limit (a 60 KB gzip bomb costs 60 MB per call in flight). Identity
             # only: a compressed request is refused before inflation, UNIMPLEMENTED with

@@ -31,7 +31,7 @@ from gateway.entrypoints.api_docs import install_api_docs
 from gateway.entrypoints.openapi_schema import message_ref, path_parameters
 from observability.frontdoor import FASTAPI_TELEMETRY_OFF
 
-__all__ = ["PROBLEM_SCHEMA", "SizeLimits", "create_rest_app", "problem_response"]
+__all__ = ["PROBLEM_SCHEMA", "SizeLimits", "create_rest_app", "problem_response", "route_headers"]
 
 _HEADERS = [
     ("x-purpose", True, "Purpose code from the purposes catalogue"),
@@ -78,14 +78,19 @@ def _request_message(op: Operation, request: Request, header_mask: tuple[str, ..
     return rest_message(op.request_cls, path=path, query=[(k, v) for k, v in query if k != "fields"])
 
 
+def route_headers() -> list[dict[str, Any]]:
+    """The exchange headers as OpenAPI parameters (single calls and bulk look-ups)."""
+    return [
+        {"name": name, "in": "header", "required": required, "schema": {"type": "string"}, "description": doc}
+        for name, required, doc in _HEADERS
+    ]
+
+
 def _route_doc(op: Operation) -> dict[str, Any]:
     params = path_parameters(op)
     params.append({"name": "fields", "in": "query", "required": False, "schema": {"type": "string"},
                    "description": "Field mask narrowing the answer (instead of x-fields, not with it)"})
-    params += [
-        {"name": name, "in": "header", "required": required, "schema": {"type": "string"}, "description": doc}
-        for name, required, doc in _HEADERS
-    ]
+    params += route_headers()
     problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
     responses: dict[str, Any] = {
         "200": {"description": "The minimised answer", "content": {"application/json": {"schema": {}}}},
@@ -114,8 +119,10 @@ def create_rest_app(
     max_header_bytes: int = 16 * 1024,
     max_body_bytes: int = 64 * 1024,
     installers: list[Callable[[FastAPI], dict[str, Any]]] | None = None,
+    body_limits: Mapping[str, int] | None = None,
 ) -> FastAPI:
-    """``installers`` add further routes (the gateway's own services) and return their schemas."""
+    """``installers`` add further routes (the gateway's own services) and return their schemas;
+    ``body_limits``: routes (exact paths) with a body limit of their own (the bulk look-up's)."""
     app = FastAPI(
         redirect_slashes=False,  # no redirects of any kind: /x/ and /x%2F are a plain 404
         title=title,
@@ -154,6 +161,7 @@ def create_rest_app(
         max_header_bytes=max_header_bytes,
         max_body_bytes=max_body_bytes,
         on_refusal=lambda reason: pipeline.record_security_event(reason, "rest"),
+        body_limits=body_limits,
     )
     return app
 

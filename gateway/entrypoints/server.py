@@ -114,13 +114,14 @@ async def start_gateway(
     server, bound, health = await create_grpc_server(
         gateway.pipeline, gateway.operations, host=gw_conf.grpc_host,
         port=gw_conf.grpc_port if grpc_port is None else grpc_port, max_request_bytes=gw_conf.max_request_bytes,
-        extra=[install_grpc(gateway.pipeline, gateway.bindings)],
+        method_limits=gateway.grpc_message_limits,
+        extra=[install_grpc(gateway.pipeline, gateway.bindings), *gateway.grpc_services],
         interceptors=[CountingInterceptor(grpc_calls), *gateway.grpc_interceptors],   # outermost: every call
         tls=grpc_tls(config, tls_port), bound_ports=ports,
     )
     app = create_rest_app(
         gateway.pipeline, gateway.operations, ready=gateway.ready, title=gw_conf.name,
-        max_body_bytes=gw_conf.max_request_bytes,
+        max_body_bytes=gw_conf.max_request_bytes, body_limits=gateway.rest_body_limits,
         installers=[install_rest(gateway.pipeline, gateway.bindings, citizen_cookie(gateway)),
                     *gateway.rest_installers],
     )

@@ -9,22 +9,38 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from collections.abc import Iterable
 
 import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool
-from google.protobuf.descriptor import Descriptor
+from google.protobuf.descriptor import Descriptor, ServiceDescriptor
 
 from gateway.core.contracts import load_generated_modules, options_module, unmarked_nested_identifiers
 
 
 def registry_messages() -> list[Descriptor]:
+    """Every registry message but the envelopes of batch methods (``batch_of``): the gateway never
+    answers with one; each item inside is minimised and disclosed as the single method's answer."""
     load_generated_modules()
     package = importlib.import_module("gateway._pb.registry")
     found: list[Descriptor] = []
+    envelopes: set[str] = set()
     for info in pkgutil.walk_packages(package.__path__, prefix="gateway._pb.registry."):
         if info.name.endswith("_pb2"):
-            found += importlib.import_module(info.name).DESCRIPTOR.message_types_by_name.values()
-    return found
+            file = importlib.import_module(info.name).DESCRIPTOR
+            found += file.message_types_by_name.values()
+            envelopes |= batch_envelopes(file.services_by_name.values())
+    return [m for m in found if m.full_name not in envelopes]
+
+
+def batch_envelopes(services: Iterable[ServiceDescriptor]) -> set[str]:
+    batch_of = options_module().batch_of
+    out: set[str] = set()
+    for method in (m for s in services for m in s.methods):
+        if method.GetOptions().HasExtension(batch_of):
+            out |= {method.input_type.full_name, method.output_type.full_name}
+            out |= {f.message_type.full_name for f in method.output_type.fields if f.message_type is not None}
+    return out
 
 
 MESSAGES = registry_messages()
