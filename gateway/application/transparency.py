@@ -115,7 +115,7 @@ def access_message(e: AccessEntry) -> pb.Access:
         legal_basis_title=e.legal_basis_title, legal_reference=e.legal_reference, consent_id=e.consent_id,
         outcome=e.outcome, reason=e.reason, reason_title=e.reason_title, ai_system=e.ai_system,
         record_hash=e.record_hash, subject_role=e.subject_role,
-        legal_reference_title=_localised(e.legal_reference_title),
+        legal_reference_title=_localised(e.legal_reference_title), bulk=e.bulk,
     )  # fmt: skip
 
 

@@ -101,6 +101,7 @@ class AccessEntry:
     data_field_names: tuple[Mapping[str, str], ...] = ()   # beside data_fields: each one's {fr, de, en}
     agency_names: Mapping[str, str] = field(default_factory=dict)             # {fr, de, en}
     legal_reference_title: Mapping[str, str] = field(default_factory=dict)    # {fr, de, en}, where configured
+    bulk: bool = False                  # one item of a bulk look-up (the record's extra["bulk"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +166,7 @@ def entry_of(stored: StoredAuditRecord, cat: Catalogue) -> AccessEntry:
         data_field_names=tuple(names.get(prefix + f, {}) for f in r.fields),
         agency_names=dict(cat.agency_names.get(r.consumer, {})),
         legal_reference_title=dict(cat.legal_references.get(r.legal_reference, {})),
+        bulk=r.extra.get("bulk") == "1",
     )  # fmt: skip
 
 

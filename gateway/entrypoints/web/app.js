@@ -220,6 +220,7 @@
     row(dl, "legalReference", title(a.legalReferenceTitle) || a.legalReference);
     row(dl, "consent", a.consentId);
     row(dl, "outcome", el("span", { class: `badge ${outcome}`, text: t(outcome) }));
+    row(dl, "processing", a.bulk ? t("bulkProcessing") : "");   // one of many subjects looked up in one call
     row(dl, "reason", a.reason ? reasonText(a.reason) : "");
     row(dl, "ai", a.aiSystem);
     row(dl, "recordId", a.id);

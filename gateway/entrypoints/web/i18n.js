@@ -156,18 +156,21 @@ window.PASSERELLE_I18N = {
     fr: {
       source: "Source", eidSignin: "Se connecter avec mon identité électronique (eID)", eidNote: "Connectez-vous avec votre identité électronique nationale.",
       checkBadge: "Vérification d'accès", thirdPartyBadge: "Concernant une autre personne",
+      processing: "Traitement", bulkProcessing: "Traitement en masse (plusieurs personnes consultées en un appel)",
       confirmTitle: "Retirer ce consentement ?", confirmYes: "Oui, retirer", confirmNo: "Annuler",
       confirmText: (who, purpose) => `Dès maintenant, ${who} ne pourra plus obtenir vos données pour la finalité « ${purpose} » sans un nouveau consentement. Les consultations déjà faites restent inscrites.`,
     },
     de: {
       source: "Quelle", eidSignin: "Mit meiner elektronischen Identität (eID) anmelden", eidNote: "Melden Sie sich mit Ihrer nationalen elektronischen Identität an.",
       checkBadge: "Prüfung der Zugriffsberechtigung", thirdPartyBadge: "Betrifft eine andere Person",
+      processing: "Verarbeitung", bulkProcessing: "Massenverarbeitung (mehrere Personen in einem Abruf)",
       confirmTitle: "Diese Einwilligung widerrufen?", confirmYes: "Ja, widerrufen", confirmNo: "Abbrechen",
       confirmText: (who, purpose) => `Ab sofort kann ${who} Ihre Daten für den Zweck „${purpose}“ ohne neue Einwilligung nicht mehr abrufen. Bereits erfolgte Abrufe bleiben festgehalten.`,
     },
     en: {
       source: "Source", eidSignin: "Sign in with my electronic identity (eID)", eidNote: "Sign in with your national electronic identity.",
       checkBadge: "Access check", thirdPartyBadge: "About another person",
+      processing: "Processing", bulkProcessing: "Bulk processing (many people looked up in one call)",
       confirmTitle: "Withdraw this consent?", confirmYes: "Yes, withdraw", confirmNo: "Cancel",
       confirmText: (who, purpose) => `From now on, ${who} can no longer obtain your data for the purpose “${purpose}” without a new consent. Lookups already made stay recorded.`,
     },
