@@ -68,9 +68,10 @@ def item_message(result: ItemAnswer, request_id: str) -> bulk_pb2.BulkLookupItem
 
 def item_json(item: bulk_pb2.BulkLookupItem) -> dict[str, Any]:
     """proto3 JSON of an item; ``index`` and ``status`` are always there (also 0 and OK)."""
-    out: dict[str, Any] = json_format.MessageToDict(item)
-    out["index"] = item.index
-    out["status"] = json_format.MessageToDict(item.status, always_print_fields_with_no_presence=True)
+    out: dict[str, Any] = {"index": item.index,
+                           "status": json_format.MessageToDict(item.status, always_print_fields_with_no_presence=True)}
+    if item.HasField("answer"):
+        out["answer"] = json_format.MessageToDict(item.answer)
     return out
 
 
