@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Collection
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, StatusCode
 
 from observability.metrics import GatewayMetrics
+
+_Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"   # a string: grpc's runtime class is not generic
 
 __all__ = ["FASTAPI_TELEMETRY_OFF", "AsgiTelemetry", "GrpcServerTelemetry"]
 
@@ -46,7 +48,7 @@ def _status_name(code: Any) -> str:
     return "OK" if code is None else "UNKNOWN"
 
 
-class GrpcServerTelemetry(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc ships no type information: its base classes are Any
+class GrpcServerTelemetry(grpc.aio.ServerInterceptor):
     """SERVER span + ``rpc.server.call.duration`` per unary call.
 
     ``known`` gives the "/pkg.Service/Method" paths served; it is read at the
@@ -58,15 +60,15 @@ class GrpcServerTelemetry(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # 
     ) -> None:
         self._known_source = known
         self._known: frozenset[str] | None = None
-        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}   # per method, built once
+        self._wrapped: dict[str, _Handler] = {}   # per method, built once
         self._metrics = metrics
         self._system = system
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[_Handler | None]],
         details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> _Handler | None:
         handler = await continuation(details)
         if handler is None or handler.unary_unary is None:
             return handler

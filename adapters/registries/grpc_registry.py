@@ -13,6 +13,7 @@ from opentelemetry import trace
 from adapters.registries._trace import client_span, outgoing_metadata
 from gateway.core.contracts import BatchMethod, Operation
 from gateway.core.errors import GatewayError, Reason
+from gateway.core.proto_typing import discard_unknown_fields
 
 __all__ = ["GrpcRegistryAdapter", "map_grpc_error"]
 
@@ -32,7 +33,7 @@ def _contract_reader(cls: type[Message]) -> Callable[[bytes], Message]:
 
     def read(raw: bytes) -> Message:
         message = cls.FromString(raw)
-        message.DiscardUnknownFields()
+        discard_unknown_fields(message)
         return message
 
     return read

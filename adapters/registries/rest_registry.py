@@ -24,6 +24,7 @@ from opentelemetry import trace
 from adapters.registries._trace import client_span, outgoing_metadata
 from gateway.core.contracts import Operation
 from gateway.core.errors import GatewayError, Reason
+from gateway.core.proto_typing import discard_unknown_fields
 from gateway.core.strict_json import loads_strict
 
 __all__ = ["FieldMapping", "RestOperationSpec", "RestRegistryAdapter"]
@@ -138,7 +139,7 @@ class RestRegistryAdapter:
                                   ignore_unknown_fields=True)
         except (ValueError, KeyError, TypeError, InvalidOperation, json_format.ParseError):
             raise GatewayError(Reason.REGISTRY_BAD_RESPONSE) from None
-        message.DiscardUnknownFields()
+        discard_unknown_fields(message)
         return message
 
     async def close(self) -> None:

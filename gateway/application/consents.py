@@ -60,7 +60,7 @@ class _Consents:
 
     def record(self, c: Consent, policy: Policy, now_us: int) -> pb.ConsentRecord:
         purpose = policy.purposes.get(c.purpose)
-        status = pb.ConsentStatus.Value(f"CONSENT_STATUS_{consent_status(c, now_us)}")
+        status = f"CONSENT_STATUS_{consent_status(c, now_us)}"   # the enum value by its name
         return pb.ConsentRecord(
             id=c.id,
             consumer=c.consumer,

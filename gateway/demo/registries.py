@@ -33,7 +33,7 @@ import socket
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import grpc
 import uvicorn
@@ -209,12 +209,12 @@ def to_company_message(company: Company) -> business_pb2.Company:
 # --- gRPC registries --------------------------------------------------------------------------
 
 
-async def _abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:
+async def _abort(context: grpc.aio.ServicerContext[Any, Any], code: grpc.StatusCode, message: str) -> NoReturn:
     await context.abort(code, message)
     raise AssertionError("unreachable: context.abort raises")
 
 
-async def _grpc_faults(faults: Faults, context: grpc.aio.ServicerContext) -> None:
+async def _grpc_faults(faults: Faults, context: grpc.aio.ServicerContext[Any, Any]) -> None:
     await faults.wait()
     if faults.should_fail():
         await _abort(context, grpc.StatusCode.UNAVAILABLE, "registry temporarily unavailable")
@@ -225,7 +225,7 @@ class _PopulationRegistry(population_pb2_grpc.PopulationRegistryServicer):
         self._data, self._faults = data, faults
 
     async def GetPerson(
-        self, request: population_pb2.GetPersonRequest, context: grpc.aio.ServicerContext
+        self, request: population_pb2.GetPersonRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> population_pb2.Person:
         await _grpc_faults(self._faults, context)
         problem = national_id_problem(request.national_id)
@@ -237,7 +237,7 @@ class _PopulationRegistry(population_pb2_grpc.PopulationRegistryServicer):
         return to_person_message(person, self._data)
 
     async def GetPersons(
-        self, request: population_pb2.GetPersonsRequest, context: grpc.aio.ServicerContext
+        self, request: population_pb2.GetPersonsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> population_pb2.GetPersonsResponse:
         """The batch method: one result per request, each what GetPerson would have answered."""
         await _grpc_faults(self._faults, context)
@@ -260,7 +260,7 @@ class _BusinessRegistry(business_pb2_grpc.BusinessRegistryServicer):
         self._data, self._faults = data, faults
 
     async def GetCompany(
-        self, request: business_pb2.GetCompanyRequest, context: grpc.aio.ServicerContext
+        self, request: business_pb2.GetCompanyRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> business_pb2.Company:
         await _grpc_faults(self._faults, context)
         problem = rcs_number_problem(request.rcs_number)

@@ -17,14 +17,14 @@ proxy that uvicorn trusts (``forwarded_allow_ips``, 127.0.0.1 by default).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import grpc
 
 from gateway.core.errors import GatewayError, Reason
 from gateway.core.quotas import AddressQuotas, refund_when_authenticated, refunds_ended
-from gateway.entrypoints._grpc_security import around_call
+from gateway.entrypoints._grpc_security import Continuation, Handler, around_call
 from gateway.entrypoints._grpc_status import abort_with
 from gateway.entrypoints._problem import problem_response
 
@@ -78,7 +78,7 @@ class AsgiAddressLimits:
                 self.quotas.failed(address, self.clock())
 
 
-class GrpcAddressLimits(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc ships no type information: its base classes are Any
+class GrpcAddressLimits(grpc.aio.ServerInterceptor):
     """The same limits on the gRPC door, for every method and kind (unary and streaming)."""
 
     def __init__(self, quotas: AddressQuotas, *, clock: Clock, on_refusal: OnRefusal) -> None:
@@ -86,9 +86,9 @@ class GrpcAddressLimits(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # gr
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Continuation,
         details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> Handler | None:
         handler = await continuation(details)
         if handler is None:
             return handler

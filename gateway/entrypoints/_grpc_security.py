@@ -8,7 +8,7 @@ import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
 
@@ -18,8 +18,13 @@ from gateway.core.pipeline import CallContext, ExchangePipeline
 from gateway.entrypoints._context import binary_variant, repeated_single_valued
 from gateway.entrypoints._grpc_status import abort_with
 
-__all__ = ["MAX_METADATA_BYTES", "TRANSPORT_MESSAGE_BYTES", "TRANSPORT_METADATA_BYTES", "MessageSizeLimit",
-           "admit_grpc_call", "around_call", "grpc_tls", "peer_cert_sha256", "server_credentials"]
+__all__ = ["MAX_METADATA_BYTES", "TRANSPORT_MESSAGE_BYTES", "TRANSPORT_METADATA_BYTES", "Continuation", "Handler",
+           "MessageSizeLimit", "admit_grpc_call", "around_call", "grpc_tls", "peer_cert_sha256", "server_credentials"]
+
+#: A method handler of the generic (bytes in, bytes out) kind we register, and an interceptor's next step.
+#: (Strings: grpc's runtime classes are not generic; the types are its stubs'.)
+Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
+Continuation: TypeAlias = "Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]]"
 
 #: Our own cap on a call's metadata, answered HEADERS_TOO_LARGE in the error model (as on REST).
 MAX_METADATA_BYTES = 16 * 1024
@@ -46,8 +51,8 @@ def _thumbprint(pem: bytes) -> str:
 
 def peer_cert_sha256(context: grpc.aio.ServicerContext[Any, Any]) -> str:
     """``x5t#S256`` of the verified client certificate, or '' on a connection without one."""
-    pems = context.auth_context().get("x509_pem_cert")
-    return _thumbprint(pems[0]) if pems else ""
+    pem = next(iter(context.auth_context().get("x509_pem_cert", ())), None)
+    return _thumbprint(pem) if pem else ""
 
 
 def admit_grpc_call(pipeline: ExchangePipeline, context: grpc.aio.ServicerContext[Any, Any], ctx: CallContext) -> None:
@@ -80,10 +85,16 @@ def grpc_tls(config: Any, port: int | None = None) -> tuple[grpc.ServerCredentia
 
 Start = Callable[[Any, "grpc.aio.ServicerContext[Any, Any]"], Awaitable[Any]]
 End = Callable[["grpc.aio.ServicerContext[Any, Any]"], None]
-_BEHAVIOURS = ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
+#: (request streaming, response streaming) -> the handler's behaviour, and the grpc factory of such handlers.
+_BEHAVIOURS = {(False, False): "unary_unary", (False, True): "unary_stream", (True, False): "stream_unary",
+               (True, True): "stream_stream"}
+_HANDLER_OF: dict[tuple[bool, bool], Callable[..., Handler]] = {
+    (False, False): grpc.unary_unary_rpc_method_handler, (False, True): grpc.unary_stream_rpc_method_handler,
+    (True, False): grpc.stream_unary_rpc_method_handler, (True, True): grpc.stream_stream_rpc_method_handler,
+}
 
 
-def around_call(handler: grpc.RpcMethodHandler, start: Start, end: End | None = None) -> grpc.RpcMethodHandler:
+def around_call(handler: Handler, start: Start, end: End | None = None) -> Handler:
     """``handler`` with ``request = await start(request, context)`` before its behaviour and ``end(context)``
     after it, whatever its kind: unary, server streaming (a coroutine or an async generator), client
     streaming (``start`` then gets the request iterator)."""
@@ -114,14 +125,18 @@ def around_call(handler: grpc.RpcMethodHandler, start: Start, end: End | None = 
 
         return called
 
-    return handler._replace(**{name: wrap(getattr(handler, name)) for name in _BEHAVIOURS})
+    kind = (handler.request_streaming, handler.response_streaming)
+    behaviour = wrap(getattr(handler, _BEHAVIOURS[kind]))
+    if behaviour is None:
+        return handler
+    return _HANDLER_OF[kind](behaviour, handler.request_deserializer, handler.response_serializer)
 
 
 def _size(message: Any) -> int:
     return len(message) if isinstance(message, bytes) else int(message.ByteSize())
 
 
-class MessageSizeLimit(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc ships no type information: its base classes are Any
+class MessageSizeLimit(grpc.aio.ServerInterceptor):
     """``max_request_bytes`` per request message, refused REQUEST_TOO_LARGE in the error model (as REST's 413).
 
     The transport's own cap is the higher ``TRANSPORT_MESSAGE_BYTES``, so that messages between the two
@@ -136,9 +151,9 @@ class MessageSizeLimit(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grp
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Continuation,
         details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> Handler | None:
         handler = await continuation(details)
         if handler is None:
             return handler

@@ -26,6 +26,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
 from gateway.core.errors import GatewayError, Reason
+from gateway.core.proto_typing import descriptor_of
 from gateway.core.strict_json import StrictJsonError, loads_strict
 
 __all__ = ["check_json_media", "json_body", "parse_body", "rest_message"]
@@ -160,7 +161,7 @@ def rest_message(
     body: Mapping[str, Any] | None = None,
 ) -> Message:
     """The request message for ``path`` variables, ``query`` pairs and an optional JSON ``body`` object."""
-    desc = req_cls.DESCRIPTOR
+    desc = descriptor_of(req_cls)
     fields = _field_by_any_name(desc)
     for name, text in path.items():
         _scalar_text(desc.fields_by_name[name], text)

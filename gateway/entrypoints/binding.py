@@ -15,7 +15,6 @@ from typing import Any
 
 import grpc
 from fastapi import FastAPI, Request, Response
-from google.api import annotations_pb2
 from google.protobuf import json_format, message_factory
 from google.protobuf.descriptor import MethodDescriptor
 from google.protobuf.message import Message
@@ -24,9 +23,10 @@ from gateway.application.service import Access, Call, ServiceBinding
 from gateway.core.auth import Principal
 from gateway.core.errors import GatewayError, Reason
 from gateway.core.pipeline import CallContext, ExchangePipeline
+from gateway.core.proto_typing import HTTP_OPTION, discard_unknown_fields
 from gateway.entrypoints._citizen_cookie import CitizenCookie
 from gateway.entrypoints._context import call_context, echo_id, refuse_bad_request_id
-from gateway.entrypoints._grpc_security import admit_grpc_call
+from gateway.entrypoints._grpc_security import Handler, admit_grpc_call
 from gateway.entrypoints._grpc_status import abort_unexpected, abort_with
 from gateway.entrypoints._problem import problem_response
 from gateway.entrypoints._request_url import request_url
@@ -49,7 +49,7 @@ async def _authorise(pipeline: ExchangePipeline, access: Access, ctx: CallContex
 # --- gRPC ----------------------------------------------------------------------------------------
 
 
-def _grpc_handler(pipeline: ExchangePipeline, b: ServiceBinding, m: MethodDescriptor) -> grpc.RpcMethodHandler:
+def _grpc_handler(pipeline: ExchangePipeline, b: ServiceBinding, m: MethodDescriptor) -> Handler:
     req_cls = message_factory.GetMessageClass(m.input_type)
     handler, access = b.handlers[m.name], b.access[m.name]
 
@@ -62,7 +62,7 @@ def _grpc_handler(pipeline: ExchangePipeline, b: ServiceBinding, m: MethodDescri
             principal = await _authorise(pipeline, access, ctx)
             request = parse_request(req_cls, raw)
             response = await handler(request, Call(principal, ctx))
-            response.DiscardUnknownFields()
+            discard_unknown_fields(response)
             wire: bytes = response.SerializeToString()  # protobuf ships no type information
             return wire
         except GatewayError as err:
@@ -91,9 +91,9 @@ def install_grpc(pipeline: ExchangePipeline, bindings: list[ServiceBinding]) -> 
 
 def _http_rule(m: MethodDescriptor) -> tuple[str, str, str]:
     opts = m.GetOptions()
-    if not opts.HasExtension(annotations_pb2.http):
+    if not opts.HasExtension(HTTP_OPTION):
         return "", "", ""
-    rule = opts.Extensions[annotations_pb2.http]
+    rule = opts.Extensions[HTTP_OPTION]
     kind = rule.WhichOneof("pattern")
     if kind in (None, "custom"):
         return "", "", ""
@@ -138,7 +138,7 @@ def _rest_endpoint(
             response = await handler(message, Call(principal, ctx))
         except GatewayError as err:
             return problem_response(err, echo_id(ctx))
-        response.DiscardUnknownFields()
+        discard_unknown_fields(response)
         body = json_format.MessageToJson(
             response, indent=None, ensure_ascii=False, always_print_fields_with_no_presence=b.print_defaults
         )

@@ -27,6 +27,7 @@ from gateway._pb.passerelle.gateway.v1 import bulk_pb2
 from gateway.application.bulk import BulkLookups, ClientGone, ItemAnswer, Order
 from gateway.core.contracts import Operation
 from gateway.core.errors import GatewayError, Reason
+from gateway.core.proto_typing import discard_unknown_fields
 from gateway.entrypoints._context import call_context, echo_id
 from gateway.entrypoints._grpc_security import admit_grpc_call
 from gateway.entrypoints._grpc_status import abort_unexpected, abort_with, status_message
@@ -60,7 +61,7 @@ def item_message(result: ItemAnswer, request_id: str) -> bulk_pb2.BulkLookupItem
         item.status.CopyFrom(status_message(result.error, request_id))
         return item
     assert result.answer is not None
-    result.answer.DiscardUnknownFields()   # what leaves is what the audit lists, whatever the adapter kept
+    discard_unknown_fields(result.answer)   # what leaves is what the audit lists, whatever the adapter kept
     item.status.CopyFrom(status_pb2.Status(code=0))
     item.answer.Pack(result.answer)
     return item

@@ -8,7 +8,7 @@ Handlers receive raw bytes so that a malformed message is answered
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from google.protobuf.message import DecodeError, Message
@@ -18,10 +18,12 @@ from grpc_reflection.v1alpha import reflection
 from gateway.core.contracts import Operation
 from gateway.core.errors import GatewayError, Reason
 from gateway.core.pipeline import ExchangePipeline
+from gateway.core.proto_typing import discard_unknown_fields
 from gateway.entrypoints._context import call_context, echo_id
 from gateway.entrypoints._grpc_security import (
     TRANSPORT_MESSAGE_BYTES,
     TRANSPORT_METADATA_BYTES,
+    Handler,
     MessageSizeLimit,
     admit_grpc_call,
 )
@@ -34,17 +36,20 @@ __all__ = ["abort_unexpected", "abort_with", "create_grpc_server", "parse_reques
 _IDENTITY_ONLY = 1
 
 
-def parse_request(cls: type[Message], raw: bytes) -> Message:
+_M = TypeVar("_M", bound=Message)
+
+
+def parse_request(cls: type[_M], raw: bytes) -> _M:
     """The caller's message with fields unknown to our contract dropped: they reach no registry."""
     try:
         message = cls.FromString(raw)
     except (DecodeError, RecursionError):
         raise GatewayError(Reason.INVALID_ARGUMENT, "The request is not a valid protobuf message") from None
-    message.DiscardUnknownFields()
+    discard_unknown_fields(message)
     return message
 
 
-def _exchange_handler(pipeline: ExchangePipeline, op: Operation) -> grpc.RpcMethodHandler:
+def _exchange_handler(pipeline: ExchangePipeline, op: Operation) -> Handler:
     async def handle(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
         md = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
         ctx = call_context("grpc", md.get, context.time_remaining())
@@ -54,7 +59,7 @@ def _exchange_handler(pipeline: ExchangePipeline, op: Operation) -> grpc.RpcMeth
             admit_grpc_call(pipeline, context, ctx)
             request = parse_request(op.request_cls, raw)
             response = await pipeline.exchange(op, request, ctx)
-            response.DiscardUnknownFields()   # what leaves is what the audit lists, whatever the adapter kept
+            discard_unknown_fields(response)   # what leaves is what the audit lists, whatever the adapter kept
             wire: bytes = response.SerializeToString()  # protobuf ships no type information
             return wire
         except GatewayError as err:
@@ -66,10 +71,10 @@ def _exchange_handler(pipeline: ExchangePipeline, op: Operation) -> grpc.RpcMeth
     return grpc.unary_unary_rpc_method_handler(handle)
 
 
-class _UnknownService(grpc.GenericRpcHandler):  # type: ignore[misc]  # grpc ships no type information: its base classes are Any
+class _UnknownService(grpc.GenericRpcHandler):
     """Answers any method we do not serve with UNKNOWN_SERVICE in the same error model."""
 
-    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> Handler | None:
         async def handle(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
             await abort_with(context, GatewayError(Reason.UNKNOWN_SERVICE))
             return b""
@@ -151,7 +156,7 @@ async def create_grpc_server(
             ("grpc.so_reuseport", 1),
         ]
     )
-    by_service: dict[str, dict[str, grpc.RpcMethodHandler]] = {}
+    by_service: dict[str, dict[str, Handler]] = {}
     for op in operations.values():
         by_service.setdefault(op.service, {})[op.method] = _exchange_handler(pipeline, op)
     server.add_generic_rpc_handlers(

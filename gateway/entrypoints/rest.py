@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse
 from gateway.core.contracts import Operation
 from gateway.core.errors import GatewayError, Reason
 from gateway.core.pipeline import ExchangePipeline
+from gateway.core.proto_typing import descriptor_of, discard_unknown_fields
 from gateway.entrypoints._asgi_guard import FrontDoorGuard
 from gateway.entrypoints._context import call_context, echo_id
 from gateway.entrypoints._problem import PROBLEM_SCHEMA, problem_response
@@ -60,7 +61,7 @@ def _endpoint(pipeline: ExchangePipeline, op: Operation) -> Callable[[Request], 
             answer = await pipeline.exchange(op, message, ctx)
         except GatewayError as err:
             return problem_response(err, echo_id(ctx))
-        answer.DiscardUnknownFields()   # what leaves is what the audit lists, whatever the adapter kept
+        discard_unknown_fields(answer)   # what leaves is what the audit lists, whatever the adapter kept
         body = json_format.MessageToJson(answer, indent=None, ensure_ascii=False)
         return Response(body, media_type="application/json", headers={"x-request-id": echo_id(ctx)})
 
@@ -138,7 +139,7 @@ def create_rest_app(
             continue
         doc = _route_doc(op)
         doc["responses"]["200"]["content"]["application/json"]["schema"] = message_ref(
-            op.response_cls.DESCRIPTOR, components
+            descriptor_of(op.response_cls), components
         )
         app.add_api_route(
             op.http_path,

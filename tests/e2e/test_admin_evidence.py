@@ -38,7 +38,7 @@ async def call(demo: DemoStack, door: str, method: str, **body: object) -> tuple
         r = await demo.rest.post(path, json=camel, headers={"authorization": f"Bearer {admin_token(demo)}"})
         return r.status_code, r.json()
     stub = grpc_stub(revocations_pb2_grpc.RevocationsStub, demo.channel)
-    request = {"Revoke": pb.RevokeRequest, "Reinstate": pb.ReinstateRequest}[method](**body)  # type: ignore[arg-type]
+    request = {"Revoke": pb.RevokeRequest, "Reinstate": pb.ReinstateRequest}[method](**body)
     try:
         answer = await getattr(stub, method)(request, metadata=(("authorization", f"Bearer {admin_token(demo)}"),))
     except grpc.aio.AioRpcError as err:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import cast
 
 import grpc
 import pytest
@@ -40,7 +41,7 @@ def taxpayer(demo: DemoStack, year: int = 2024) -> str:
 
 
 def error_info(err: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
-    status = rpc_status.from_call(err)
+    status = rpc_status.from_call(cast(grpc.Call, err))  # an AioRpcError has the trailers, code and details it reads
     assert status is not None, "no google.rpc.Status in trailers"
     for detail in status.details:
         if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
@@ -184,7 +185,9 @@ async def test_malformed_rcs_number_is_refused(demo: DemoStack) -> None:
 async def test_unknown_path_and_method_are_unknown_service(demo: DemoStack) -> None:
     r = await demo.rest.get("/v1/nothing/here", headers=demo.headers())
     assert (r.status_code, r.json()["reason"]) == (404, "UNKNOWN_SERVICE")
-    call = demo.channel.unary_unary("/registry.vehicles.v1.VehicleRegistry/GetVehicle")
+    call: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = demo.channel.unary_unary(
+        "/registry.vehicles.v1.VehicleRegistry/GetVehicle"
+    )
     with pytest.raises(grpc.aio.AioRpcError) as exc:
         await call(b"", metadata=demo.metadata())
     assert exc.value.code() == grpc.StatusCode.UNIMPLEMENTED
@@ -192,7 +195,9 @@ async def test_unknown_path_and_method_are_unknown_service(demo: DemoStack) -> N
 
 
 async def test_malformed_protobuf_bytes_are_invalid_argument(demo: DemoStack) -> None:
-    call = demo.channel.unary_unary("/registry.population.v1.PopulationRegistry/GetPerson")
+    call: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = demo.channel.unary_unary(
+        "/registry.population.v1.PopulationRegistry/GetPerson"
+    )
     with pytest.raises(grpc.aio.AioRpcError) as exc:
         await call(b"\xff\xff\xff\xff", metadata=demo.metadata())
     assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT

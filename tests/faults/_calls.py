@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import cast
 
 import grpc
 import httpx
@@ -27,7 +28,7 @@ class Seen:
 
 
 def _reason(err: grpc.aio.AioRpcError) -> str:
-    status = rpc_status.from_call(err)
+    status = rpc_status.from_call(cast(grpc.Call, err))  # an AioRpcError has the trailers, code and details it reads
     if status is None:
         return f"transport:{err.code().name}"
     for detail in status.details:

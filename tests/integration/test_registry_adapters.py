@@ -11,6 +11,7 @@ import pytest
 import pytest_asyncio
 
 from adapters.registries import FieldMapping, GrpcRegistryAdapter, RestOperationSpec, RestRegistryAdapter
+from gateway._pb.registry.tax.v1 import tax_pb2
 from gateway.core.contracts import Operation, load_operations
 from gateway.core.errors import GatewayError, Reason
 from gateway.demo.data import DemoData, generate
@@ -100,6 +101,7 @@ async def test_rest_dialect_is_mapped_onto_the_contract(registries: Registries) 
         await adapter.close()
     record = registries.data.income(nid, year)
     assert record is not None
+    assert isinstance(cert, tax_pb2.IncomeCertificate)
     assert (cert.national_id, cert.fiscal_year, cert.taxable_income.currency_code) == (nid, year, "EUR")
     assert cert.taxable_income.units * 100 + cert.taxable_income.nanos // 10_000_000 == record.taxable_income_cents
 

@@ -21,6 +21,7 @@ from google.protobuf.message import Message
 from gateway.bootstrap import resolve_demo_addresses
 from gateway.config import ConsumerSection, TlsSection, load_config
 from gateway.core.pipeline import Registry
+from gateway.core.ports import RegistryAdapter
 from gateway.demo.data import DemoData, generate
 from gateway.demo.registries import start_grpc_registry, start_tax_registry
 from gateway.demo.setup import DEMO_AUDIENCE, DEMO_ISSUERS, ensure_demo
@@ -35,7 +36,7 @@ PROCUREMENT_QUOTA = {"rate_per_s": 0.5, "burst": 3, "max_concurrent": 2}
 class CountingRegistry:
     """Wraps a registry adapter and counts the calls that reach it."""
 
-    inner: Any
+    inner: RegistryAdapter
     calls: int = 0
 
     async def call(

@@ -12,7 +12,7 @@ import hmac
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import pytest
@@ -97,7 +97,7 @@ TOKEN_ATTACKS: list[tuple[str, Callable[[SecurityStack], str], str]] = [
 
 
 def reason_of(err: grpc.aio.AioRpcError) -> str:
-    status = rpc_status.from_call(err)
+    status = rpc_status.from_call(cast(grpc.Call, err))  # an AioRpcError has the trailers, code and details it reads
     assert status is not None, f"no rich status: {err.code()} {err.details()} {err.trailing_metadata()}"
     for detail in status.details:
         if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):

@@ -142,7 +142,7 @@ def test_malformed_protobuf_bytes_are_invalid_argument(threaded: ThreadedStack, 
     if "Revocations" in method:
         token = demo_token(threaded.data_dir, issuer_id="demo-staff", subject="admin", scope="admin")
     with grpc.insecure_channel(f"127.0.0.1:{threaded.grpc_port}") as channel:
-        call = channel.unary_unary(method)
+        call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(method)
         with pytest.raises(grpc.RpcError) as exc:
             call(
                 b"\xff\xff\xff\xff\x0f",

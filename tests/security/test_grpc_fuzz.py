@@ -65,7 +65,7 @@ def _filled(m: MethodDescriptor, draw: Any) -> bytes:
             setattr(msg, f.name, draw(st.integers(-(2**31), 2**31 - 1)))
         else:
             setattr(msg, f.name, draw(st.integers(-(2**63), 2**63 - 1)))
-    return msg.SerializeToString()  # type: ignore[no-any-return]
+    return msg.SerializeToString()
 
 
 def _mutated(raw: bytes, draw: Any) -> bytes:

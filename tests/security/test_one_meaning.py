@@ -13,7 +13,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import pytest
@@ -26,6 +26,8 @@ from adapters.registries.grpc_registry import GrpcRegistryAdapter
 from gateway._pb.passerelle.gateway.v1 import audit_pb2
 from gateway._pb.registry.population.v1 import population_pb2
 from gateway.core.pipeline import Registry
+from gateway.core.ports import RegistryAdapter
+from gateway.core.proto_typing import json_name
 from gateway.demo.setup import demo_token
 from tests.security.conftest import SecurityStack
 
@@ -44,7 +46,7 @@ def rest_headers(s: SecurityStack, consumer: str = "cedies") -> list[tuple[str, 
 
 
 def grpc_reason(exc: grpc.aio.AioRpcError) -> str:
-    status = rpc_status.from_call(exc)
+    status = rpc_status.from_call(cast(grpc.Call, exc))  # an AioRpcError has the trailers, code and details it reads
     if status is None:
         return ""
     info = error_details_pb2.ErrorInfo()
@@ -58,7 +60,7 @@ async def grpc_raw(
     s: SecurityStack, method: str, raw: bytes, metadata: Sequence[tuple[str, str]]
 ) -> tuple[str, str, bytes]:
     """(status name, reason, raw answer) of one unary call with raw bytes."""
-    call = s.channel.unary_unary(method)
+    call: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = s.channel.unary_unary(method)
     try:
         answer = await call(raw, metadata=tuple(metadata), timeout=10)
     except grpc.aio.AioRpcError as exc:
@@ -70,7 +72,7 @@ async def grpc_raw(
 class RecordingRegistry:
     """Wraps the population registry's adapter, keeping the serialised requests that reach it."""
 
-    inner: Any
+    inner: RegistryAdapter
     seen: list[bytes] = field(default_factory=list)
 
     async def call(self, method: str, request: Message, *, timeout: float, metadata: Any) -> Message:
@@ -150,7 +152,7 @@ async def test_a_field_unknown_to_our_contract_leaves_by_neither_door(
     assert population_pb2.Person.FromString(answer).family_name == "Newer"
     r = await stack.rest.get(f"/v1/population/persons/{newer_registry}", headers=rest_headers(stack))
     assert r.status_code == 200 and "smuggled" not in r.text
-    grpc_fields = {fd.json_name for fd, _ in population_pb2.Person.FromString(answer).ListFields()}
+    grpc_fields = {json_name(fd) for fd, _ in population_pb2.Person.FromString(answer).ListFields()}
     assert grpc_fields == set(r.json())
 
 
@@ -338,7 +340,7 @@ async def test_an_unexpected_exception_is_internal_without_its_text_on_both_door
     try:
         r = await stack.rest.get(f"/v1/population/persons/{person(stack)}", headers=rest_headers(stack))
         raw = population_pb2.GetPersonRequest(national_id=person(stack)).SerializeToString()
-        call = stack.channel.unary_unary(f"/{GET_PERSON}")
+        call: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = stack.channel.unary_unary(f"/{GET_PERSON}")
         with pytest.raises(grpc.aio.AioRpcError) as exc:
             await call(raw, metadata=tuple(rest_headers(stack)), timeout=10)
     finally:

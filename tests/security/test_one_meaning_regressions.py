@@ -13,7 +13,7 @@ import base64
 import contextlib
 import json
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import httpx
@@ -63,7 +63,7 @@ def b64(text: str) -> str:
 
 
 def error_info(exc: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo | None:
-    status = rpc_status.from_call(exc)
+    status = rpc_status.from_call(cast(grpc.Call, exc))  # an AioRpcError has the trailers, code and details it reads
     for detail in status.details if status else ():
         info = error_details_pb2.ErrorInfo()
         if detail.Unpack(info):
@@ -80,7 +80,8 @@ async def grpc_raw(
 ) -> tuple[str, str, dict[str, str]]:
     """(status name, ErrorInfo reason, ErrorInfo metadata) of one unary call with raw bytes."""
     try:
-        await s.channel.unary_unary(method)(raw, metadata=tuple(metadata), timeout=10, compression=compression)
+        call: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = s.channel.unary_unary(method)
+        await call(raw, metadata=tuple(metadata), timeout=10, compression=compression)
     except grpc.aio.AioRpcError as exc:
         info = error_info(exc)
         return exc.code().name, info.reason if info else "", dict(info.metadata) if info else {}
@@ -581,7 +582,8 @@ async def test_a_malformed_request_id_is_refused_and_a_safe_id_echoed_on_grpc(
         population_pb2.GetPersonRequest(national_id=person(stack)).SerializeToString() if method == GET_PERSON else b""
     )
     try:
-        await stack.channel.unary_unary(method)(
+        call: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = stack.channel.unary_unary(method)
+        await call(
             raw, metadata=(*agency(stack), ("x-request-id", "has space")), timeout=10
         )
         raise AssertionError("served")

@@ -77,7 +77,8 @@ def _synthetic(fields: list[tuple[str, int]]) -> Descriptor:
     answer = f.message_type.add(name="Answer")
     answer.field.add(name="officers", number=1, type=11, label=3, type_name=".xtest.v1.Officer")
     pool.Add(f)
-    return pool.FindMessageTypeByName("xtest.v1.Answer")
+    answer_type: Descriptor = pool.FindMessageTypeByName("xtest.v1.Answer")
+    return answer_type
 
 
 def test_the_walk_catches_identifiers_by_name_and_by_category() -> None:

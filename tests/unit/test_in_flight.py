@@ -42,7 +42,10 @@ async def test_grpc_calls_of_every_kind_are_counted_until_their_last_message() -
         yield "a"
 
     interceptor = CountingInterceptor(counter)
-    for handler in (grpc.unary_unary_rpc_method_handler(unary), grpc.unary_stream_rpc_method_handler(stream)):
+    handlers: tuple[grpc.RpcMethodHandler[Any, Any], ...] = (
+        grpc.unary_unary_rpc_method_handler(unary), grpc.unary_stream_rpc_method_handler(stream)
+    )
+    for handler in handlers:
         async def continuation(details: Any, handler: Any = handler) -> Any:
             return handler
 

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from adapters.stores.audit_memory import InMemoryAuditLog
 from adapters.stores.consent_memory import InMemoryConsentStore
 from consent import Mandate, Policy, Purpose, allowed_fields, category_problem
+from gateway._pb.registry.population.v1 import population_pb2
 from gateway.core.audit_chain import canonical_bytes, verify_chain
 from gateway.core.contracts import Operation, load_operations
 from gateway.core.errors import GatewayError, Reason
@@ -42,8 +43,8 @@ def mandate(fields: Collection[str] = frozenset(), categories: Collection[str] =
                    fields=frozenset(fields), categories=frozenset(categories))  # fmt: skip
 
 
-def household_answer() -> Message:
-    person = PERSON.response_cls(national_id=MAIN, given_names="Anne", family_name="Weber", birth_place="Esch")
+def household_answer() -> population_pb2.Person:
+    person = population_pb2.Person(national_id=MAIN, given_names="Anne", family_name="Weber", birth_place="Esch")
     person.birth_date.year = 1980
     for nid, name, year in ((SPOUSE, "Marc", 1981), (CHILD, "Léa", 2010)):
         member = person.household_members.add(national_id=nid, given_names=name, family_name="Weber", relationship=1)
@@ -143,7 +144,7 @@ def test_minimise_keeps_only_the_allowed_nested_field_of_every_element() -> None
 
 
 def test_minimise_clears_a_sub_message_of_which_nothing_allowed_is_set() -> None:
-    answer = PERSON.response_cls(given_names="Anne")
+    answer = population_pb2.Person(given_names="Anne")
     answer.address.street = "rue de l'Alzette"
     assert minimise(answer, frozenset({"given_names", "address.postcode"})) == ("given_names",)
     assert not answer.HasField("address")
@@ -190,7 +191,8 @@ _members = st.lists(
 def test_nothing_outside_the_allowed_paths_survives_and_everything_allowed_does(
     members: list[dict[str, object]], names: tuple[str, str], street: str, years: list[int], allowed: frozenset[str]
 ) -> None:
-    answer = PERSON.response_cls(given_names=names[0], family_name=names[1], birth_place="Esch", sex=1)
+    answer = population_pb2.Person(given_names=names[0], family_name=names[1], birth_place="Esch",
+                                    sex=population_pb2.SEX_FEMALE)
     answer.address.street = street
     for i, m in enumerate(members):
         member = answer.household_members.add(**m)
@@ -321,6 +323,7 @@ async def test_a_members_record_holds_nothing_that_points_at_the_person_looked_u
 async def test_a_member_whose_identifier_was_minimised_away_is_still_told() -> None:
     stack = make_stack({"household_members.given_names"})
     answer = await lookup(stack)
+    assert isinstance(answer, population_pb2.Person)
     assert [m.national_id for m in answer.household_members] == ["", ""]
     assert [r.subject for r in (await stack.records())[1:]] == [stack.pseudo(SPOUSE), stack.pseudo(CHILD)]
 

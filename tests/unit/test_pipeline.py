@@ -13,6 +13,7 @@ from google.protobuf.message import Message
 from adapters.stores.audit_memory import InMemoryAuditLog
 from adapters.stores.consent_memory import InMemoryConsentStore
 from consent import Consent, Mandate, Policy, Purpose
+from gateway._pb.registry.population.v1 import population_pb2
 from gateway.core.contracts import Operation, load_operations
 from gateway.core.errors import GatewayError, Reason
 from gateway.core.pipeline import CallContext, ExchangePipeline, Registry
@@ -89,10 +90,7 @@ class Stack:
 @pytest.fixture
 def stack() -> Stack:
     ops = load_operations([POP, TAX])
-    person_op = ops[f"{POP}/GetPerson"]
-    person = person_op.response_cls(
-        national_id=valid_nid(), given_names="Anne", family_name="Weber", birth_place="Esch"
-    )
+    person = population_pb2.Person(national_id=valid_nid(), given_names="Anne", family_name="Weber", birth_place="Esch")
     person.nationalities.append("LUX")
     cert_op = ops[f"{TAX}/GetIncomeCertificate"]
     cert = cert_op.response_cls(national_id=valid_nid(), fiscal_year=2024, tax_class=2)
