@@ -374,3 +374,10 @@ async def test_the_citizen_sees_a_bulk_access_as_bulk_processing(stack: Security
     r = await stack.rest.get("/v1/me/accesses", headers={"authorization": f"Bearer {token}"})
     newest = r.json()["accesses"][0]
     assert (newest["service"], newest.get("bulk")) == (GET_PERSON, True)
+
+
+async def test_the_openapi_document_describes_the_bulk_route(stack: SecurityStack) -> None:
+    spec = (await stack.rest.get("/openapi.json")).json()
+    post = spec["paths"]["/v1/bulk:lookup"]["post"]
+    assert "application/x-ndjson" in post["responses"]["200"]["content"]
+    assert {"BulkLookupRequest", "BulkLookupItem"} <= set(spec["components"]["schemas"])
