@@ -119,7 +119,7 @@ async def build_gateway(config: Config) -> Gateway:
         admission=admission_for(config),
         ai_systems={c.id: frozenset(c.ai_systems) for c in config.consumers},
     )
-    gateway = Gateway(config, operations, pipeline, verifier, policy, audit, consents, registries, security,
+    gateway = Gateway(config, operations, pipeline, verifier, audit, consents, registries, security,
                       pseudonymise, checkpoint_signer=checkpoint_signer_for(config, audit), proofs=proofs_of(audit),
                       observers=observers)
     for install in FEATURES:
@@ -128,7 +128,7 @@ async def build_gateway(config: Config) -> Gateway:
 
 
 async def _catalogue(gateway: Gateway) -> None:
-    gateway.bindings.append(catalogue_binding(gateway))
+    gateway.bindings.append(catalogue_binding(gateway, now_us))
 
 
 async def _bulk(gateway: Gateway) -> None:

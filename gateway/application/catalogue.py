@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from consent import allowed_fields, describe_limit
@@ -16,12 +17,14 @@ def _date(us: int) -> str:
     return datetime.fromtimestamp(us / 1e6, UTC).date().isoformat() if us else ""
 
 
-def catalogue_binding(gateway: Gateway) -> ServiceBinding:
+def catalogue_binding(gateway: Gateway, clock_us: Callable[[], int]) -> ServiceBinding:
+    """``ServiceCatalogue`` on both doors; ``clock_us`` (epoch µs) dates the limits it describes."""
+
     async def list_services(request: pb.ListServicesRequest, call: Call) -> pb.ListServicesResponse:
         assert call.principal is not None
         consumer = call.principal.id
         policy = gateway.pipeline.policy()
-        now = int(datetime.now(UTC).timestamp() * 1_000_000)
+        now = clock_us()
         answer = pb.ListServicesResponse(consumer=consumer)
         for op in sorted(gateway.operations.values(), key=lambda o: o.full_name):
             info = answer.services.add(

@@ -40,7 +40,6 @@ class Gateway:
     operations: dict[str, Operation]
     pipeline: ExchangePipeline
     verifier: TokenVerifier
-    policy: Policy
     audit: AuditStore
     consents: ConsentRecords
     registries: dict[str, Registry]
@@ -72,6 +71,11 @@ class Gateway:
     citizen_login: CitizenLogin | None = None
     #: Bulk look-ups (``BulkExchange/Lookup``, ``POST /v1/bulk:lookup``).
     bulk: BulkLookups | None = None
+
+    @property
+    def policy(self) -> Policy:
+        """The mandates and purposes in force now (run-time changes included): the pipeline's live policy."""
+        return self.pipeline.policy()
 
     async def ready(self) -> dict[str, Any]:
         audit_ok = await self.audit.healthy()
