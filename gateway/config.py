@@ -15,9 +15,11 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from consent import Limit, category_problem, limit_error
 from consent.model import LEGAL_BASES
 from gateway.config_citizen_login import CitizenLoginSection
 from gateway.core.caller_text import UNKNOWN_PURPOSE, caller_id_problem
+from gateway.core.contracts import Operation, load_operations
 from gateway.core.transparency import MAX_HIDDEN_DAYS
 
 __all__ = ["Config", "ConfigError", "KeysSection", "load_config", "signing_keys_problem"]
@@ -385,8 +387,6 @@ def _format_errors(path: Path, exc: ValidationError) -> str:
 
 def cross_check(config: Config) -> list[str]:
     """References between sections, and mandates against the contracts."""
-    from gateway.core.contracts import load_operations
-
     problems = [f"{section}: none configured ([[{section}]]): {why}" for section, why in (
         ("registries", "the gateway would have nothing to serve"),
         ("issuers", "no token could be verified")) if not getattr(config, section)]  # fmt: skip
@@ -405,7 +405,7 @@ def cross_check(config: Config) -> list[str]:
         for n, c in enumerate(config.revoked.consumers)
         if c not in consumers
     ]
-    ops = {}
+    ops: dict[str, Operation] = {}
     for n, r in enumerate(config.registries):
         try:
             found = load_operations([r.contract])
@@ -445,7 +445,9 @@ def _check_adapter(n: int, r: RegistrySection, found: Mapping[str, object]) -> l
     return []
 
 
-def _check_mandate(n: int, m: MandateSection, consumers: set[str], purposes: set[str], ops: dict) -> list[str]:  # type: ignore[type-arg]
+def _check_mandate(
+    n: int, m: MandateSection, consumers: set[str], purposes: set[str], ops: dict[str, Operation]
+) -> list[str]:
     where = f"mandates[{n}]"
     out = []
     if m.consumer not in consumers:
@@ -454,8 +456,6 @@ def _check_mandate(n: int, m: MandateSection, consumers: set[str], purposes: set
     op = ops.get(m.service)
     if op is None:
         return [*out, f"{where}.service: no configured registry serves {m.service!r}"]
-    from consent import category_problem
-
     fields = op.field_categories   # top-level names and dotted paths of nested fields
     message = op.response_cls.DESCRIPTOR.full_name
     out += [f"{where}.fields: {f!r} is not a field of {message}" for f in m.fields if f not in fields]
@@ -469,10 +469,8 @@ def _check_mandate(n: int, m: MandateSection, consumers: set[str], purposes: set
     return out
 
 
-def _check_limits(where: str, m: MandateSection, op: object) -> list[str]:
-    from consent import Limit, limit_error
-
-    names = op.request_descriptor.fields_by_name  # type: ignore[attr-defined]
+def _check_limits(where: str, m: MandateSection, op: Operation) -> list[str]:
+    names = op.request_descriptor.fields_by_name
     out = []
     for i, lim in enumerate(m.limits):
         problem = limit_error(Limit(lim.field, lim.op, tuple(lim.values)))

@@ -16,8 +16,12 @@ from pathlib import Path
 
 import jwt
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
+from adapters.keys.file_signer import FileNoteSigner
+from adapters.stores.audit_signer_state import SignerStateFile, StateRecord
+from adapters.stores.audit_signing import sign_checkpoint
+from gateway.core.merkle import EMPTY_ROOT, Checkpoint
 from gateway.demo._files import write_private as _write_private
 from gateway.demo.pki import ensure_demo_pki
 
@@ -53,8 +57,6 @@ def _ec_key(keys: Path, name: str) -> None:
 
 def _demo_signing_keys(folder: Path) -> None:
     """The demo's two signing keys, in a folder of their own: Ed25519 (checkpoints), P-256 (receipts)."""
-    from cryptography.hazmat.primitives.asymmetric import ed25519
-
     pkcs8 = serialization.PrivateFormat.PKCS8
     for name, generate in (("checkpoint-ed25519.pem", ed25519.Ed25519PrivateKey.generate),
                            ("receipt-p256.pem", lambda: ec.generate_private_key(ec.SECP256R1()))):
@@ -72,11 +74,6 @@ DEMO_LOG_ORIGIN = "passerelle.demo/audit"
 
 def _new_signer_state(key_file: Path, state_file: Path) -> None:
     """A new checkpoint key has signed nothing yet: its state is the empty tree, born with the key."""
-    from adapters.keys.file_signer import FileNoteSigner
-    from adapters.stores.audit_signer_state import SignerStateFile, StateRecord
-    from adapters.stores.audit_signing import sign_checkpoint
-    from gateway.core.merkle import EMPTY_ROOT, Checkpoint
-
     signer = FileNoteSigner(DEMO_LOG_ORIGIN, key_file.read_bytes())
     empty = sign_checkpoint(Checkpoint(0, EMPTY_ROOT, time.time_ns() // 1000), signer)
     SignerStateFile(state_file).save(StateRecord(empty))

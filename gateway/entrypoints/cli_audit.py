@@ -17,6 +17,8 @@ from typing import Annotated, Any, TypeVar
 import typer
 from google.protobuf import json_format
 
+from gateway.core.clock import now_us
+
 __all__ = ["audit_app"]
 
 T = TypeVar("T")
@@ -68,13 +70,9 @@ def _with_store(config: Any, work: Callable[[Any], Awaitable[T]]) -> T:
 
 def _signer(config: Any, store: Any) -> Any:
     """The checkpoint signer as the server builds it: its state outside the database, the witnesses."""
-    from adapters.keys.file_signer import make_checkpoint_signer
-    from adapters.stores.audit_checkpoints import CheckpointSigner, signer_state_of
-    from gateway.bootstrap_audit import witnesses_fetcher, witnesses_of
-    from gateway.core.clock import now_us
+    from gateway.bootstrap_audit import checkpoint_signer_for
 
-    return CheckpointSigner(store, make_checkpoint_signer(config), clock_us=now_us, state=signer_state_of(config),
-                            witnessed=witnesses_fetcher(witnesses_of(config)))  # fmt: skip
+    return checkpoint_signer_for(config, store)
 
 
 def _signer_state_note(config: Any) -> str:
@@ -154,7 +152,6 @@ def verify(
     checkpoint (rollback, rewrite); too few witness cosignatures.
     """
     from adapters.stores.audit_verification import VerifyPolicy, check_log
-    from gateway.core.clock import now_us
 
     conf = _config(config, data_dir)
     if min_cosignatures > 0 and not witness_key:
@@ -231,7 +228,6 @@ def _reanchor_record(reason: str) -> Any:
     """The log's own record of a re-anchoring, signed into the checkpoint that follows it."""
     import getpass
 
-    from gateway.core.clock import now_us
     from gateway.core.types import AuditRecord, EventKind, Outcome
 
     return AuditRecord(time_us=now_us(), kind=EventKind.ADMIN, consumer="", service="gateway.audit/Reanchor",
@@ -396,7 +392,6 @@ def purge(
 ) -> None:
     """Delete records older than the retention; the rest stays verifiable (checkpoint first, then purge)."""
     from gateway.core.audit_proof import retention_cutoff_us
-    from gateway.core.clock import now_us
 
     conf = _config(config, data_dir)
     days = conf.gateway.audit_retention_days if older_than_days is None else older_than_days
