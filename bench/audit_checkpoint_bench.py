@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from adapters.keys.file_signer import FileNoteSigner, generate_ed25519_pem
-from adapters.stores.audit_checkpoints import CheckpointSigner
+from adapters.stores.audit_checkpoints import StoreCheckpointSigner
 from adapters.stores.audit_sqlite import SqliteAuditLog
 from bench.audit_bench import _record
 
@@ -25,7 +25,7 @@ async def _run(n: int, step: int = 1000) -> dict[str, float]:
         try:
             for start in range(0, n, 4096):
                 await asyncio.gather(*(store.append(_record(i)) for i in range(start, min(n, start + 4096))))
-            signer = CheckpointSigner(store, key, clock_us=lambda: time.time_ns() // 1000)
+            signer = StoreCheckpointSigner(store, key, clock_us=lambda: time.time_ns() // 1000)
             t = time.perf_counter()
             await signer.checkpoint()
             first = time.perf_counter() - t

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 
 from adapters.keys.file_signer import make_checkpoint_signer
-from adapters.stores.audit_checkpoints import CheckpointSigner, make_proof, signer_state_of
+from adapters.stores.audit_checkpoints import StoreCheckpointSigner, make_proof, signer_state_of
 from adapters.witness.cosignatures import WitnessKey, collect_cosignatures, witness_key, witnessed_checkpoints
 from gateway.application.audit import install_audit
 from gateway.application.runtime import Gateway
@@ -44,12 +44,12 @@ def audit_store_for(config: Config) -> Any:
     return SqliteAuditLog(config.path(target.removeprefix("sqlite:")))
 
 
-def checkpoint_signer_for(config: Config, audit: Any) -> CheckpointSigner:
+def checkpoint_signer_for(config: Config, audit: Any) -> StoreCheckpointSigner:
     """The checkpoint signer, with its state outside the database and the configured witnesses as references.
 
     ``audit`` is the concrete store (``audit_store_for``): the signer reads rows and anchors, which no port shows.
     """
-    return CheckpointSigner(audit, make_checkpoint_signer(config), clock_us=now_us,
+    return StoreCheckpointSigner(audit, make_checkpoint_signer(config), clock_us=now_us,
                             state=signer_state_of(config),
                             witnessed=witnesses_fetcher(witnesses_of(config)))  # fmt: skip
 

@@ -8,7 +8,7 @@ reads the log once. Before anything is signed, the new records' chain is
 verified from the last known head: the gateway never signs a broken chain.
 
 A tree rebuilt from the database after a restart is whatever the database holds,
-so before signing, ``CheckpointSigner`` checks (RFC 9162 consistency proof) that
+so before signing, ``StoreCheckpointSigner`` checks (RFC 9162 consistency proof) that
 the log extends every signed checkpoint it can find that the database
 administrator cannot rewrite: its own last signature (``audit_signer_state``,
 kept beside the key's configuration), the latest stored checkpoint, and the
@@ -45,8 +45,8 @@ from gateway.core.ports import NoteSigner
 from gateway.core.signed_note import key_id, vkey
 
 __all__ = [
-    "CheckpointSigner", "CheckpointStore", "IncrementalTree", "SignerStateMissing", "SigningRefused", "TamperedLog",
-    "make_proof", "signer_state_of",
+    "CheckpointStore", "IncrementalTree", "SignerStateMissing", "SigningRefused", "StoreCheckpointSigner",
+    "TamperedLog", "make_proof", "signer_state_of",
 ]  # fmt: skip
 
 log = logging.getLogger("passerelle.audit")
@@ -137,7 +137,7 @@ class IncrementalTree:
         return _State(result.head_seq, result.head_hash, tuple(frontier))
 
 
-class CheckpointSigner:
+class StoreCheckpointSigner:
     """Signs tree heads as C2SP checkpoints with a ``NoteSigner`` (Ed25519) and stores them.
 
     The checkpoint's origin is the signer's name. ``public_key`` is the raw 32-byte key,

@@ -95,7 +95,7 @@ class AuditStore(AuditLog, AuditReader, Protocol):
 
 
 class CheckpointSigner(Protocol):
-    """Signs the log's tree heads (``adapters.stores.audit_checkpoints.CheckpointSigner``).
+    """Signs the log's tree heads (``adapters.stores.audit_checkpoints.StoreCheckpointSigner``).
 
     Both methods raise ``SigningRefused`` (``gateway.core.audit_proof``) when the log cannot be signed.
     """

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from adapters.keys.file_signer import FileNoteSigner, generate_ed25519_pem
-from adapters.stores.audit_checkpoints import CheckpointSigner, IncrementalTree, TamperedLog, make_proof
+from adapters.stores.audit_checkpoints import IncrementalTree, StoreCheckpointSigner, TamperedLog, make_proof
 from adapters.stores.audit_signing import verify_checkpoint
 from gateway.core.audit_chain import Tamper
 from gateway.core.audit_proof import check_proof
@@ -17,9 +17,10 @@ def _pem() -> bytes:
     return generate_ed25519_pem()
 
 
-def _signer(h: Harness, pem: bytes | None = None) -> CheckpointSigner:
+def _signer(h: Harness, pem: bytes | None = None) -> StoreCheckpointSigner:
     clock = iter(range(T0, T0 + 10_000))
-    return CheckpointSigner(h.store, FileNoteSigner("test.example/log", pem or _pem()), clock_us=lambda: next(clock))
+    key = FileNoteSigner("test.example/log", pem or _pem())
+    return StoreCheckpointSigner(h.store, key, clock_us=lambda: next(clock))
 
 
 async def test_the_incremental_tree_agrees_with_the_full_tree_head(harness: Harness) -> None:

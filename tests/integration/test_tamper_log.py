@@ -19,7 +19,7 @@ import pytest
 
 from adapters.keys.file_signer import FileNoteSigner, generate_ed25519_pem
 from adapters.stores._audit_common import chain_batch
-from adapters.stores.audit_checkpoints import CheckpointSigner
+from adapters.stores.audit_checkpoints import StoreCheckpointSigner
 from adapters.stores.audit_postgres import PostgresAuditLog
 from adapters.stores.audit_signing import sign_checkpoint
 from adapters.stores.audit_sqlite import SqliteAuditLog
@@ -59,7 +59,7 @@ class Gateway:
         self.h = h
         self.key = FileNoteSigner(ORIGIN, generate_ed25519_pem())
         self.clock = START
-        self.signer = CheckpointSigner(h.store, self.key, clock_us=lambda: self.clock)
+        self.signer = StoreCheckpointSigner(h.store, self.key, clock_us=lambda: self.clock)
         self.n = 0
 
     async def write(self, count: int) -> None:

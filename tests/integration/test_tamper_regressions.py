@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from adapters.keys.file_signer import FileNoteSigner, generate_ed25519_pem
-from adapters.stores.audit_checkpoints import CheckpointSigner, SignerStateMissing, TamperedLog
+from adapters.stores.audit_checkpoints import SignerStateMissing, StoreCheckpointSigner, TamperedLog
 from adapters.stores.audit_signer_state import SignerStateFile
 from adapters.stores.audit_sqlite import SqliteAuditLog
 from gateway.core.merkle import Checkpoint
@@ -47,11 +47,11 @@ def published_key(folder: Path) -> str:
 
 def signer(
     folder: Path, store: SqliteAuditLog, witnessed: list[tuple[str, Checkpoint]] | None = None
-) -> CheckpointSigner:
+) -> StoreCheckpointSigner:
     async def fetch() -> list[tuple[str, Checkpoint]]:
         return witnessed or []
 
-    return CheckpointSigner(store, key_of(folder), clock_us=lambda: 1, state=SignerStateFile(state_file(folder)),
+    return StoreCheckpointSigner(store, key_of(folder), clock_us=lambda: 1, state=SignerStateFile(state_file(folder)),
                             witnessed=fetch if witnessed is not None else None)  # fmt: skip
 
 

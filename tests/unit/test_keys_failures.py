@@ -9,7 +9,7 @@ import logging
 import pytest
 
 from adapters.keys.pkcs11 import KeyUnavailable
-from adapters.stores.audit_checkpoints import CheckpointSigner
+from adapters.stores.audit_checkpoints import StoreCheckpointSigner
 from adapters.stores.audit_memory import InMemoryAuditLog
 from gateway.application.audit import periodic
 from gateway.application.receipts import ReceiptSigner
@@ -60,7 +60,7 @@ async def test_an_unsignable_checkpoint_is_not_stored_and_the_periodic_signer_ke
             1, EventKind.ADMIN, "x", "x", "x", "x", "x", "x", "x", "x", "x", "x", "x", (), Outcome.OK, "", 0, "admin"
         )
     )
-    signer = CheckpointSigner(store, UnreachableNoteKey(), clock_us=lambda: 1)
+    signer = StoreCheckpointSigner(store, UnreachableNoteKey(), clock_us=lambda: 1)
     with pytest.raises(KeyUnavailable, match="DeviceRemoved"):
         await signer.checkpoint()
     assert await store.checkpoints() == []
