@@ -10,12 +10,18 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 import httpx
 
 from adapters.keys.file_signer import make_checkpoint_signer
-from adapters.stores.audit_checkpoints import StoreCheckpointSigner, make_proof, signer_state_of
+from adapters.stores.audit_checkpoints import (
+    CheckpointStore,
+    ProofSource,
+    StoreCheckpointSigner,
+    make_proof,
+    signer_state_of,
+)
 from adapters.witness.cosignatures import WitnessKey, collect_cosignatures, witness_key, witnessed_checkpoints
 from gateway.application.audit import install_audit
 from gateway.application.runtime import Gateway
@@ -26,13 +32,17 @@ from gateway.core.ports import ProofBuilder
 from gateway.core.signed_note import vkey
 from gateway.entrypoints.routes_audit import note_installer
 
+if TYPE_CHECKING:
+    from adapters.stores.audit_postgres import PostgresAuditLog
+    from adapters.stores.audit_sqlite import SqliteAuditLog
+
 __all__ = [
     "audit_store_for", "checkpoint_signer_for", "install_audit_feature", "proofs_of", "witnesses_fetcher",
     "witnesses_of",
 ]  # fmt: skip
 
 
-def audit_store_for(config: Config) -> Any:
+def audit_store_for(config: Config) -> SqliteAuditLog | PostgresAuditLog:
     """The exchange log ``[gateway] audit`` names: a PostgreSQL DSN or a SQLite file."""
     target = config.gateway.audit
     if target.startswith(("postgresql://", "postgres://")):
@@ -44,7 +54,7 @@ def audit_store_for(config: Config) -> Any:
     return SqliteAuditLog(config.path(target.removeprefix("sqlite:")))
 
 
-def checkpoint_signer_for(config: Config, audit: Any) -> StoreCheckpointSigner:
+def checkpoint_signer_for(config: Config, audit: CheckpointStore) -> StoreCheckpointSigner:
     """The checkpoint signer, with its state outside the database and the configured witnesses as references.
 
     ``audit`` is the concrete store (``audit_store_for``): the signer reads rows and anchors, which no port shows.
@@ -54,7 +64,7 @@ def checkpoint_signer_for(config: Config, audit: Any) -> StoreCheckpointSigner:
                             witnessed=witnesses_fetcher(witnesses_of(config)))  # fmt: skip
 
 
-def proofs_of(audit: Any) -> ProofBuilder:
+def proofs_of(audit: ProofSource) -> ProofBuilder:
     """Inclusion proofs read from ``audit`` (the concrete store: proofs need its ``inclusion_proof``)."""
     return functools.partial(make_proof, audit)
 
@@ -71,7 +81,7 @@ def witnesses_fetcher(witnesses: list[WitnessKey]) -> Callable[[], Awaitable[lis
     return fetch
 
 
-def witnesses_of(config: Any) -> list[WitnessKey]:
+def witnesses_of(config: Config) -> list[WitnessKey]:
     """The configured ``[[witnesses]]``; raises ``ValueError`` naming a bad key."""
     return [witness_key(w.name, w.url, w.public_key) for w in config.witnesses]
 

@@ -43,10 +43,11 @@ from gateway.core.audit_proof import Due, InclusionProof, SigningRefused, checkp
 from gateway.core.merkle import EMPTY_ROOT, Checkpoint, frontier_push, frontier_root
 from gateway.core.ports import NoteSigner
 from gateway.core.signed_note import key_id, vkey
+from gateway.core.types import StoredAuditRecord
 
 __all__ = [
-    "CheckpointStore", "IncrementalTree", "SignerStateMissing", "SigningRefused", "StoreCheckpointSigner",
-    "TamperedLog", "make_proof", "signer_state_of",
+    "CheckpointStore", "IncrementalTree", "ProofSource", "SignerStateMissing", "SigningRefused",
+    "StoreCheckpointSigner", "TamperedLog", "make_proof", "signer_state_of",
 ]  # fmt: skip
 
 log = logging.getLogger("passerelle.audit")
@@ -63,6 +64,13 @@ class CheckpointStore(Protocol):
     async def checkpoints(self) -> list[Checkpoint]: ...
     async def latest_checkpoint(self) -> Checkpoint | None: ...
     async def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]: ...
+
+
+class ProofSource(Protocol):
+    """What an inclusion proof reads from the exchange log's store."""
+
+    async def get(self, seq: int) -> StoredAuditRecord | None: ...
+    async def inclusion_proof(self, seq: int, tree_size: int) -> list[bytes]: ...
 
 
 class TamperedLog(SigningRefused):
@@ -337,7 +345,7 @@ def signer_state_of(config: Any) -> SignerStateFile:
     return SignerStateFile(config.path(config.gateway.keys.signer_state_file))
 
 
-async def make_proof(store: Any, seq: int, checkpoint: Checkpoint) -> InclusionProof | None:
+async def make_proof(store: ProofSource, seq: int, checkpoint: Checkpoint) -> InclusionProof | None:
     """The inclusion proof of record ``seq`` in ``checkpoint``; ``None`` if the record is not covered."""
     if seq > checkpoint.tree_size:
         return None

@@ -10,7 +10,6 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from adapters.stores.audit_signing import verify_checkpoint
-from gateway.bootstrap_audit import checkpoint_signer_for
 from gateway.core.audit_proof import InclusionProof, check_proof
 from gateway.core.clock import now_us
 from gateway.core.merkle import Checkpoint
@@ -114,7 +113,7 @@ async def test_the_proof_of_my_access_checks_against_the_signed_checkpoint(
     seq = min(await seqs_of(demo, a))
     h = citizen(demo, a)
     gw = demo.running.gateway
-    await checkpoint_signer_for(gw.config, gw.audit).checkpoint()
+    await gw.checkpoint_signer.checkpoint()   # the running gateway's own signer
     public = (await demo.rest.get("/v1/audit/checkpoints")).json()   # public: no token
     r = await demo.rest.get(f"/v1/me/accesses/{seq}/proof", headers=h)
     assert r.status_code == 200, r.text
