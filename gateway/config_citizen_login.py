@@ -26,7 +26,7 @@ def is_loopback_http(url: str) -> bool:
 def _https_or_loopback(url: str) -> str:
     if not (url.startswith("https://") or is_loopback_http(url)):
         raise ValueError("must be https:// (plain http only on 127.0.0.1 or localhost)")
-    return url.rstrip("/")
+    return url
 
 
 class CitizenLoginSection(BaseModel):
@@ -34,7 +34,9 @@ class CitizenLoginSection(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    issuer: str  # discovery at {issuer}/.well-known/openid-configuration; the ID token's iss, exactly
+    # Discovery at {issuer}/.well-known/openid-configuration (one slash); kept exactly as written, a trailing
+    # slash included: the discovery's issuer and the ID token's iss must equal it character for character.
+    issuer: str
     client_id: str = Field(min_length=1)
     client_secret: str = ""  # client_secret_basic, or
     private_key_file: str = ""  # private_key_jwt (RFC 7523): a PEM private key, its public key at the provider
@@ -62,7 +64,7 @@ class CitizenLoginSection(BaseModel):
         parts = urlsplit(v)
         if parts.path.strip("/") or parts.query or parts.fragment or not parts.netloc:
             raise ValueError("must be an origin such as https://passerelle.example.lu (no path: the cookie is Path=/)")
-        return _https_or_loopback(v)
+        return _https_or_loopback(v).rstrip("/")
 
     @field_validator("scopes")
     @classmethod

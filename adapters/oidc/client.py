@@ -1,10 +1,12 @@
 """An OpenID Connect provider reached with Authlib: discovery, code flow with PKCE, ID token checks, logout.
 
-- discovery from ``{issuer}/.well-known/openid-configuration`` (its ``issuer`` must be ours exactly);
+- discovery from ``{issuer}/.well-known/openid-configuration`` (its ``issuer`` must be ours exactly, and
+  every endpoint it names https://, or http:// on the loopback as the issuer may be);
 - the authorisation request carries ``state``, ``nonce``, an S256 ``code_challenge`` and ``acr_values``;
 - the code is redeemed with ``client_secret`` (HTTP Basic) or ``private_key_jwt`` (RFC 7523, a key file);
 - the ID token is verified with the provider's JWKS (refetched once for an unknown key id) and its
-  ``iss``, ``aud`` (and ``azp``), ``exp``, ``iat`` and ``nonce`` checked (joserfc, Authlib's JOSE library);
+  ``iss``, ``aud``, ``azp`` (ours when present, required with several audiences), ``exp``, ``iat`` and
+  ``nonce`` checked (joserfc, Authlib's JOSE library);
 - sign-out goes to ``end_session_endpoint`` with ``id_token_hint`` (RP-initiated logout 1.0).
 
 Every failure is a ``GatewayError`` with a ``SIGN_IN_*`` reason; the provider's own words are never shown.
@@ -15,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from authlib.oauth2.auth import ClientAuth  # Authlib ships no type hints: Any (pyproject's mypy override)
@@ -31,6 +34,17 @@ from gateway.core.errors import GatewayError, Reason
 __all__ = ["AuthlibOpenIdProvider", "OidcClientSettings"]
 
 _ID_TOKEN_ALGS = ("ES256", "ES384", "RS256", "PS256", "EdDSA")
+_ENDPOINTS = ("authorization_endpoint", "token_endpoint", "jwks_uri")   # required; end_session_endpoint optional
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def _https_or_loopback(url: object) -> bool:
+    """An endpoint the gateway may send a browser, a code or a client credential to."""
+    if not isinstance(url, str):
+        return False
+    parts = urlsplit(url)
+    loopback_http = parts.scheme == "http" and parts.hostname in _LOOPBACK
+    return bool(parts.hostname) and (parts.scheme == "https" or loopback_http)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +97,9 @@ class AuthlibOpenIdProvider:
             found = await self._get_json(self._s.issuer.rstrip("/") + "/.well-known/openid-configuration")
             if found.get("issuer") != self._s.issuer:   # OpenID Connect Discovery 1.0 §4.3
                 raise _refused(Reason.SIGN_IN_PROVIDER_UNAVAILABLE, "The provider's discovery names another issuer")
+            named = [*_ENDPOINTS, *(["end_session_endpoint"] if "end_session_endpoint" in found else [])]
+            if not all(_https_or_loopback(found.get(name)) for name in named):
+                raise _refused(Reason.SIGN_IN_PROVIDER_UNAVAILABLE, "The provider's discovery names a plain endpoint")
             self._metadata = found
         return self._metadata
 
@@ -162,19 +179,26 @@ class AuthlibOpenIdProvider:
         except ClaimError as exc:
             raise _refused(_CLAIM_REASONS.get(exc.claim, Reason.SIGN_IN_TOKEN_INVALID)) from None
         audiences = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
-        if len(audiences) > 1 and claims.get("azp") != self._s.client_id:
-            raise _refused(Reason.SIGN_IN_WRONG_AUDIENCE)
+        if ("azp" in claims or len(audiences) > 1) and claims.get("azp") != self._s.client_id:
+            raise _refused(Reason.SIGN_IN_WRONG_AUDIENCE)   # Core §3.1.3.7 items 4 and 5
         return claims
 
-    async def logout_url(self, *, id_token_hint: str, state: str) -> str | None:
+    async def _end_session_endpoint(self) -> str:
         try:
             endpoint = (await self.metadata()).get("end_session_endpoint")
         except GatewayError:
+            return ""
+        return endpoint if isinstance(endpoint, str) else ""
+
+    async def ends_sessions(self) -> bool:
+        return bool(await self._end_session_endpoint())
+
+    async def logout_url(self, *, id_token_hint: str, state: str) -> str | None:
+        endpoint = await self._end_session_endpoint()
+        if not endpoint:
             return None
-        if not isinstance(endpoint, str) or not endpoint:
-            return None
-        params = {"id_token_hint": id_token_hint, "client_id": self._s.client_id,
-                  "post_logout_redirect_uri": self._s.post_logout_redirect_uri, "state": state}  # fmt: skip
+        params = {"client_id": self._s.client_id, "post_logout_redirect_uri": self._s.post_logout_redirect_uri,
+                  "state": state} | ({"id_token_hint": id_token_hint} if id_token_hint else {})  # fmt: skip
         return str(httpx.URL(endpoint, params=params))
 
 

@@ -3,12 +3,18 @@
 Use cases over three ports (``gateway.core.citizen_sessions``): the identity provider, pending
 sign-ins and sessions. The front door only moves their results into redirects and a cookie.
 
-- ``start``: a fresh ``state``, ``nonce`` and PKCE verifier (256 bits each) kept server-side under the
-  state's hash; the browser goes to the provider's authorisation URL.
-- ``finish``: the state is taken (so it works once and only within ``pending_timeout_s``), the code
-  redeemed, the ID token checked (adapter: signature, iss, aud, exp, nonce; here: ``acr`` at least the
-  level required, and a subject claim that is a valid national id), then a session is created: its id
-  (256 bits) goes to the browser, its hash to the store, with a CSRF token of its own.
+- ``start``: a fresh ``state``, ``nonce``, PKCE verifier and browser binding secret (256 bits each) kept
+  server-side under the state's hash (the binding secret only as its hash); the browser goes to the
+  provider's authorisation URL holding the binding secret in a short-lived cookie. The store keeps at
+  most ``pending_per_client`` sign-ins per client address and ``pending_total`` in all (oldest first).
+- ``finish``: the state is taken (so it works once and only within ``pending_timeout_s``) and must come
+  with the binding secret of the browser that started it (RFC 9700 §4.7: no login CSRF, a callback URL
+  opened in another browser signs nobody in), the code redeemed, the ID token checked (adapter:
+  signature, iss, aud, azp, exp, nonce; here: ``acr`` at least the level required, and a subject claim
+  that is a valid national id), then a session is created: its id (256 bits) goes to the browser, its
+  hash to the store, with a CSRF token of its own. The session the browser had before ends, and
+  expired sessions are purged.
+- ``purge``: expired sessions (idle or too old) and sign-ins deleted; also run periodically.
 - ``session``: the session behind a cookie, or ``None`` once it ended, idled or outlived its maximum.
 - ``sign_out``: the session ends at the gateway; the provider's logout URL is returned when it has one.
 - ``principal``: the citizen behind a session cookie, as the citizen API sees a bearer token's subject
@@ -40,7 +46,8 @@ from gateway.core.identifiers import national_id_problem
 from gateway.core.ports import SecurityEvents
 from gateway.core.quotas import PrincipalQuotas
 
-__all__ = ["SESSION_ISSUER", "SIGNED_IN", "SIGNED_OUT", "CitizenLogin", "SignInPolicy", "SignedIn", "csrf_ok"]
+__all__ = ["SESSION_ISSUER", "SIGNED_IN", "SIGNED_OUT", "CitizenLogin", "SignInPolicy", "SignInStart", "SignedIn",
+           "csrf_ok"]  # fmt: skip
 
 SIGNED_IN = "CITIZEN_SIGNED_IN"     # security events that are not refusals
 SIGNED_OUT = "CITIZEN_SIGNED_OUT"
@@ -57,6 +64,16 @@ class SignInPolicy:
     idle_timeout_s: int = 15 * 60
     absolute_timeout_s: int = 8 * 3600
     pending_timeout_s: int = 10 * 60
+    pending_per_client: int = 20      # sign-ins in progress per client address (a NAT's users share one)
+    pending_total: int = 10_000       # and in all: unauthenticated GETs start them
+
+
+@dataclass(frozen=True, slots=True)
+class SignInStart:
+    """A started sign-in: where the browser goes, and the secret its sign-in cookie holds."""
+
+    url: str
+    binding: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,36 +108,57 @@ class CitizenLogin:
     def policy(self) -> SignInPolicy:
         return self._policy
 
-    async def start(self) -> str:
-        """The provider's authorisation URL for a new sign-in."""
-        state, nonce, verifier = _secret(), _secret(), _secret() + _secret()   # verifier: 43..128 chars
-        await self._pending.put(PendingSignIn(id_hash(state), nonce, verifier, self._now()))
-        return await self._provider.authorization_url(state=state, nonce=nonce, code_verifier=verifier)
+    async def start(self, client: str = "") -> SignInStart:
+        """A new sign-in by ``client`` (its address): the provider's authorisation URL and the binding secret."""
+        state, nonce, verifier, binding = _secret(), _secret(), _secret() + _secret(), _secret()  # verifier: 43..128
+        now, p = self._now(), self._policy
+        pending = PendingSignIn(id_hash(state), nonce, verifier, now, id_hash(binding), id_hash(client))
+        await self._pending.put(pending, not_before_us=now - p.pending_timeout_s * _US,
+                                max_per_client=p.pending_per_client, max_total=p.pending_total)  # fmt: skip
+        url = await self._provider.authorization_url(state=state, nonce=nonce, code_verifier=verifier)
+        return SignInStart(url, binding)
 
-    async def finish(self, *, state: str, code: str, error: str = "") -> SignedIn:
-        """The callback; every refusal is recorded as a security event and re-raised."""
+    async def finish(self, *, state: str, code: str, error: str = "", binding: str = "",
+                     previous_session: str = "") -> SignedIn:  # fmt: skip
+        """The callback, with the browser's binding secret and its session cookie (ended on success).
+
+        Every refusal is recorded as a security event and re-raised."""
         try:
-            return await self._finish(state, code, error)
+            signed = await self._finish(state, code, error, binding)
         except GatewayError as exc:
             self._events.record(exc.reason, _PROTOCOL, "sign-in refused")
             raise
+        if previous_session and await self._sessions.get(id_hash(previous_session)) is not None:
+            await self._sessions.end(id_hash(previous_session))   # signing in again replaces the session
+            self._events.record(SIGNED_OUT, _PROTOCOL, "replaced by a new sign-in")
+        return signed
 
-    async def _finish(self, state: str, code: str, error: str) -> SignedIn:
+    async def _finish(self, state: str, code: str, error: str, binding: str) -> SignedIn:
         now = self._now()
         oldest = now - self._policy.pending_timeout_s * _US
         pending = await self._pending.take(id_hash(state), oldest) if state else None
-        if pending is None:
+        # Taken even when the binding is wrong: a callback URL seen by another browser is spent.
+        if pending is None or not binding or not hmac.compare_digest(pending.binding_hash, id_hash(binding)):
             raise GatewayError(Reason.SIGN_IN_STATE_INVALID)
         if error or not code:
             raise GatewayError(Reason.SIGN_IN_PROVIDER_ERROR)
         check = IdTokenCheck(nonce=pending.nonce, acr_values=self._policy.acr_values, now_s=now // _US)
         claims, id_token = await self._provider.redeem(code, pending.code_verifier, check)
         national_id, acr = self._checked(claims)
+        hint = id_token if await self._provider.ends_sessions() else ""   # kept only as the logout hint
         session_id = _secret()
-        session = CitizenSession(id_hash(session_id), national_id, _secret(), acr, id_token, now, now)
+        session = CitizenSession(id_hash(session_id), national_id, _secret(), acr, hint, now, now)
+        await self.purge()
         await self._sessions.create(session)
         self._events.record(SIGNED_IN, _PROTOCOL, f"acr={acr}")
         return SignedIn(session_id, session)
+
+    async def purge(self) -> int:
+        """Delete expired sessions (idle or past their maximum) and sign-ins; how many sessions went."""
+        now, p = self._now(), self._policy
+        await self._pending.prune(now - p.pending_timeout_s * _US)
+        return await self._sessions.purge(seen_before_us=now - p.idle_timeout_s * _US,
+                                          created_before_us=now - p.absolute_timeout_s * _US)  # fmt: skip
 
     def _checked(self, claims: Mapping[str, object]) -> tuple[str, str]:
         acr = claims.get("acr")

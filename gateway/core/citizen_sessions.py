@@ -1,9 +1,12 @@
 """A citizen's sign-in at the page: the plain data and the ports the use cases need.
 
 The gateway is an OpenID Connect relying party (``gateway.application.citizen_login``): a sign-in
-starts with a ``PendingSignIn`` (state, nonce and PKCE verifier kept server-side, single use) and
-ends with a ``CitizenSession`` held server-side. The browser only holds the session id; the store
-holds its SHA-256, so a copy of the table opens no session. Time is epoch microseconds, passed in.
+starts with a ``PendingSignIn`` (state, nonce and PKCE verifier kept server-side, single use, bound to
+the browser that started it by a secret in a short-lived cookie, RFC 9700 §4.7) and ends with a
+``CitizenSession`` held server-side. The browser only holds the session id (and the sign-in's secret);
+the store holds their SHA-256, so a copy of the table opens no session and finishes no sign-in. Stores
+delete what has expired (``prune``, ``purge``) and bound the sign-ins in progress (``put``).
+Time is epoch microseconds, passed in.
 """
 
 from __future__ import annotations
@@ -52,17 +55,26 @@ def acr_satisfies(acr: str, required: Sequence[str]) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class PendingSignIn:
-    """Between ``/me/auth/login`` and ``/me/auth/callback``: kept under the hash of ``state``."""
+    """Between ``/me/auth/login`` and ``/me/auth/callback``: kept under the hash of ``state``.
+
+    ``binding_hash``: the hash of the secret in the browser's sign-in cookie (the callback must present
+    it); ``client_hash``: the hash of the client address that started it (a cap per address)."""
 
     state_hash: str
     nonce: str
     code_verifier: str
     created_us: int
+    binding_hash: str
+    client_hash: str
 
 
 @dataclass(frozen=True, slots=True)
 class CitizenSession:
-    """A signed-in citizen at the page. ``id_token`` is kept only as the logout hint."""
+    """A signed-in citizen at the page.
+
+    ``id_token`` is the ``id_token_hint`` of RP-initiated logout (the provider ends its own session
+    without asking the citizen again): kept only when the provider has an ``end_session_endpoint``,
+    else empty; it says no more than the row's other columns and goes when the session goes."""
 
     id_hash: str
     national_id: str
@@ -83,15 +95,23 @@ class IdTokenCheck:
 
 
 class PendingSignInStore(Protocol):
-    """Sign-ins in progress; ``take`` removes what it returns, so a state works once."""
+    """Sign-ins in progress; ``take`` removes what it returns, so a state works once.
 
-    async def put(self, pending: PendingSignIn) -> None: ...
+    ``put`` first deletes those older than ``not_before_us``, then keeps at most ``max_per_client``
+    of the new one's client and ``max_total`` in all, the oldest going first."""
+
+    async def put(self, pending: PendingSignIn, *, not_before_us: int, max_per_client: int,
+                  max_total: int) -> None: ...  # fmt: skip
 
     async def take(self, state_hash: str, not_before_us: int) -> PendingSignIn | None: ...
 
+    async def prune(self, not_before_us: int) -> int:
+        """Delete the sign-ins started before ``not_before_us``; how many went."""
+        ...
+
 
 class SessionStore(Protocol):
-    """Server-side sessions; a row lives until sign-out or until a timeout is noticed."""
+    """Server-side sessions; a row lives until sign-out, or until a timeout is noticed or purged."""
 
     async def create(self, session: CitizenSession) -> None: ...
 
@@ -101,6 +121,10 @@ class SessionStore(Protocol):
 
     async def end(self, session_hash: str) -> None: ...
 
+    async def purge(self, *, seen_before_us: int, created_before_us: int) -> int:
+        """Delete the sessions idle since before ``seen_before_us`` or created before ``created_before_us``."""
+        ...
+
 
 class OpenIdProvider(Protocol):
     """The identity provider as the use cases see it; refusals are ``GatewayError(SIGN_IN_*)``."""
@@ -109,6 +133,10 @@ class OpenIdProvider(Protocol):
 
     async def redeem(self, code: str, code_verifier: str, check: IdTokenCheck) -> tuple[Mapping[str, object], str]:
         """The ID token's verified claims and the token itself, for ``code``."""
+        ...
+
+    async def ends_sessions(self) -> bool:
+        """The provider has an ``end_session_endpoint`` (so the ID token is worth keeping as a hint)."""
         ...
 
     async def logout_url(self, *, id_token_hint: str, state: str) -> str | None: ...

@@ -11,6 +11,11 @@ least one of them; else ``CROSS_ORIGIN_REFUSED``) and carry the session's ``x-cs
 Cookie: ``__Host-passerelle-session`` (Secure, so the ``__Host-`` prefix: no Domain, Path=/) or, on a
 plain-HTTP loopback ``public_url`` (tests, demo), ``passerelle-session`` without Secure; HttpOnly,
 SameSite=Lax, no Max-Age (it ends with the browser; the server-side session has its own timeouts).
+
+Sign-in cookie: ``__Host-passerelle-sign-in`` (or ``passerelle-sign-in`` on loopback HTTP), same
+attributes, Max-Age the sign-in's timeout: set by ``/me/auth/login``, it holds the secret that binds
+the sign-in to this browser (RFC 9700 §4.7); the callback needs it and clears it. SameSite=Lax still
+sends it on the provider's top-level redirect back to the callback.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ __all__ = ["SAFE_METHODS", "CitizenCookie", "citizen_cookie"]
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _SECURE_NAME = "__Host-passerelle-session"
 _PLAIN_NAME = "passerelle-session"
+_SECURE_SIGN_IN = "__Host-passerelle-sign-in"
+_PLAIN_SIGN_IN = "passerelle-sign-in"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +59,20 @@ class CitizenCookie:
 
     def clear(self, response: Response) -> None:
         response.delete_cookie(self.name, path="/", secure=self.secure, httponly=True, samesite="lax")
+
+    @property
+    def sign_in_name(self) -> str:
+        return _SECURE_SIGN_IN if self.secure else _PLAIN_SIGN_IN
+
+    def sign_in_value(self, cookies: Mapping[str, str]) -> str:
+        return cookies.get(self.sign_in_name, "")
+
+    def set_sign_in(self, response: Response, binding: str) -> None:
+        response.set_cookie(self.sign_in_name, binding, max_age=self.login.policy.pending_timeout_s, path="/",
+                            secure=self.secure, httponly=True, samesite="lax")  # fmt: skip
+
+    def clear_sign_in(self, response: Response) -> None:
+        response.delete_cookie(self.sign_in_name, path="/", secure=self.secure, httponly=True, samesite="lax")
 
     def check_same_origin(self, headers: Mapping[str, str]) -> None:
         """A state-changing request from the page itself, not from another site (recorded when refused)."""

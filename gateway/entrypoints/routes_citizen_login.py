@@ -1,9 +1,12 @@
 """The citizen's eID sign-in at the page (``[citizen_login]``): four routes over ``CitizenLogin``.
 
-- ``GET /me/auth/login``: to the provider's authorisation endpoint (303);
-- ``GET /me/auth/callback``: the provider's answer; a session cookie (``_citizen_cookie``) and back to
-  ``/me/`` (303), or back to ``/me/?signin_error=REASON`` when the sign-in is refused (the page says why
-  in the reader's language; the refusal is a security event);
+- ``GET /me/auth/login``: to the provider's authorisation endpoint (303), with the sign-in cookie that
+  binds the sign-in to this browser (a GET: it is a navigation; the store bounds what it starts);
+- ``GET /me/auth/callback``: the provider's answer, honoured only with the sign-in cookie of the browser
+  that started it; a session cookie (``_citizen_cookie``, the browser's previous session ended) and back
+  to ``/me/`` (303), or back to ``/me/?signin_error=REASON`` when the sign-in is refused (the page says
+  why in the reader's language; the refusal is a security event); the sign-in cookie is cleared once the
+  sign-in it binds is over (not by a callback with an unknown state, which a forged link can send);
 - ``POST /me/auth/logout``: ends the session at the gateway (same-origin and ``x-csrf-token`` required),
   clears the cookie, and gives the provider's ``end_session_endpoint`` URL (RP-initiated logout): as
   ``{"next": URL}`` to a caller that accepts JSON (the page), else as a 303 redirect;
@@ -42,19 +45,27 @@ def citizen_login_installer(cookie: CitizenCookie) -> RestInstaller:
 
     async def start(request: Request) -> Response:
         try:
-            url = await login.start()
+            started = await login.start(request.client.host if request.client else "")
         except GatewayError as err:
             return _back_to_page(err)
-        return RedirectResponse(url, status_code=303, headers=_NO_STORE)
+        response = RedirectResponse(started.url, status_code=303, headers=_NO_STORE)
+        cookie.set_sign_in(response, started.binding)
+        return response
 
     async def callback(request: Request) -> Response:
         q = request.query_params
         try:
-            signed = await login.finish(state=q.get("state", ""), code=q.get("code", ""), error=q.get("error", ""))
+            signed = await login.finish(state=q.get("state", ""), code=q.get("code", ""), error=q.get("error", ""),
+                                        binding=cookie.sign_in_value(request.cookies),
+                                        previous_session=cookie.value(request.cookies))  # fmt: skip
         except GatewayError as err:
-            return _back_to_page(err)
+            response = _back_to_page(err)
+            if err.reason != Reason.SIGN_IN_STATE_INVALID:   # else a forged callback would spoil a real sign-in
+                cookie.clear_sign_in(response)
+            return response
         response = RedirectResponse("/me/", status_code=303, headers=_NO_STORE)
         cookie.set(response, signed.session_id)
+        cookie.clear_sign_in(response)
         return response
 
     async def logout(request: Request) -> Response:

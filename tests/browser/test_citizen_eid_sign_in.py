@@ -153,3 +153,21 @@ def test_a_citizen_signs_in_with_the_eid_sees_the_accesses_withdraws_a_consent_a
     page.locator("button[name=logout]").click()   # the provider's own confirmation, then back to the page
     page.wait_for_url(f"{s.public_url}/me/**")
     page.get_by_role("link", name=SIGN_IN["de"]).wait_for()
+
+
+def test_a_reason_code_naming_an_object_property_and_a_failed_sign_out_are_shown_as_such(
+    page: Any, stack: Any
+) -> None:
+    """``?signin_error=constructor`` is an unknown reason, not ``function Object()``; a sign-out the gateway
+    did not receive leaves the page signed in (the session still lives there), saying it failed."""
+    s, _ = stack
+    page.goto(f"{s.public_url}/me/?signin_error=constructor")
+    status = page.get_by_role("status")
+    status.filter(has_text="la demande a été refusée").wait_for()
+    assert "function" not in status.inner_text()
+    _sign_in(page, s.public_url)
+    page.route("**/me/auth/logout", lambda route: route.abort())
+    page.locator("#signout").click()
+    status.filter(has_text="La demande a échoué").wait_for()
+    assert page.get_by_role("heading", name=ACCESSES["fr"]).is_visible() and _session(s, page)["signedIn"]
+    page.unroute("**/me/auth/logout")

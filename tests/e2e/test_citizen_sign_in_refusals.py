@@ -11,6 +11,7 @@ with ``CI=true`` it fails.
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
@@ -218,3 +219,55 @@ def test_sign_out_ends_the_session_and_leads_to_the_providers_logout(real: Login
         assert client.get("/me/auth/session", headers=jar).json() == {"configured": True, "signedIn": False}
         gone = client.get("/v1/me/accesses", headers=jar)
         assert gone.status_code == 401 and gone.json()["reason"] == "SESSION_INVALID"
+
+
+def _set_cookie(response: httpx.Response, name: str) -> str:
+    return next((v for v in response.headers.get_list("set-cookie") if v.startswith(f"{name}=")), "")
+
+
+def test_a_sign_in_is_bound_to_the_browser_that_started_it(real: LoginStack) -> None:
+    """Login CSRF (RFC 9700 §4.7): browser B opening the callback of A's sign-in gets no session, A neither."""
+    before = _events(real)
+    with _client(real) as a:
+        start = a.get("/me/auth/login")
+        binding = _set_cookie(start, "passerelle-sign-in")
+        assert "HttpOnly" in binding and "SameSite=lax" in binding and "Path=/" in binding and "Max-Age=600" in binding
+        back = sign_in_with_form(start.headers["location"], "citizen", real.callback)
+        with _client(real) as b:   # another browser: no sign-in cookie, or its own
+            assert _refusal(b.get(back)) == "SIGN_IN_STATE_INVALID"
+            b.get("/me/auth/login")
+            forged = b.get(back)
+            assert _refusal(forged) == "SIGN_IN_STATE_INVALID" and not session_cookie(forged)
+        assert _refusal(a.get(back)) == "SIGN_IN_STATE_INVALID"   # the state was spent by the forged callback
+    assert _counted(real, "SIGN_IN_STATE_INVALID", before)
+
+
+def test_the_callback_clears_the_sign_in_cookie_and_ends_the_browsers_previous_session(real: LoginStack) -> None:
+    with _client(real) as browser:
+        start = browser.get("/me/auth/login")
+        first = browser.get(sign_in_with_form(start.headers["location"], "citizen", real.callback))
+        old = session_cookie(first)
+        assert old and _set_cookie(first, "passerelle-sign-in").startswith('passerelle-sign-in="";')
+        start = browser.get("/me/auth/login")
+        second = browser.get(sign_in_with_form(start.headers["location"], "citizen", real.callback))
+        new = session_cookie(second)
+        assert new and new != old
+    with _client(real) as client:
+        def signed_in(session: str) -> bool:
+            who = client.get("/me/auth/session", headers={"cookie": f"passerelle-session={session}"})
+            return bool(who.json()["signedIn"])
+
+        assert not signed_in(old) and signed_in(new)
+
+
+def test_sign_ins_started_by_unauthenticated_gets_stay_bounded(real: LoginStack) -> None:
+    """``<img src=/me/auth/login>`` on a busy page: one client's sign-ins in progress are capped."""
+    with _client(real) as client:
+        for _ in range(30):
+            assert client.get("/me/auth/login").status_code == 303
+    db = sqlite3.connect(real.data_dir / "sessions.db")
+    try:
+        per_client = db.execute("SELECT max(n) FROM (SELECT count(*) AS n FROM sign_in_pending GROUP BY client_hash)")
+        assert per_client.fetchone()[0] <= 20
+    finally:
+        db.close()

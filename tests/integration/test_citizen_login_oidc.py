@@ -92,20 +92,27 @@ def _back(url: str) -> dict[str, str]:
 
 
 async def _through_the_form(login: CitizenLogin, account: str) -> dict[str, str]:
-    return _back(sign_in_with_form(await login.start(), account, CALLBACK))
+    """The callback's query, and the browser's binding secret (its sign-in cookie) as ``binding``."""
+    started = await login.start("192.0.2.1")
+    return _back(sign_in_with_form(started.url, account, CALLBACK)) | {"binding": started.binding}
 
 
 @pytest.mark.parametrize("parts", ["client_secret", "private_key_jwt"], indirect=True)
 async def test_a_citizen_signs_in_through_the_providers_form_and_out_again(parts: Parts) -> None:
     login, _, events = parts
     back = await _through_the_form(login, "citizen")
-    signed_in = await login.finish(state=back["state"], code=back["code"])
+    signed_in = await login.finish(state=back["state"], code=back["code"], binding=back["binding"])
     assert (signed_in.session.national_id, signed_in.session.acr) == (NID, ACR_SUBSTANTIAL)
     assert await login.session(signed_in.session_id) == signed_in.session
     logout = await login.sign_out(signed_in.session_id)
     assert logout is not None and "/session/end?" in logout and "id_token_hint=" in logout
     assert await login.session(signed_in.session_id) is None
     assert events.seen == [SIGNED_IN, SIGNED_OUT]
+
+
+def _callback(back: dict[str, str]) -> dict[str, str]:
+    """What the browser brings back: the query's state and code, and its sign-in cookie."""
+    return {k: back[k] for k in ("state", "code", "binding")}
 
 
 async def _refused(login: CitizenLogin, **kwargs: str) -> Reason:
@@ -117,36 +124,40 @@ async def _refused(login: CitizenLogin, **kwargs: str) -> Reason:
 async def test_a_callback_with_another_state_is_refused_and_recorded(parts: Parts) -> None:
     login, _, events = parts
     back = await _through_the_form(login, "citizen")
-    assert await _refused(login, state="not-" + back["state"], code=back["code"]) == Reason.SIGN_IN_STATE_INVALID
+    assert await _refused(login, state="not-" + back["state"], code=back["code"],
+                          binding=back["binding"]) == Reason.SIGN_IN_STATE_INVALID  # fmt: skip
     assert events.seen == [Reason.SIGN_IN_STATE_INVALID]
 
 
 async def test_a_replayed_callback_and_a_replayed_code_are_refused(parts: Parts) -> None:
     login, _, events = parts
     back = await _through_the_form(login, "citizen")
-    await login.finish(state=back["state"], code=back["code"])
-    assert await _refused(login, state=back["state"], code=back["code"]) == Reason.SIGN_IN_STATE_INVALID
+    await login.finish(state=back["state"], code=back["code"], binding=back["binding"])
+    assert await _refused(login, **_callback(back)) == Reason.SIGN_IN_STATE_INVALID
     fresh = await _through_the_form(login, "citizen")      # a new sign-in's state with the old code
-    assert await _refused(login, state=fresh["state"], code=back["code"]) == Reason.SIGN_IN_CODE_REFUSED
+    assert await _refused(login, state=fresh["state"], code=back["code"],
+                          binding=fresh["binding"]) == Reason.SIGN_IN_CODE_REFUSED  # fmt: skip
     assert events.seen == [SIGNED_IN, Reason.SIGN_IN_STATE_INVALID, Reason.SIGN_IN_CODE_REFUSED]
 
 
 async def test_a_sign_in_below_the_required_assurance_is_refused(parts: Parts) -> None:
     login, _, events = parts
     back = await _through_the_form(login, "weak")
-    assert await _refused(login, state=back["state"], code=back["code"]) == Reason.SIGN_IN_ASSURANCE_TOO_LOW
+    assert await _refused(login, **_callback(back)) == Reason.SIGN_IN_ASSURANCE_TOO_LOW
     assert events.seen == [Reason.SIGN_IN_ASSURANCE_TOO_LOW]
 
 
 async def test_a_subject_claim_that_is_not_a_national_id_is_refused(parts: Parts) -> None:
     login, _, events = parts
     back = await _through_the_form(login, "stranger")
-    assert await _refused(login, state=back["state"], code=back["code"]) == Reason.SIGN_IN_SUBJECT_INVALID
+    assert await _refused(login, **_callback(back)) == Reason.SIGN_IN_SUBJECT_INVALID
     assert events.seen == [Reason.SIGN_IN_SUBJECT_INVALID]
 
 
 async def test_an_error_from_the_provider_is_a_failed_sign_in(parts: Parts) -> None:
     login, _, events = parts
-    state = _back(await login.start())["state"]
-    assert await _refused(login, state=state, code="", error="access_denied") == Reason.SIGN_IN_PROVIDER_ERROR
+    started = await login.start()
+    state = _back(started.url)["state"]
+    assert await _refused(login, state=state, code="", error="access_denied",
+                          binding=started.binding) == Reason.SIGN_IN_PROVIDER_ERROR  # fmt: skip
     assert events.seen == [Reason.SIGN_IN_PROVIDER_ERROR]

@@ -20,8 +20,11 @@
     return "en";
   }
 
+  // Texts and codes are looked up by keys a caller may choose (?signin_error=constructor): own keys only.
+  const own = (obj, key) => (obj != null && typeof key === "string" && Object.hasOwn(obj, key) ? obj[key] : undefined);
+
   const t = (key, ...args) => {
-    const v = T[state.lang][key];
+    const v = own(T[state.lang], key);
     return typeof v === "function" ? v(...args) : v;
   };
 
@@ -56,7 +59,7 @@
     catch (e) { return reasonText(""); }
   }
 
-  function reasonText(code) { return T[state.lang].reasons[code] || T[state.lang].reasons.other; }
+  function reasonText(code) { return own(T[state.lang].reasons, code) || T[state.lang].reasons.other; }
 
   // --- sign-in ------------------------------------------------------------------------------------
 
@@ -92,10 +95,16 @@
 
   async function signOut(message) {
     if (state.session) {   // ends the session at the gateway, then at the identity provider
-      const r = await fetch("/me/auth/logout", { method: "POST", credentials: "same-origin",
-        headers: { "x-csrf-token": state.session.csrfToken, accept: "application/json" } });
+      let r = null;
+      try {
+        r = await fetch("/me/auth/logout", { method: "POST", credentials: "same-origin",
+          headers: { "x-csrf-token": state.session.csrfToken, accept: "application/json" } });
+      } catch (e) { r = null; }
+      // Not ended at the gateway (network, 5xx, 403): still signed in, so the page does not pretend otherwise.
+      // A 401 means the session is already gone there: signed out.
+      if (!r || (!r.ok && r.status !== 401)) { say(t("failed") + (r ? await problemText(r) : reasonText(""))); return; }
       state.session = null;
-      const next = r.ok ? (await r.json()).next : "";
+      const next = r.ok ? ((await r.json().catch(() => ({}))).next || "") : "";
       if (next) { location.assign(next); return; }
     }
     sessionStorage.removeItem(TOKEN_KEY);
@@ -177,7 +186,7 @@
     dl.append(el("dt", { text: t(key) }), el("dd", {}, value));
   }
 
-  function title(obj) { return (obj && (obj[state.lang] || obj.en || obj.fr)) || ""; }
+  function title(obj) { return (obj && (own(obj, state.lang) || own(obj, "en") || own(obj, "fr"))) || ""; }
 
   // An agency by its name in the reader's language when the configuration gives one per language.
   function agencyName(agency) { return agency ? title(agency.names) || agency.name || "" : ""; }
@@ -186,16 +195,16 @@
   function source(service) {
     const m = /^registry\.([a-z_]+)\./.exec(service || "");
     const names = T[state.lang].registries;
-    return service ? (m && names[m[1]]) || names.other : "";
+    return service ? (m && own(names, m[1])) || names.other : "";
   }
 
   // Data items by their display name from the contract, else their category; never the field's name.
   function dataItems(fields) {
-    const words = (fields || []).map((f) => title(f.displayName) || T[state.lang].cat[f.category] || "").filter(Boolean);
+    const words = (fields || []).map((f) => title(f.displayName) || own(T[state.lang].cat, f.category) || "").filter(Boolean);
     return [...new Set(words)].join(", ");
   }
 
-  function basisText(code) { return code ? T[state.lang].basis[code] || T[state.lang].basis.other : ""; }
+  function basisText(code) { return code ? own(T[state.lang].basis, code) || T[state.lang].basis.other : ""; }
 
   function renderAccess(a) {
     const id = `access-${a.id}`;
@@ -343,8 +352,8 @@
     article.append(el("h3", { id, text: who }));
     const dl = el("dl");
     row(dl, "purpose", title(c.purposeTitle) || c.purpose);
-    row(dl, "categories", (c.categories || []).map((k) => T[state.lang].cat[k] || k).join(", "));
-    row(dl, "outcome", el("span", { class: "badge", text: t(STATUS[c.status] || "statusActive") }));
+    row(dl, "categories", (c.categories || []).map((k) => own(T[state.lang].cat, k) || k).join(", "));
+    row(dl, "outcome", el("span", { class: "badge", text: t(own(STATUS, c.status) || "statusActive") }));
     row(dl, "granted", dateOnly(c.grantedAt));
     row(dl, "expires", c.expiresAt ? dateOnly(c.expiresAt) : t("noExpiry"));
     if (c.singleUse) row(dl, "consent", t("singleUse"));
