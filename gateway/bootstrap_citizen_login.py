@@ -3,11 +3,15 @@
 The session store is chosen like the other stores: ``[citizen_login] sessions`` when set ("memory",
 "sqlite:PATH", a postgresql:// DSN), else beside the consents: ``sessions.db`` in the consents file's
 folder, or the consents' PostgreSQL database (schema ``passerelle_sessions``), so that every process
-and pod sharing the consents shares the sessions.
+and pod sharing the consents shares the sessions. Expired sessions and sign-ins are purged on each
+sign-in and every ``PURGE_EVERY_S`` by a background task (each process; the deletions are idempotent).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from pathlib import Path
 from typing import Protocol
 
@@ -26,6 +30,8 @@ from gateway.entrypoints.routes_citizen_login import citizen_login_installer
 __all__ = ["SessionStores", "install_citizen_login", "session_store_for"]
 
 _HTTP_TIMEOUT_S = 10.0
+PURGE_EVERY_S = 60.0
+_log = logging.getLogger("passerelle.citizen_login")
 
 
 class SessionStores(SessionStore, PendingSignInStore, Protocol):
@@ -84,9 +90,23 @@ async def install_citizen_login(gateway: Gateway) -> None:
     cookie = citizen_cookie(gateway)
     assert cookie is not None
     gateway.rest_installers.append(citizen_login_installer(cookie))
+    task = asyncio.create_task(_purge(gateway.citizen_login, PURGE_EVERY_S))
 
     async def close() -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
         await http.aclose()
         await store.close()
 
     gateway.closers.append(close)
+
+
+async def _purge(login: CitizenLogin, every_s: float) -> None:
+    """Expired sessions (each holds a national id) deleted even when nobody signs in; a failure is retried."""
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            await login.purge()
+        except Exception:   # the store may be down for a while: the next round tries again
+            _log.warning("could not purge expired citizen sessions", exc_info=True)
