@@ -245,20 +245,43 @@ class ExchangePipeline:
 
         ``before_record`` is awaited just before the exchange is recorded, whatever its outcome: a
         bulk look-up waits there for its turn to write, so that a batch the client left is stopped
-        (cancelled) before any record of an answer that would not be written.
+        (cancelled) before any record of an answer that would not be written. The admission slot
+        (``max_concurrent``) is released before that wait: the registry call is done, and an item
+        waiting for a lower index's turn holding a slot would deadlock a consumer whose concurrency
+        is below the batch's window.
         """
         started = time.perf_counter() if started is None else started
-        if self._admission is None:
+        admission = self._admission
+        if admission is None:
             return await self._audited(op, request, ctx, principal, started, before_record)
         try:
-            self._admission.acquire(principal.id, time.monotonic())
+            admission.acquire(principal.id, time.monotonic())
         except GatewayError as exc:
             self.record_security_event(exc.reason, ctx.protocol)
             raise
+        held = True
+
+        def release() -> None:
+            nonlocal held
+            if held:
+                held = False
+                admission.release(principal.id)
+
+        hook = before_record
+        if before_record is not None:
+            waits_for = before_record
+
+            async def released_then_wait() -> None:
+                # The admission slot is given back before waiting for the turn: an item that waits on
+                # another (a bulk look-up's index order) must not hold a slot that other needs.
+                release()
+                await waits_for()
+
+            hook = released_then_wait
         try:
-            return await self._audited(op, request, ctx, principal, started, before_record)
+            return await self._audited(op, request, ctx, principal, started, hook)
         finally:
-            self._admission.release(principal.id)
+            release()
 
     async def _audited(self, op: Operation, request: Message, ctx: CallContext, principal: Principal,
                        started: float, before_record: Callable[[], Awaitable[None]] | None) -> Message:
