@@ -52,6 +52,14 @@ class ClientGone(Exception):
     """Raised by a door's ``write`` when the client is no longer there: the batch stops."""
 
 
+class _Stopped(Exception):
+    """The batch may not go on (its token was revoked or expired): ``run`` raises ``error``."""
+
+    def __init__(self, error: GatewayError) -> None:
+        super().__init__(error.reason)
+        self.error = error
+
+
 @dataclass(frozen=True, slots=True)
 class ItemAnswer:
     """One item's outcome: the minimised answer, or the refusal a single call would have given."""
@@ -161,12 +169,18 @@ class BulkLookups:
         ctx: CallContext, *, order: Order, write: Write,
     ) -> BulkReport:
         """Answer every item through ``write`` (which waits for the client); ``read`` turns an item into
-        the operation's request or raises ``GatewayError`` (that item alone is refused)."""
+        the operation's request or raises ``GatewayError`` (that item alone is refused).
+
+        The call's token is checked again before each item (revocation, expiry with the verifier's
+        leeway): once it no longer holds, the batch stops and ``run`` raises that ``GatewayError``
+        (``TOKEN_REVOKED``, ``TOKEN_EXPIRED``) for the door to end the stream with; the items not
+        processed get no record and no answer."""
         deadline = None if ctx.timeout_s is None else self._clock() + ctx.timeout_s
         batch = _Batch(self, principal, op, ctx, deadline, _Turns(order), write)
         consumer = self._consumers.open(principal.id)
         window = asyncio.Semaphore(self._in_flight)
         count, completed = 0, False
+        stop: GatewayError | None = None
         try:
             try:
                 async with asyncio.TaskGroup() as group:
@@ -178,12 +192,21 @@ class BulkLookups:
                         task.add_done_callback(lambda _t: _release(window, consumer))
                 completed = True
             except BaseExceptionGroup as group_error:
-                _, other = group_error.split(ClientGone)
+                stopped, rest = group_error.split(_Stopped)
+                _, other = rest.split(ClientGone) if rest is not None else (None, None)
                 if other is not None:
                     raise other from None
+                if stopped is not None:
+                    first = stopped.exceptions[0]
+                    while isinstance(first, BaseExceptionGroup):
+                        first = first.exceptions[0]
+                    assert isinstance(first, _Stopped)
+                    stop = first.error
         finally:   # also when the door cancels the batch (the client left)
             self._consumers.close(principal.id)
             self.finished.append(BulkReport(principal.id, count, batch.answered, stopped=not completed))
+        if stop is not None:
+            raise stop
         return self.finished[-1]
 
     def now(self) -> float:
@@ -234,18 +257,29 @@ class _Batch:
             if holding:
                 self.turns.give(index)
 
+    def still_authenticated(self) -> None:
+        """Before each item: the token may have been revoked, or expired, since the call began."""
+        try:
+            self.lookups.pipeline.check_still_authenticated(self.principal, self.ctx.protocol)
+        except GatewayError as err:
+            raise _Stopped(err) from None
+
     async def _exchange(
         self, index: int, raw: T, read: Callable[[T], Message], my_turn: Callable[[], Awaitable[None]]
     ) -> ItemAnswer:
         try:
+            self.still_authenticated()
             request = read(raw)   # a malformed item is refused before its exchange, as a single call is
             await self.lookups.paced(self.principal.id, self.deadline)
+            self.still_authenticated()   # pacing may have taken long
             left = None if self.deadline is None else self.deadline - self.lookups.now()
             ctx = replace(self.ctx, bulk=True, timeout_s=left)
             answer = await self.lookups.pipeline.exchange_as(self.principal, self.op, request, ctx,
                                                              before_record=my_turn)
         except GatewayError as err:
             return ItemAnswer(index, None, err)
+        except _Stopped:
+            raise
         except Exception:   # recorded INTERNAL by the pipeline; answered INTERNAL, without its text
             return ItemAnswer(index, None, GatewayError(Reason.INTERNAL))
         return ItemAnswer(index, answer, None)

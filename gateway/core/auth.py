@@ -218,6 +218,15 @@ class TokenVerifier:
         keys = issuer.keys if issuer else None
         return keys if isinstance(keys, RefreshableKeys) else None
 
+    def check_current(self, p: Principal) -> None:
+        """A principal verified earlier is still good now: not expired (with the leeway), not revoked.
+
+        Cheap (the revocation view is in memory): a bulk look-up asks it before each item.
+        """
+        if p.expires_at + self._leeway <= self._clock():
+            raise GatewayError(Reason.TOKEN_EXPIRED, "The token expired during the call")
+        self._check_revocation(p)
+
     def _check_revocation(self, p: Principal) -> None:
         detail = self.revocations.refusal(jti=p.jti, consumer=p.id if p.kind == "consumer" else "", kid=p.kid)
         if detail:

@@ -214,6 +214,15 @@ class ExchangePipeline:
             self.record_security_event(exc.reason, ctx.protocol)
             raise
 
+    def check_still_authenticated(self, principal: Principal, protocol: str) -> None:
+        """A long call's principal, again: revoked (token, consumer, key) or expired since the call began
+        is refused (a security event, as at authentication)."""
+        try:
+            self._verifier.check_current(principal)
+        except GatewayError as exc:
+            self.record_security_event(exc.reason, protocol)
+            raise
+
     def _authorised_sender(self, principal: Principal, ctx: CallContext, kind: str) -> Principal:
         self._verifier.check_sender(
             principal, token=ctx.token or "", cert_sha256=ctx.peer_cert_sha256, dpop_proof=ctx.dpop_proof,

@@ -111,6 +111,8 @@ def grpc_bulk(lookups: BulkLookups) -> Callable[[grpc.aio.Server], list[str]]:
 
         try:
             await lookups.run(principal, op, request.items, read, ctx, order=_order(request.order), write=write)
+        except GatewayError as err:   # the batch stopped (token revoked or expired): the call's status says why
+            await abort_with(context, err, echo_id(ctx))
         except Exception as exc:  # the catch-all: INTERNAL without the exception's text
             await abort_unexpected(context, exc, echo_id(ctx))
 
@@ -214,7 +216,14 @@ def rest_bulk(lookups: BulkLookups) -> Callable[[FastAPI], dict[str, Any]]:
                 line = json.dumps(item_json(item_message(result, rid)), ensure_ascii=False, separators=(",", ":"))
                 await send_line(line.encode() + b"\n")
 
-            return await lookups.run(principal, op, items, read, ctx, order=_order(head.order), write=write)
+            try:
+                return await lookups.run(principal, op, items, read, ctx, order=_order(head.order), write=write)
+            except GatewayError as err:   # the batch stopped (token revoked or expired): one last line says why
+                end = {"status": json_format.MessageToDict(status_message(err, rid),
+                                                           always_print_fields_with_no_presence=True)}
+                with contextlib.suppress(ClientGone):
+                    await send_line(json.dumps(end, ensure_ascii=False, separators=(",", ":")).encode() + b"\n")
+                return None
 
         return _NdjsonStream(run, rid)
 
