@@ -150,6 +150,11 @@ class BulkLookups:
         """Once per call: the token and its sender constraint, as for a single call (security events)."""
         return await self._pipeline.authenticate_async(ctx)
 
+    def check_call(self, principal: Principal, ctx: CallContext) -> None:
+        """Once per call, before the stream: the values shared by all items (purpose, caller ids,
+        x-ai-system) refuse the whole call with the single call's reason, and no item is recorded."""
+        self._pipeline.check_call_values(principal, ctx)
+
     def operation(self, method: str, items: int) -> Operation:
         """The registry operation the batch names, refused as a whole when it cannot be a bulk look-up."""
         op = self._operations.get(method.removeprefix("/"))

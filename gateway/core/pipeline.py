@@ -223,6 +223,14 @@ class ExchangePipeline:
             self.record_security_event(exc.reason, protocol)
             raise
 
+    def check_call_values(self, principal: Principal, ctx: CallContext) -> None:
+        """The values of a call that are the same for all its items (purpose, caller ids, x-ai-system),
+        refused as a single call would refuse them: a bulk look-up asks once, before its stream starts,
+        so that one bad header is one refusal, not a refusal record per item."""
+        trail = _Trail(consumer=principal.id)
+        self._check_caller_values(ctx, trail)
+        self._check_purpose(ctx, trail)
+
     def _authorised_sender(self, principal: Principal, ctx: CallContext, kind: str) -> Principal:
         self._verifier.check_sender(
             principal, token=ctx.token or "", cert_sha256=ctx.peer_cert_sha256, dpop_proof=ctx.dpop_proof,

@@ -93,6 +93,7 @@ def grpc_bulk(lookups: BulkLookups) -> Callable[[grpc.aio.Server], list[str]]:
             request = parse_request(bulk_pb2.BulkLookupRequest, raw)
             assert isinstance(request, bulk_pb2.BulkLookupRequest)
             op = lookups.operation(request.method, len(request.items))
+            lookups.check_call(principal, ctx)
         except GatewayError as err:
             await abort_with(context, err, echo_id(ctx))
             return
@@ -207,6 +208,7 @@ def rest_bulk(lookups: BulkLookups) -> Callable[[FastAPI], dict[str, Any]]:
             body = json_body(raw, request.headers.get("content-type"), request.headers.get("content-encoding"))
             head, items = _split(body or {})
             op = lookups.operation(head.method, len(items))
+            lookups.check_call(principal, ctx)
         except GatewayError as err:
             return problem_response(err, rid)
         read = _rest_reader(op)

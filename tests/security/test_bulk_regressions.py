@@ -163,3 +163,30 @@ async def test_a_revoked_token_stops_a_grpc_batch_with_the_call_status(stack: Se
     finally:
         _verifier(stack).revocations.consumers.discard("cedies")
         stack.running.gateway.registries[GET_PERSON_SERVICE] = original
+
+
+# --- call-level values: refused once, before the stream ------------------------------------------------
+
+
+@pytest.mark.parametrize(("header", "value", "reason"), [
+    ("x-purpose", "", "PURPOSE_MISSING"),
+    ("x-purpose", "not-a-purpose", "UNKNOWN_PURPOSE"),
+    ("x-case-id", "case-1991062434054", "CALLER_FIELD_INVALID"),
+    ("x-ai-system", "unregistered-ai", "CALLER_FIELD_INVALID"),
+])
+async def test_call_level_values_refuse_the_whole_call_without_records(
+    stack: SecurityStack, header: str, value: str, reason: str
+) -> None:
+    rid = f"bulk-call-level-{reason}"
+    hdrs = [(k, v) for k, v in headers(stack, rid) if k != header] + ([(header, value)] if value else [])
+    start = await last_seq(stack)
+    status, answer = await rest_bulk(stack, [{"nationalId": n} for n in _ids(stack, 20)], hdrs)
+    assert status != 200 and answer[0]["reason"] == reason, answer
+    request = bulk_pb2.BulkLookupRequest(method=GET_PERSON, items=packed(
+        [population_pb2.GetPersonRequest(national_id=n) for n in _ids(stack, 20)]))
+    call = stack.channel.unary_stream(GRPC_METHOD, request_serializer=bulk_pb2.BulkLookupRequest.SerializeToString,
+                                      response_deserializer=bulk_pb2.BulkLookupItem.FromString)
+    with pytest.raises(grpc.aio.AioRpcError):
+        async for _item in call(request, metadata=tuple(hdrs), timeout=10):
+            pass
+    assert await bulk_records(stack, start, rid) == []
