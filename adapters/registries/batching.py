@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -88,12 +89,12 @@ class BatchingAdapter:
             if timeout <= 0:
                 raise GatewayError(Reason.REGISTRY_TIMEOUT, "The caller's deadline leaves no time for the registry")
             results = await self._transport.call_batch(
-                batch, [w.request for w in group], timeout=timeout, metadata=group[0].metadata
+                batch, [w.request for w in group], timeout=timeout, metadata=_batch_metadata(group[0].metadata)
             )
-        except GatewayError as exc:
-            results = [exc] * len(group)
+        except GatewayError as exc:   # one instance per caller: each future's traceback is its own
+            results = [_copy_error(exc) for _ in group]
         except Exception:   # an unmapped failure: each caller's exchange records it as INTERNAL
-            results = [GatewayError(Reason.INTERNAL)] * len(group)
+            results = [GatewayError(Reason.INTERNAL) for _ in group]
         for w, result in zip(group, results, strict=True):
             if w.answer.done():
                 continue
@@ -111,3 +112,18 @@ class BatchingAdapter:
             for w in group:
                 w.answer.cancel()
         self._waiting.clear()
+
+
+#: Of a caller's metadata, only the trace context goes with a batch that also holds other callers' items.
+_TRACE_KEYS = frozenset({"traceparent", "tracestate"})
+
+
+def _batch_metadata(metadata: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Neutral metadata for a batch call: a fresh request id of its own, and the trace context only
+    (no caller's x-request-id or other values reach the registry for everyone's items)."""
+    out = [(k, v) for k, v in metadata if k.lower() in _TRACE_KEYS]
+    return [("x-request-id", f"batch-{uuid.uuid4().hex}"), *out]
+
+
+def _copy_error(exc: GatewayError) -> GatewayError:
+    return GatewayError(exc.reason, exc.detail, field=exc.field, retry_after=exc.retry_after, metadata=exc.metadata)

@@ -111,3 +111,36 @@ async def test_a_caller_that_leaves_is_left_out_of_the_batch(registry: Registry)
     assert transport.batches == [2]
     assert isinstance(done[1], asyncio.CancelledError)
     assert [type(d) for d in (done[0], done[2])] == [population_pb2.Person, population_pb2.Person]
+
+
+@dataclass
+class FailingTransport:
+    """A registry that refuses every batch, keeping the metadata each batch call was sent with."""
+
+    sent: list[list[tuple[str, str]]] = field(default_factory=list)
+
+    async def call(self, method: str, request: Message, *, timeout: float,
+                   metadata: Sequence[tuple[str, str]]) -> Message:
+        raise AssertionError("grouped calls go as a batch")
+
+    async def call_batch(self, batch: BatchMethod, requests: Sequence[Message], *, timeout: float,
+                         metadata: Sequence[tuple[str, str]]) -> list[Message | GatewayError]:
+        self.sent.append(list(metadata))
+        raise GatewayError(Reason.REGISTRY_UNAVAILABLE)
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_a_batch_carries_neutral_metadata_and_each_caller_its_own_error() -> None:
+    transport = FailingTransport()
+    adapter = BatchingAdapter(transport, BY_METHOD)
+    trace = ("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+    done = await asyncio.gather(*(
+        adapter.call("GetPerson", request(n), timeout=5, metadata=[("x-request-id", f"caller-{i}"), trace])
+        for i, n in enumerate(["1991062434054", "1991062434054"])), return_exceptions=True)
+    [sent] = transport.sent
+    assert trace in sent and not any(v.startswith("caller-") for _, v in sent)
+    assert dict(sent)["x-request-id"].startswith("batch-")
+    assert all(isinstance(d, GatewayError) and d.reason is Reason.REGISTRY_UNAVAILABLE for d in done)
+    assert done[0] is not done[1]
