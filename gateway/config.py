@@ -140,11 +140,16 @@ class GatewaySection(_Strict):
     # /readyz: "all" configured registries must answer their probe, "any" of them, or "ignore-registries".
     readiness: Literal["all", "any", "ignore-registries"] = "all"
     # Bulk look-ups (gRPC BulkExchange/Lookup, POST /v1/bulk:lookup): items per call, the size of the call
-    # (its own limit, above max_request_bytes), items in flight per call and per consumer over its calls.
+    # (its own limit, above max_request_bytes; 100,000 GetPerson items: ~3 MiB of JSON, ~10 MiB with
+    # "@type" in each, 7.6 MiB on gRPC), items in flight per call and per consumer over its calls, how long
+    # a client may read nothing before its batch stops, and batches one consumer may run at a time
+    # (checked before the request body is read).
     bulk_max_items: int = Field(default=100_000, ge=1)
-    bulk_max_request_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+    bulk_max_request_bytes: int = Field(default=12 * 1024 * 1024, gt=0)
     bulk_in_flight: int = Field(default=32, ge=1, le=4096)
     bulk_consumer_in_flight: int = Field(default=64, ge=1)
+    bulk_idle_timeout_s: float = Field(default=30.0, gt=0)
+    bulk_consumer_batches: int = Field(default=4, ge=1)
 
 
 class WitnessSection(_Strict):

@@ -12,7 +12,10 @@ turn (index order, or one at a time as completed), and it is recorded only once 
 (``before_record``): while a slow client reads, the items of the window wait there and nothing
 further is started, so the registries are not called ahead of the client. A client that leaves
 cancels the batch: items waiting for their turn are never recorded, items not started never are,
-and every answered item was recorded before its answer was written.
+and every answered item was recorded before its answer was written. A client that stays connected but
+reads nothing for ``idle_timeout_s`` (no answer could be written) is treated as gone: the batch stops
+the same way and gives back all its slots. A consumer runs at most ``consumer_batches`` batches at a
+time (``batch_slot``, taken by the doors before the request body is read).
 
 The registry side is the registry's ``bulk_adapter`` where its contract offers a batch method
 (``adapters/registries/batching.py`` groups the items in flight into it); otherwise the window's
@@ -22,6 +25,7 @@ items fan out as single calls.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -36,8 +40,9 @@ from gateway.core.contracts import Operation
 from gateway.core.errors import GatewayError, Reason
 from gateway.core.pipeline import CallContext, ExchangePipeline
 
-__all__ = ["BulkLookups", "BulkReport", "ClientGone", "ItemAnswer", "Order"]
+__all__ = ["BatchSlot", "BulkLookups", "BulkReport", "ClientGone", "ItemAnswer", "Order"]
 
+log = logging.getLogger("passerelle.bulk")
 T = TypeVar("T")
 #: The longest a paced item sleeps before asking the quota again.
 _MAX_PACE_S = 0.5
@@ -50,6 +55,10 @@ class Order(StrEnum):
 
 class ClientGone(Exception):
     """Raised by a door's ``write`` when the client is no longer there: the batch stops."""
+
+
+class _Idle(ClientGone):
+    """No answer could be written for ``idle_timeout_s``: the client is not reading; the batch stops."""
 
 
 class _Stopped(Exception):
@@ -77,6 +86,7 @@ class BulkReport:
     items: int
     answered: int
     stopped: bool
+    idle: bool = False   # stopped because the client read nothing for idle_timeout_s
 
 
 Write = Callable[[ItemAnswer], Awaitable[None]]
@@ -127,6 +137,24 @@ class _ConsumerSlots:
             self._slots[consumer] = (sem, users - 1)
 
 
+class BatchSlot:
+    """One of a consumer's ``consumer_batches`` running batches; ``release`` gives it back (once)."""
+
+    def __init__(self, running: dict[str, int], consumer: str) -> None:
+        self._running, self._consumer, self._held = running, consumer, True
+        running[consumer] = running.get(consumer, 0) + 1
+
+    def release(self) -> None:
+        if not self._held:
+            return
+        self._held = False
+        left = self._running.get(self._consumer, 1) - 1
+        if left <= 0:
+            self._running.pop(self._consumer, None)
+        else:
+            self._running[self._consumer] = left
+
+
 def _release(*slots: asyncio.Semaphore) -> None:
     for slot in slots:
         slot.release()
@@ -137,11 +165,17 @@ class BulkLookups:
 
     def __init__(
         self, pipeline: ExchangePipeline, operations: Mapping[str, Operation], *, max_items: int, in_flight: int,
-        consumer_in_flight: int, clock: Callable[[], float] = time.monotonic,
+        consumer_in_flight: int, idle_timeout_s: float = 30.0, consumer_batches: int = 4,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._pipeline, self._operations = pipeline, operations
         self.max_items, self._in_flight = max_items, in_flight
         self._consumers = _ConsumerSlots(consumer_in_flight)
+        #: The longest an answer may wait for the client to read before the batch stops.
+        self.idle_timeout_s = idle_timeout_s
+        #: Batches one consumer may run at a time (this process).
+        self.consumer_batches = consumer_batches
+        self._batches: dict[str, int] = {}
         self._clock = clock
         #: The last batches' outcomes, newest last (for operators' debugging and the tests).
         self.finished: deque[BulkReport] = deque(maxlen=64)
@@ -149,6 +183,17 @@ class BulkLookups:
     async def authenticate(self, ctx: CallContext) -> Principal:
         """Once per call: the token and its sender constraint, as for a single call (security events)."""
         return await self._pipeline.authenticate_async(ctx)
+
+    def batch_slot(self, principal: Principal, ctx: CallContext) -> BatchSlot:
+        """Once per call, right after authentication and before the request body is read: one of the
+        consumer's ``consumer_batches`` slots, or ``CONCURRENCY_LIMITED`` (with Retry-After) as other
+        quotas refuse. The door releases it when the batch ends, whichever way."""
+        if self._batches.get(principal.id, 0) >= self.consumer_batches:
+            self._pipeline.record_security_event(Reason.CONCURRENCY_LIMITED, ctx.protocol)
+            raise GatewayError(Reason.CONCURRENCY_LIMITED,
+                               f"At most {self.consumer_batches} bulk look-ups of one consumer run at a time",
+                               retry_after=1.0)
+        return BatchSlot(self._batches, principal.id)
 
     def check_call(self, principal: Principal, ctx: CallContext) -> None:
         """Once per call, before the stream: the values shared by all items (purpose, caller ids,
@@ -184,7 +229,7 @@ class BulkLookups:
         batch = _Batch(self, principal, op, ctx, deadline, _Turns(order), write)
         consumer = self._consumers.open(principal.id)
         window = asyncio.Semaphore(self._in_flight)
-        count, completed = 0, False
+        count, completed, idle = 0, False, False
         stop: GatewayError | None = None
         try:
             try:
@@ -198,6 +243,7 @@ class BulkLookups:
                 completed = True
             except BaseExceptionGroup as group_error:
                 stopped, rest = group_error.split(_Stopped)
+                idle = rest is not None and rest.subgroup(_Idle) is not None
                 _, other = rest.split(ClientGone) if rest is not None else (None, None)
                 if other is not None:
                     raise other from None
@@ -209,7 +255,7 @@ class BulkLookups:
                     stop = first.error
         finally:   # also when the door cancels the batch (the client left)
             self._consumers.close(principal.id)
-            self.finished.append(BulkReport(principal.id, count, batch.answered, stopped=not completed))
+            self.finished.append(BulkReport(principal.id, count, batch.answered, stopped=not completed, idle=idle))
         if stop is not None:
             raise stop
         return self.finished[-1]
@@ -256,11 +302,23 @@ class _Batch:
             result = await self._exchange(index, raw, read, my_turn)
             if not holding:
                 await my_turn()
-            await self.write(result)
+            await self._write(index, result)
             self.answered += 1
         finally:
             if holding:
                 self.turns.give(index)
+
+    async def _write(self, index: int, result: ItemAnswer) -> None:
+        """The door's write, bounded: a client that reads nothing for ``idle_timeout_s`` is gone."""
+        idle_s = self.lookups.idle_timeout_s
+        try:
+            await asyncio.wait_for(self.write(result), idle_s)
+        except TimeoutError:
+            log.warning("bulk look-up stopped: the client read no answer for %s s", idle_s,
+                        extra={"fields": {"consumer": self.principal.id, "request_id": self.ctx.request_id,
+                                          "protocol": self.ctx.protocol, "index": index,
+                                          "answered": self.answered}})
+            raise _Idle from None
 
     def still_authenticated(self) -> None:
         """Before each item: the token may have been revoked, or expired, since the call began."""

@@ -6,7 +6,11 @@ The use case is ``gateway.application.bulk``; here: the call's checks before the
 in the error model of the door), each item read as the method's request (a malformed one is
 refused alone), and each answer written in the same ``BulkLookupItem`` shape on both doors. A
 client that leaves stops the batch: gRPC cancels the handler; on REST the ``http.disconnect``
-event does (the server drops writes to a closed connection silently, so they cannot tell).
+event does (the server drops writes to a closed connection silently, so they cannot tell). A client
+that stays connected but reads nothing for ``[gateway] bulk_idle_timeout_s`` is treated as gone.
+A consumer's batch slot (``[gateway] bulk_consumer_batches``) is taken right after authentication,
+before the request body is read (REST) or parsed (gRPC), and given back when the stream ends. The
+REST body is parsed in a worker thread: a large body does not block the event loop.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from google.protobuf.message import Message
 from google.rpc import status_pb2
 
 from gateway._pb.passerelle.gateway.v1 import bulk_pb2
-from gateway.application.bulk import BulkLookups, ClientGone, ItemAnswer, Order
+from gateway.application.bulk import BatchSlot, BulkLookups, ClientGone, ItemAnswer, Order
 from gateway.core.contracts import Operation
 from gateway.core.errors import GatewayError, Reason
 from gateway.core.proto_typing import discard_unknown_fields
@@ -84,12 +88,21 @@ def grpc_bulk(lookups: BulkLookups) -> Callable[[grpc.aio.Server], list[str]]:
     pipeline = lookups.pipeline
 
     async def lookup(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        held: list[BatchSlot] = []
+        try:
+            await _lookup(raw, context, held)
+        finally:   # however the call ends (also cancelled): the consumer's batch slot is given back
+            for slot in held:
+                slot.release()
+
+    async def _lookup(raw: bytes, context: grpc.aio.ServicerContext[Any, Any], held: list[BatchSlot]) -> None:
         md = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
         ctx = call_context("grpc", md.get, context.time_remaining())
         context.set_trailing_metadata((("x-request-id", echo_id(ctx)),))
         try:
             admit_grpc_call(pipeline, context, ctx)
             principal = await lookups.authenticate(ctx)
+            held.append(lookups.batch_slot(principal, ctx))
             request = parse_request(bulk_pb2.BulkLookupRequest, raw)
             assert isinstance(request, bulk_pb2.BulkLookupRequest)
             op = lookups.operation(request.method, len(request.items))
@@ -111,7 +124,11 @@ def grpc_bulk(lookups: BulkLookups) -> Callable[[grpc.aio.Server], list[str]]:
                 raise ClientGone from None
 
         try:
-            await lookups.run(principal, op, request.items, read, ctx, order=_order(request.order), write=write)
+            report = await lookups.run(principal, op, request.items, read, ctx, order=_order(request.order),
+                                       write=write)
+            if report.idle:   # not OK: the client read nothing for too long (it will likely never see this)
+                context.set_code(grpc.StatusCode.CANCELLED)
+                context.set_details("The client read no answer for bulk_idle_timeout_s: the batch stopped")
         except GatewayError as err:   # the batch stopped (token revoked or expired): the call's status says why
             await abort_with(context, err, echo_id(ctx))
         except Exception as exc:  # the catch-all: INTERNAL without the exception's text
@@ -137,14 +154,21 @@ class _NdjsonStream(Response):
     media_type = "application/x-ndjson"
 
     def __init__(self, run: Callable[[Callable[[bytes], Awaitable[None]]], Coroutine[Any, Any, object]],
-                 request_id: str) -> None:
+                 request_id: str, slot: BatchSlot, idle_timeout_s: float) -> None:
         super().__init__()
+        self._slot, self._idle_timeout_s = slot, idle_timeout_s
         # No content-length: the body is as long as the batch makes it.
         self.raw_headers = [(b"content-type", self.media_type.encode()), (b"cache-control", b"no-store"),
                             (b"x-request-id", request_id.encode())]
         self._run = run
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await self._stream(receive, send)
+        finally:   # however the stream ends: the consumer's batch slot is given back
+            self._slot.release()
+
+    async def _stream(self, receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
 
         async def write(line: bytes) -> None:
@@ -163,7 +187,9 @@ class _NdjsonStream(Response):
         if left.done():
             return
         left.cancel()
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        with contextlib.suppress(TimeoutError):   # a client that reads nothing: the server drops the connection
+            await asyncio.wait_for(send({"type": "http.response.body", "body": b"", "more_body": False}),
+                                   self._idle_timeout_s)
 
 
 async def _disconnected(receive: Any) -> None:
@@ -204,13 +230,24 @@ def rest_bulk(lookups: BulkLookups) -> Callable[[FastAPI], dict[str, Any]]:
         rid = echo_id(ctx)
         try:
             principal = await lookups.authenticate(ctx)   # before the (large) body is read
+            slot = lookups.batch_slot(principal, ctx)     # so is the consumer's batch slot
+        except GatewayError as err:
+            return problem_response(err, rid)
+        try:
             raw = await request.body()
-            body = json_body(raw, request.headers.get("content-type"), request.headers.get("content-encoding"))
+            # Parsed in a worker thread: a body of millions of tiny items must not block the event loop.
+            body = await asyncio.to_thread(json_body, raw, request.headers.get("content-type"),
+                                           request.headers.get("content-encoding"))
+            del raw
             head, items = _split(body or {})
             op = lookups.operation(head.method, len(items))
             lookups.check_call(principal, ctx)
         except GatewayError as err:
+            slot.release()
             return problem_response(err, rid)
+        except BaseException:
+            slot.release()
+            raise
         read = _rest_reader(op)
 
         async def run(send_line: Callable[[bytes], Awaitable[None]]) -> object:
@@ -223,11 +260,16 @@ def rest_bulk(lookups: BulkLookups) -> Callable[[FastAPI], dict[str, Any]]:
             except GatewayError as err:   # the batch stopped (token revoked or expired): one last line says why
                 end = {"status": json_format.MessageToDict(status_message(err, rid),
                                                            always_print_fields_with_no_presence=True)}
-                with contextlib.suppress(ClientGone):
-                    await send_line(json.dumps(end, ensure_ascii=False, separators=(",", ":")).encode() + b"\n")
+                line = json.dumps(end, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+                with contextlib.suppress(ClientGone, TimeoutError):   # nor wait for a client that reads nothing
+                    await asyncio.wait_for(send_line(line), lookups.idle_timeout_s)
                 return None
 
-        return _NdjsonStream(run, rid)
+        try:
+            return _NdjsonStream(run, rid, slot, lookups.idle_timeout_s)
+        except BaseException:
+            slot.release()
+            raise
 
     def add(app: FastAPI) -> dict[str, Any]:
         app.add_api_route(REST_PATH, endpoint, methods=["POST"], tags=["bulk"], summary=f"{SERVICE}/Lookup",
@@ -280,6 +322,8 @@ def _doc() -> dict[str, Any]:
             "401": {"description": "Not authenticated", "content": problem},
             "404": {"description": "Unknown method", "content": problem},
             "413": {"description": "Too many items or too large a body", "content": problem},
+            "429": {"description": "Too many bulk look-ups of this consumer at a time (Retry-After)",
+                    "content": problem},
         },
         "security": [{"bearer": []}],
     }

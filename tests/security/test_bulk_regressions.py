@@ -190,3 +190,163 @@ async def test_call_level_values_refuse_the_whole_call_without_records(
         async for _item in call(request, metadata=tuple(hdrs), timeout=10):
             pass
     assert await bulk_records(stack, start, rid) == []
+
+
+# --- a client that stays connected but reads nothing: the batch stops, its slots are given back --------
+
+
+@contextlib.contextmanager
+def _idle_timeout(s: SecurityStack, seconds: float) -> Iterator[None]:
+    previous, lookups(s).idle_timeout_s = lookups(s).idle_timeout_s, seconds
+    try:
+        yield
+    finally:
+        lookups(s).idle_timeout_s = previous
+
+
+async def test_grpc_clients_that_stop_reading_give_their_slots_back(stack: SecurityStack) -> None:
+    ids = _ids(stack, 2000)
+    request = bulk_pb2.BulkLookupRequest(method=GET_PERSON, items=packed(
+        [population_pb2.GetPersonRequest(national_id=n) for n in ids]))
+    # Clients that really stop reading: no BDP probing, so their HTTP/2 window stays at 64 KB.
+    channels = [grpc.aio.insecure_channel(f"127.0.0.1:{stack.running.grpc_port}",
+                                          options=[("grpc.http2.bdp_probe", 0)]) for _ in range(2)]
+    start, before = await last_seq(stack), len(lookups(stack).finished)
+    try:
+        with _idle_timeout(stack, 0.5), admission(stack, Quota(rate_per_s=0.0, burst=1, max_concurrent=64)) as a:
+            streams = []
+            for k, channel in enumerate(channels):
+                call = channel.unary_stream(GRPC_METHOD,
+                                            request_serializer=bulk_pb2.BulkLookupRequest.SerializeToString,
+                                            response_deserializer=bulk_pb2.BulkLookupItem.FromString)
+                stream = call(request, metadata=tuple(headers(stack, f"bulk-idle-grpc-{k}")), timeout=30)
+                await stream.read()   # one answer, then nothing
+                streams.append(stream)
+            deadline = asyncio.get_running_loop().time() + 10
+            while len(lookups(stack).finished) < before + 2:
+                assert asyncio.get_running_loop().time() < deadline, "the idle batches did not stop"
+                await asyncio.sleep(0.05)
+            reports = list(lookups(stack).finished)[before:]
+            assert all(r.idle and r.stopped and r.answered < len(ids) for r in reports), reports
+            assert a.in_flight("cedies") == 0
+            assert lookups(stack)._batches.get("cedies", 0) == 0
+            # A third batch of the same consumer is not held up by the two idle ones.
+            status, items = await asyncio.wait_for(
+                grpc_bulk_items(stack, ids[:5], "bulk-idle-grpc-third"), timeout=10)
+            assert status == "OK" and len(items) == 5
+        await asyncio.sleep(0.1)
+        for k, report in enumerate(reports):   # items answered stay audited, no others (the cut one aside)
+            records = [r for r in await bulk_records(stack, start, f"bulk-idle-grpc-{k}")
+                       if "subject_role" not in r.record.extra]
+            assert report.answered <= len(records) <= report.answered + 1, (report, len(records))
+        for stream in streams:
+            stream.cancel()
+    finally:
+        for channel in channels:
+            await channel.close()
+
+
+async def grpc_bulk_items(s: SecurityStack, ids: list[str], rid: str) -> tuple[str, list[dict[str, Any]]]:
+    from tests.security.test_bulk import grpc_bulk
+
+    return await grpc_bulk(s, [population_pb2.GetPersonRequest(national_id=n) for n in ids], headers(s, rid))
+
+
+async def test_a_rest_client_that_stops_reading_gives_its_slots_back(stack: SecurityStack) -> None:
+    import socket
+
+    ids = _ids(stack, 20_000)   # more than the socket buffers hold
+    body = json.dumps({"method": GET_PERSON, "items": [{"nationalId": n} for n in ids]}).encode()
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)   # a small window: the server must wait
+    sock.connect(("127.0.0.1", stack.running.rest_port))
+    sock.setblocking(False)
+    before = len(lookups(stack).finished)
+    with _idle_timeout(stack, 0.5):
+        reader, writer = await asyncio.open_connection(sock=sock)
+        head = "".join(f"{k}: {v}\r\n" for k, v in headers(stack, "bulk-idle-rest"))
+        writer.write(f"POST /v1/bulk:lookup HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\n"
+                     f"content-length: {len(body)}\r\n{head}\r\n".encode() + body)
+        await writer.drain()
+        assert (await reader.readline()).startswith(b"HTTP/1.1 200")
+        await reader.read(1000)   # a little, then nothing
+        try:
+            deadline = asyncio.get_running_loop().time() + 15
+            while len(lookups(stack).finished) <= before:
+                assert asyncio.get_running_loop().time() < deadline, "the idle batch did not stop"
+                await asyncio.sleep(0.05)
+            report = lookups(stack).finished[-1]
+            assert report.idle and report.stopped and report.answered < len(ids), report
+            await asyncio.sleep(1.0)   # the stream gave up its last frame too
+            assert lookups(stack)._batches.get("cedies", 0) == 0
+        finally:
+            writer.close()
+
+
+# --- a consumer's batches at a time: refused before the body is read -------------------------------------
+
+
+async def test_a_consumers_batches_at_a_time_are_capped_before_the_body(stack: SecurityStack) -> None:
+    from gateway.application.bulk import BatchSlot
+
+    bulk = lookups(stack)
+    held = [BatchSlot(bulk._batches, "cedies") for _ in range(bulk.consumer_batches)]
+    try:
+        # Headers and the start of a (would-be large) body: the refusal comes without the rest of it.
+        reader, writer = await asyncio.open_connection("127.0.0.1", stack.running.rest_port)
+        head = "".join(f"{k}: {v}\r\n" for k, v in headers(stack, "bulk-cap-rest"))
+        writer.write(f"POST /v1/bulk:lookup HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\n"
+                     f"content-length: 10000000\r\n{head}\r\n".encode() + b'{"method": "')
+        await writer.drain()
+        try:
+            response = await asyncio.wait_for(reader.read(65536), timeout=10)
+        finally:
+            writer.close()
+        status_line, _, rest = response.partition(b"\r\n")
+        assert status_line.startswith(b"HTTP/1.1 429"), response
+        assert b"CONCURRENCY_LIMITED" in rest and b"\r\nretry-after: " in rest.lower(), response
+        from tests.security.test_bulk import grpc_bulk
+
+        status, answer = await grpc_bulk(stack, [population_pb2.GetPersonRequest(national_id=_ids(stack, 1)[0])],
+                                         headers(stack, "bulk-cap-grpc"))
+        assert status == "RESOURCE_EXHAUSTED" and answer[0]["reason"] == "CONCURRENCY_LIMITED"
+        # Another consumer is not affected.
+        status_other, _ = await rest_bulk(stack, [{"nationalId": _ids(stack, 1)[0]}],
+                                          headers(stack, "bulk-cap-other", consumer="caf"))
+        assert status_other != 429
+    finally:
+        for slot in held:
+            slot.release()
+    # Slots are given back however a batch ends: answered, refused whole, too many items.
+    assert (await rest_bulk(stack, [{"nationalId": n} for n in _ids(stack, 3)], headers(stack, "bulk-cap-1")))[0] == 200
+    assert (await rest_bulk(stack, [{"nationalId": "x"}], headers(stack, "bulk-cap-2"), method="nope/Nope"))[0] != 200
+    too_many: list[dict[str, str]] = [{}] * (bulk.max_items + 1)
+    assert (await rest_bulk(stack, too_many, headers(stack, "bulk-cap-3")))[0] == 413
+    assert (await grpc_bulk_items(stack, _ids(stack, 3), "bulk-cap-4"))[0] == "OK"
+    await asyncio.sleep(0.1)
+    assert bulk._batches == {}
+
+
+async def test_a_body_of_millions_of_empty_items_does_not_block_the_loop(stack: SecurityStack) -> None:
+    n = 1_500_000
+    raw = b'{"method": "' + GET_PERSON.encode() + b'", "items": [' + b",".join([b"{}"] * n) + b"]}"
+    gaps: list[float] = []
+    done = asyncio.Event()
+
+    async def ticker() -> None:
+        loop = asyncio.get_running_loop()
+        while not done.is_set():
+            t = loop.time()
+            await asyncio.sleep(0.005)
+            gaps.append(loop.time() - t)
+
+    tick = asyncio.create_task(ticker())
+    try:
+        r = await stack.rest.post("/v1/bulk:lookup", content=raw, timeout=60,
+                                  headers=[*headers(stack, "bulk-empty-items"), ("content-type", "application/json")])
+    finally:
+        done.set()
+        await tick
+    assert r.status_code == 413 and r.json()["reason"] == "REQUEST_TOO_LARGE", r.text
+    assert max(gaps) < 0.5, max(gaps)   # parsed in a worker thread, not on the event loop
+    assert lookups(stack)._batches == {}
