@@ -20,10 +20,12 @@ _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
 FORWARDED_HEADERS = ("traceparent", "tracestate")
 #: Keys the gateway reads as ONE value. Given twice, a proxy may read the first and the gateway the
 #: last (REST and gRPC libraries differ), so such a request is refused on both doors (DUPLICATE_HEADER).
-#: ``tracestate`` is not one of them: W3C trace context lets it be split over several headers.
+#: ``tracestate`` is not one of them: W3C trace context lets it be split over several headers. Nor is
+#: ``traceparent``: gRPC's core keeps only the last one before any handler sees the metadata, so the REST
+#: door's tracing takes the last one too (observability.frontdoor); it names a trace, never a decision.
 SINGLE_VALUED = frozenset({
     "authorization", "dpop", "x-purpose", "x-fields", "x-consent-id", "x-case-id", "x-officer-id",
-    "x-ai-system", "x-request-id", "traceparent", "content-type", "content-length",
+    "x-ai-system", "x-request-id", "content-type", "content-length",
     "content-encoding", "transfer-encoding", "host", "grpc-encoding", "grpc-timeout",
 })
 

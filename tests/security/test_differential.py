@@ -28,6 +28,7 @@ from tests.security.test_one_meaning import UNKNOWN_FIELD, grpc_raw
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 EXAMPLES = 60
+# traceparent given twice is also generated: gRPC's core keeps the last, and so does the REST door.
 SINGLE_VALUED = ["authorization", "x-purpose", "x-fields", "x-case-id", "x-officer-id", "x-ai-system", "traceparent"]
 #: Audit fields that must agree (time, latency, protocol, request and trace ids are per call).
 AUDITED = ("consumer", "service", "purpose", "legal_basis", "subject", "consent_id", "case_id", "officer_id",
