@@ -7,6 +7,7 @@ with ``CI=true`` they fail instead, so CI cannot go green without them.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sqlite3
@@ -187,3 +188,38 @@ async def harness(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
     await h.store.start()
     yield h
     await h.store.close()
+
+
+#: The three backends of a store contract test; PostgreSQL skips with a reason (mandatory in CI).
+BACKENDS = ["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@contextlib.asynccontextmanager
+async def reopening(
+    request: pytest.FixtureRequest,
+    memory: Callable[[], Any],
+    sqlite: Callable[[], Any],
+    postgres: Callable[[str], Any],
+) -> AsyncIterator[Callable[[], Any]]:
+    """Opens the backend named by ``request.param`` on the same location at each call, as another process
+    would (memory: the one store, it has one process only); closes every store opened, last first."""
+    opened: list[Any] = []
+    if request.param == "memory":
+        only = memory()
+        make: Callable[[], Any] = lambda: only  # noqa: E731
+    elif request.param == "sqlite":
+        make = sqlite
+    else:
+        schema: str = request.getfixturevalue("pg_schema")
+        make = lambda: postgres(schema)  # noqa: E731
+
+    def open_() -> Any:
+        store = make()
+        opened.append(store)
+        return store
+
+    try:
+        yield open_
+    finally:
+        for store in reversed(opened):
+            await store.close()

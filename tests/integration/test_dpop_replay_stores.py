@@ -12,33 +12,22 @@ import pytest
 from adapters.stores.dpop_replay_memory import InMemoryProofReplayStore
 from adapters.stores.dpop_replay_postgres import PostgresProofReplayStore
 from adapters.stores.dpop_replay_sqlite import SqliteProofReplayStore
-from tests.integration.conftest import PG_DSN
+from tests.integration.conftest import BACKENDS, PG_DSN, reopening
 
-KINDS = ["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+KINDS = BACKENDS
 NOW = 1_800_000_000.0
 
 
 @pytest.fixture(params=KINDS)
 async def opener(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Callable[[], Any]]:
     """Opens a store on the same location each call, as another process would (memory: the one store)."""
-    opened: list[Any] = []
-    if request.param == "memory":
-        only = InMemoryProofReplayStore()
-        make: Callable[[], Any] = lambda: only  # noqa: E731
-    elif request.param == "sqlite":
-        make = lambda: SqliteProofReplayStore(tmp_path / "dpop_replay.db", purge_every_s=0)  # noqa: E731
-    else:
-        schema = request.getfixturevalue("pg_schema")
-        make = lambda: PostgresProofReplayStore(PG_DSN, schema=schema, purge_every_s=0)  # noqa: E731
-
-    def open_() -> Any:
-        store = make()
-        opened.append(store)
-        return store
-
-    yield open_
-    for store in opened:
-        await store.close()
+    async with reopening(
+        request,
+        memory=lambda: InMemoryProofReplayStore(),
+        sqlite=lambda: SqliteProofReplayStore(tmp_path / "dpop_replay.db", purge_every_s=0),
+        postgres=lambda schema: PostgresProofReplayStore(PG_DSN, schema=schema, purge_every_s=0),
+    ) as open_:
+        yield open_
 
 
 async def test_a_key_is_accepted_once_within_its_window(opener: Callable[[], Any]) -> None:

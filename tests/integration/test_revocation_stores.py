@@ -14,32 +14,21 @@ from adapters.stores.revocations_memory import InMemoryRevocationStore
 from adapters.stores.revocations_postgres import PostgresRevocationStore
 from adapters.stores.revocations_sqlite import SqliteRevocationStore
 from gateway.core.revocation import Revocation
-from tests.integration.conftest import PG_DSN
+from tests.integration.conftest import BACKENDS, PG_DSN, reopening
 
-KINDS = ["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+KINDS = BACKENDS
 
 
 @pytest.fixture(params=KINDS)
 async def opener(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Callable[[], Any]]:
     """Opens a store on the same location each call (memory: the same store: it has one process only)."""
-    opened: list[Any] = []
-    if request.param == "memory":
-        only = InMemoryRevocationStore()
-        make: Callable[[], Any] = lambda: only  # noqa: E731
-    elif request.param == "sqlite":
-        make = lambda: SqliteRevocationStore(tmp_path / "revocations.db")  # noqa: E731
-    else:
-        schema = request.getfixturevalue("pg_schema")
-        make = lambda: PostgresRevocationStore(PG_DSN, schema=schema)  # noqa: E731
-
-    def open_() -> Any:
-        store = make()
-        opened.append(store)
-        return store
-
-    yield open_
-    for store in opened:
-        await store.close()
+    async with reopening(
+        request,
+        memory=lambda: InMemoryRevocationStore(),
+        sqlite=lambda: SqliteRevocationStore(tmp_path / "revocations.db"),
+        postgres=lambda schema: PostgresRevocationStore(PG_DSN, schema=schema),
+    ) as open_:
+        yield open_
 
 
 async def test_add_list_replace_and_remove(opener: Callable[[], Any]) -> None:

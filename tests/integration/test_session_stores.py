@@ -13,33 +13,22 @@ from adapters.stores.session_memory import InMemorySessionStore
 from adapters.stores.session_postgres import PostgresSessionStore
 from adapters.stores.session_sqlite import SqliteSessionStore
 from gateway.core.citizen_sessions import CitizenSession, PendingSignIn, id_hash
-from tests.integration.conftest import PG_DSN
+from tests.integration.conftest import BACKENDS, PG_DSN, reopening
 
-KINDS = ["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+KINDS = BACKENDS
 NOW = 1_800_000_000_000_000
 
 
 @pytest.fixture(params=KINDS)
 async def opener(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Callable[[], Any]]:
     """Opens a store on the same location each call, as another process would (memory: the one store)."""
-    opened: list[Any] = []
-    if request.param == "memory":
-        only = InMemorySessionStore()
-        make: Callable[[], Any] = lambda: only  # noqa: E731
-    elif request.param == "sqlite":
-        make = lambda: SqliteSessionStore(tmp_path / "sessions.db")  # noqa: E731
-    else:
-        schema = request.getfixturevalue("pg_schema")
-        make = lambda: PostgresSessionStore(PG_DSN, schema=schema)  # noqa: E731
-
-    def open_() -> Any:
-        store = make()
-        opened.append(store)
-        return store
-
-    yield open_
-    for store in opened:
-        await store.close()
+    async with reopening(
+        request,
+        memory=lambda: InMemorySessionStore(),
+        sqlite=lambda: SqliteSessionStore(tmp_path / "sessions.db"),
+        postgres=lambda schema: PostgresSessionStore(PG_DSN, schema=schema),
+    ) as open_:
+        yield open_
 
 
 def _session(name: str = "s1") -> CitizenSession:
