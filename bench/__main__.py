@@ -7,7 +7,8 @@ registry) and REST (income certificate, REST dialect registry, consent-based),
 at several concurrency levels; then the gateway with 2 workers, the added
 latency at concurrency 1 and the added p99 at half the saturating load, token
 verification with and without the cache, audit append and verify rates.
-``--long`` instead checks that the gateway's memory stays flat over many exchanges.
+``--long`` instead checks that the gateway's memory stays flat over many exchanges; ``--bulk`` instead
+compares one bulk call of ``--bulk-items`` person look-ups with as many single calls (``bench.bulk``).
 
 Results: ``bench/results/bench-<time>.json`` and ``.txt`` (a short table).
 """
@@ -26,7 +27,7 @@ from typing import Any
 
 from bench.load import Call, Result, available_generators, run_load
 from bench.report import table
-from bench.stack import INCOME_YEAR, Proc, Stack, start_stack
+from bench.stack import INCOME_YEAR, SEED, Proc, Stack, start_stack
 
 RESULTS = Path(__file__).parent / "results"
 GRPC_PATH = "/registry.population.v1.PopulationRegistry/GetPerson"
@@ -202,6 +203,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="exchanges in the memory-flatness run (default: 1000000)")
     add("--long-chunk-s", type=float, default=20.0, metavar="S",
         help="seconds between two memory samples in that run (default: 20)")
+    add("--bulk", action="store_true",
+        help="only the bulk scenario: one bulk call vs single calls, both doors (see --bulk-items)")
+    add("--bulk-items", type=int, default=10_000, metavar="N",
+        help="person look-ups in that scenario, one bulk call vs N single calls (default: 10000)")
+    add("--bulk-concurrency", type=int, default=32, metavar="N",
+        help="concurrent single calls in that scenario (default: 32)")
     add("--persons", type=int, default=10_000, metavar="N", help="demo data set size (default: 10000)")
     return parser
 
@@ -243,12 +250,29 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="passerelle-bench-") as tmp, start_stack(Path(tmp), args.persons) as stack:
         if args.long:
             report["long"] = long_run(stack, args)
+        elif args.bulk:
+            from bench import bulk
+            from gateway.demo.data import generate
+
+            ids = [p.national_id for p in generate(SEED, args.persons).persons][: args.bulk_items]
+            report["bulk"] = bulk.run(stack, ids, args.bulk_concurrency, args.protocols)
         else:
             report |= scenarios(stack, args)
             stack.stop_gateway()
             from bench.micro import token_verification
 
             report["tokens"] = token_verification(stack.data_dir)
+    if args.bulk:
+        from bench import bulk
+
+        RESULTS.mkdir(exist_ok=True)
+        stem = RESULTS / f"bench-bulk-{time.strftime('%Y%m%d-%H%M%S')}"
+        stem.with_suffix(".json").write_text(json.dumps(report, indent=2))
+        text = bulk.table(report["bulk"])
+        stem.with_suffix(".txt").write_text(text)
+        print(text)
+        print(f"results: {stem}.json", file=sys.stderr)
+        return 0
     if not args.long:
         from bench import audit_bench
 
