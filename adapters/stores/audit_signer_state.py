@@ -15,13 +15,12 @@ which the file then lists for good. Replaced atomically (write, fsync, rename).
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from adapters.stores._durable_file import write_json_durably
 from adapters.stores.audit_signing import verify_checkpoint
 from gateway.core.merkle import Checkpoint, checkpoint_from_note, checkpoint_note
 from gateway.core.signed_note import NoteError
@@ -95,17 +94,4 @@ class SignerStateFile:
     def save(self, record: StateRecord) -> None:
         doc = {"format": FORMAT, "note": checkpoint_note(record.checkpoint).format(),
                "time_us": record.checkpoint.time_us, "reanchors": list(record.reanchors)}  # fmt: skip
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(doc, f, indent=2)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
-        with contextlib.suppress(OSError):  # make the rename itself durable
-            dir_fd = os.open(self.path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+        write_json_durably(self.path, doc)

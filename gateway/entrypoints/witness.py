@@ -26,10 +26,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
 import logging
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -39,6 +37,7 @@ import httpx
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
+from adapters.stores._durable_file import write_json_durably
 from gateway.core.ports import NoteSigner
 from gateway.core.signed_note import (
     COSIGNATURE_TYPE,
@@ -103,20 +102,9 @@ class StateFile:
         return loaded
 
     def save(self, state: WitnessState) -> None:
-        tmp = self.path.with_suffix(".tmp")
         body = asdict(state)
         signature = base64.b64encode(self._signer.sign(_state_bytes(body))).decode()
-        with open(tmp, "w") as f:
-            json.dump({"state": body, "signature": signature}, f, indent=2)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
-        with contextlib.suppress(OSError):  # make the rename itself durable
-            dir_fd = os.open(self.path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+        write_json_durably(self.path, {"state": body, "signature": signature})
 
 
 def _seen_of(state: WitnessState) -> Seen | None:
