@@ -14,22 +14,19 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from google.protobuf import json_format
-from google.protobuf.message import Message
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
 from gateway.core.contracts import Operation
 from gateway.core.errors import GatewayError, Reason
 from gateway.core.pipeline import ExchangePipeline
-from gateway.core.proto_typing import descriptor_of, discard_unknown_fields
+from gateway.core.proto_typing import descriptor_of
 from gateway.entrypoints._asgi_guard import FrontDoorGuard
-from gateway.entrypoints._context import call_context, echo_id
 from gateway.entrypoints._problem import PROBLEM_SCHEMA, problem_response
 from gateway.entrypoints._request_url import request_url
-from gateway.entrypoints._rest_mapping import rest_message
 from gateway.entrypoints.api_docs import install_api_docs
 from gateway.entrypoints.openapi_schema import message_ref, path_parameters
+from gateway.entrypoints.rest_lean import LeanRegistryRoutes, registry_route, serve_exchange
 from observability.frontdoor import FASTAPI_TELEMETRY_OFF
 
 __all__ = ["PROBLEM_SCHEMA", "SizeLimits", "create_rest_app", "problem_response", "route_headers"]
@@ -51,32 +48,14 @@ SizeLimits = FrontDoorGuard
 
 def _endpoint(pipeline: ExchangePipeline, op: Operation) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
-        ctx = call_context("rest", request.headers.get, None)
-        ctx.http_method, ctx.http_url = request.method, request_url(request.scope)   # never the Host header
-        ctx.dpop_proof = request.headers.get("dpop", "")
-        try:
-            message = _request_message(op, request, ctx.field_mask)
-            if "fields" in request.query_params:
-                ctx.field_mask = tuple(f for f in request.query_params["fields"].split(",") if f)
-            answer = await pipeline.exchange(op, message, ctx)
-        except GatewayError as err:
-            return problem_response(err, echo_id(ctx))
-        discard_unknown_fields(answer)   # what leaves is what the audit lists, whatever the adapter kept
-        body = json_format.MessageToJson(answer, indent=None, ensure_ascii=False)
-        return Response(body, media_type="application/json", headers={"x-request-id": echo_id(ctx)})
+        return await serve_exchange(
+            pipeline, op, method=request.method, url=request_url(request.scope),   # never the Host header
+            header=request.headers.get, path={k: str(v) for k, v in request.path_params.items()},
+            query=request.query_params.multi_items(),
+        )
 
     endpoint.__name__ = op.method
     return endpoint
-
-
-def _request_message(op: Operation, request: Request, header_mask: tuple[str, ...]) -> Message:
-    """Path and query through the canonical mapping; ``fields`` (the query form of x-fields) once, alone."""
-    query = request.query_params.multi_items()
-    masks = [v for k, v in query if k == "fields"]
-    if len(masks) > 1 or (masks and header_mask):
-        raise GatewayError(Reason.INVALID_ARGUMENT, "The field mask is given more than once", field="fields")
-    path = {k: str(v) for k, v in request.path_params.items()}
-    return rest_message(op.request_cls, path=path, query=[(k, v) for k, v in query if k != "fields"])
 
 
 def route_headers() -> list[dict[str, Any]]:
@@ -121,9 +100,14 @@ def create_rest_app(
     max_body_bytes: int = 64 * 1024,
     installers: list[Callable[[FastAPI], dict[str, Any]]] | None = None,
     body_limits: Mapping[str, int] | None = None,
+    lean_routes: bool = True,
 ) -> FastAPI:
     """``installers`` add further routes (the gateway's own services) and return their schemas;
-    ``body_limits``: routes (exact paths) with a body limit of their own (the bulk look-up's)."""
+    ``body_limits``: routes (exact paths) with a body limit of their own (the bulk look-up's).
+
+    ``lean_routes``: the registry exchanges are served by ``rest_lean.LeanRegistryRoutes`` (the
+    routes stay in FastAPI's table, so the OpenAPI document and 405 answers are unchanged); False
+    only in the tests that compare both ways."""
     app = FastAPI(
         redirect_slashes=False,  # no redirects of any kind: /x/ and /x%2F are a plain 404
         title=title,
@@ -134,6 +118,7 @@ def create_rest_app(
         telemetry=FASTAPI_TELEMETRY_OFF,
     )  # our own spans (observability.frontdoor)
     components: dict[str, Any] = {"Problem": PROBLEM_SCHEMA}
+    lean = []
     for op in operations.values():
         if not op.http_method:
             continue
@@ -151,6 +136,9 @@ def create_rest_app(
             include_in_schema=True,
             operation_id=op.full_name.replace("/", "."),
         )
+        lean.append(registry_route(op, app.routes[-1]))
+    if lean_routes:   # added first, so innermost: every layer added after it wraps it
+        app.add_middleware(LeanRegistryRoutes, pipeline=pipeline, routes=lean)
     for install in installers or []:
         components.update(install(app))
     _install_health(app, ready)

@@ -22,6 +22,7 @@ from typing import Any
 
 import grpc
 import uvicorn
+from fastapi import FastAPI
 
 from gateway.application.runtime import Gateway
 from gateway.bootstrap import build_gateway
@@ -35,7 +36,7 @@ from gateway.entrypoints.in_flight import CountingAsgi, CountingInterceptor, InF
 from gateway.entrypoints.rest import create_rest_app
 from observability.tracing import configure_tracing
 
-__all__ = ["RunningGateway", "serve_forever", "start_gateway"]
+__all__ = ["RunningGateway", "rest_app", "rest_server", "serve_forever", "start_gateway"]
 
 #: Start, ready, first call, stop: written whatever PASSERELLE_LOG_LEVEL says (tools wait for "Passerelle ready").
 LIFECYCLE = "passerelle.lifecycle"
@@ -104,6 +105,26 @@ class RunningGateway:
         }})  # fmt: skip
 
 
+def rest_server(app: Any) -> _EmbeddedUvicorn:
+    """Uvicorn as the REST door runs it, on the caller's loop: httptools, no access log, no server header."""
+    # log_config=None: uvicorn's own messages go through our JSON handler (observability.logs).
+    return _EmbeddedUvicorn(
+        uvicorn.Config(app, log_level="warning", log_config=None, access_log=False, lifespan="off",
+                       http="httptools", loop="none", h11_max_incomplete_event_size=16 * 1024, server_header=False)
+    )
+
+
+def rest_app(gateway: Gateway, *, lean_routes: bool = True) -> FastAPI:
+    """The REST door's application for ``gateway`` (``lean_routes=False``: only for tests comparing both ways)."""
+    return create_rest_app(
+        gateway.pipeline, gateway.operations, ready=gateway.ready, title=gateway.config.gateway.name,
+        max_body_bytes=gateway.config.gateway.max_request_bytes, body_limits=gateway.rest_body_limits,
+        installers=[install_rest(gateway.pipeline, gateway.bindings, citizen_cookie(gateway)),
+                    *gateway.rest_installers],
+        lean_routes=lean_routes,
+    )
+
+
 async def start_gateway(
     config: Config, *, rest_port: int | None = None, grpc_port: int | None = None, tls_port: int | None = None
 ) -> RunningGateway:
@@ -119,19 +140,9 @@ async def start_gateway(
         interceptors=[CountingInterceptor(grpc_calls), *gateway.grpc_interceptors],   # outermost: every call
         tls=grpc_tls(config, tls_port), bound_ports=ports,
     )
-    app = create_rest_app(
-        gateway.pipeline, gateway.operations, ready=gateway.ready, title=gw_conf.name,
-        max_body_bytes=gw_conf.max_request_bytes, body_limits=gateway.rest_body_limits,
-        installers=[install_rest(gateway.pipeline, gateway.bindings, citizen_cookie(gateway)),
-                    *gateway.rest_installers],
-    )
+    app = rest_app(gateway)
     sock = bind_socket(gw_conf.rest_host, gw_conf.rest_port if rest_port is None else rest_port)
-    uv = _EmbeddedUvicorn(
-        # log_config=None: uvicorn's own messages go through our JSON handler (observability.logs).
-        uvicorn.Config(CountingAsgi(app, rest_calls), log_level="warning", log_config=None, access_log=False,
-                       lifespan="off", http="httptools", loop="none", h11_max_incomplete_event_size=16 * 1024,
-                       server_header=False)
-    )
+    uv = rest_server(CountingAsgi(app, rest_calls))
     task = asyncio.create_task(uv.serve(sockets=[sock]))
     while not uv.started:
         if task.done():
