@@ -1,12 +1,15 @@
 """The benchmark harness: ``python -m bench`` (or ``make bench``).
 
 One run measures, side by side on loopback, the same lookup
-(a) straight to the demo registry, (b) through the bare pass-through proxy
-(``bench.proxy``), (c) through the full gateway, for gRPC (GetPerson, gRPC
-registry) and REST (income certificate, REST dialect registry, consent-based),
-at several concurrency levels; then the gateway with 2 workers, the added
-latency at concurrency 1 and the added p99 at half the saturating load, token
-verification with and without the cache, audit append and verify rates.
+(a) straight to the demo registry, (b) through nginx, a C pass-through proxy (``bench.nginx``;
+skipped, saying why, where nginx is missing), (c) through the bare Python pass-through proxy
+(``bench.proxy``), (d) through the full gateway with the bench's tuned configuration (quotas
+lifted), for gRPC (GetPerson, gRPC registry) and REST (income certificate, REST dialect
+registry, consent-based), at several concurrency levels; then the gateway with 2 workers,
+the added latency at concurrency 1 and the added p99 at half the saturating load; then
+(e) ``gateway serve --demo`` as shipped (``bench.demo_gateway``, target ``gateway-demo``,
+its refusals counted); token verification with and without the cache, audit append and
+verify rates. ``--quick`` keeps (a)-(e) at concurrency 1 and 32 only, in under two minutes.
 ``--long`` instead checks that the gateway's memory stays flat over many exchanges; ``--bulk`` instead
 compares one bulk call of ``--bulk-items`` person look-ups with as many single calls (``bench.bulk``).
 
@@ -27,7 +30,7 @@ from typing import Any
 
 from bench.load import Call, Result, available_generators, run_load
 from bench.report import table
-from bench.stack import INCOME_YEAR, SEED, Proc, Stack, start_stack
+from bench.stack import INCOME_YEAR, SEED, Stack, start_stack
 
 RESULTS = Path(__file__).parent / "results"
 GRPC_PATH = "/registry.population.v1.PopulationRegistry/GetPerson"
@@ -38,36 +41,64 @@ def machine() -> dict[str, Any]:
                 if line.startswith("model name")), platform.processor())  # fmt: skip
     import os
 
+    from bench.nginx import nginx_problem, nginx_version
+
     return {"cpu": cpu, "cpus": os.cpu_count(), "kernel": platform.release(), "python": platform.python_version(),
             "grpcio": metadata.version("grpcio"), "protobuf": metadata.version("protobuf"),
-            "uvicorn": metadata.version("uvicorn"), "generators": available_generators()}  # fmt: skip
+            "uvicorn": metadata.version("uvicorn"), "generators": available_generators(),
+            "nginx": nginx_problem() or nginx_version(), "load_average": [round(x, 2) for x in os.getloadavg()],
+            "otel_variables": sorted(k for k in os.environ if k.startswith("OTEL_"))}  # fmt: skip
+
+
+HOPS = ("nginx", "proxy", "gateway")   # the targets between the load generator and the registry, in that order
+GATEWAYS = ("gateway", "gateway-demo")   # the full gateway: tuned for the bench, and as `serve --demo` ships
 
 
 def calls(stack: Stack, protocol: str, target: str) -> Call:
-    """The same lookup, addressed to the registry, the proxy or the gateway."""
+    """The same lookup, addressed to the registry, nginx, the proxy, the tuned gateway or ``serve --demo``."""
     from gateway._pb.registry.population.v1 import population_pb2
 
-    auth = (("authorization", f"Bearer {stack.token()}"), ("x-purpose", "student-aid"))
+    token = stack.demo.token() if target == "gateway-demo" and stack.demo else stack.token()
+    auth = (("authorization", f"Bearer {token}"), ("x-purpose", "student-aid"))
     if protocol == "grpc":
         body = population_pb2.GetPersonRequest(national_id=stack.nid).SerializeToString()
-        port = {"direct": stack.grpc_registry, "proxy": stack.proxy_grpc, "gateway": stack.gateway_grpc}[target]
-        return Call("grpc", port, GRPC_PATH, auth if target == "gateway" else (), body)
+        return Call("grpc", _port(stack, protocol, target), GRPC_PATH, auth if target in GATEWAYS else (), body)
+    if target in GATEWAYS:
+        return Call("rest", _port(stack, protocol, target), f"/v1/tax/income-certificates/{stack.nid}/{INCOME_YEAR}",
+                    auth)  # fmt: skip
     dialect = f"/api/v2/attestations-revenu?matricule={stack.nid}&annee={INCOME_YEAR}"
-    if target == "gateway":
-        return Call("rest", stack.gateway_rest, f"/v1/tax/income-certificates/{stack.nid}/{INCOME_YEAR}", auth)
-    return Call("rest", stack.tax_registry if target == "direct" else stack.proxy_rest, dialect)
+    return Call("rest", _port(stack, protocol, target), dialect)
+
+
+def _port(stack: Stack, protocol: str, target: str) -> int:
+    demo = stack.demo
+    grpc, rest = {
+        "direct": (stack.grpc_registry, stack.tax_registry), "nginx": (stack.nginx_grpc, stack.nginx_rest),
+        "proxy": (stack.proxy_grpc, stack.proxy_rest), "gateway": (stack.gateway_grpc, stack.gateway_rest),
+        "gateway-demo": (demo.grpc, demo.rest) if demo else (0, 0),
+    }[target]  # fmt: skip
+    return grpc if protocol == "grpc" else rest
+
+
+def _hop(stack: Stack, target: str) -> Any:
+    """The process(es) whose CPU is the hop's (None for ``direct``): a ``Proc`` or ``demo_gateway.Pids``."""
+    return {"direct": None, "nginx": stack.nginx, "proxy": stack.proxy, "gateway": stack.gateway,
+            "gateway-demo": stack.demo.proc if stack.demo else None}[target]  # fmt: skip
 
 
 def measure(stack: Stack, protocol: str, target: str, concurrency: int, args: argparse.Namespace,
             **load: Any) -> dict[str, Any]:  # fmt: skip
     call = calls(stack, protocol, target)
-    hop: Proc | None = {"direct": None, "proxy": stack.proxy, "gateway": stack.gateway}[target]
+    hop = _hop(stack, target)
+    registries: Any = stack.demo.registries if target == "gateway-demo" and stack.demo else stack.registries
     if args.warmup > 0:
         run_load(call, concurrency, args.warmup, 0, force_python=args.python_load, **load)
-    audited = stack.audit_ok_count() if target == "gateway" else 0
-    cpu = {p.name: p.cpu_s() for p in (stack.registries, hop) if p is not None}
+    audit_ok = _audit_counter(stack, target)
+    audited, refused = audit_ok(), _refusals(stack, target)
+    procs = [("registries", registries), *([("hop", hop)] if hop is not None else [])]
+    cpu = {key: p.cpu_s() for key, p in procs}
     result: Result = run_load(call, concurrency, args.duration, 0, force_python=args.python_load, **load)
-    used = {p.name: p.cpu_s() - cpu[p.name] for p in (stack.registries, hop) if p is not None}
+    used = {key: p.cpu_s() - cpu[key] for key, p in procs}
     row: dict[str, Any] = {
         "protocol": protocol, "target": target, "concurrency": concurrency, "generator": result.generator,
         "requests": result.requests, "errors": result.errors, "rps": round(result.rps),
@@ -75,29 +106,64 @@ def measure(stack: Stack, protocol: str, target: str, concurrency: int, args: ar
         "registry_cpu_us": round(used["registries"] / max(result.requests, 1) * 1e6),
     }  # fmt: skip
     if hop is not None:
-        row["hop_cpu_us"] = round(used[hop.name] / max(result.requests, 1) * 1e6)
+        row["hop_cpu_us"] = round(used["hop"] / max(result.requests, 1) * 1e6)
         row["hop_peak_rss_mb"] = round(hop.rss_kb() / 1024, 1)
-        row["hop_cpu_share"] = round(used[hop.name] / args.duration, 2)  # cores busy
-    if target == "gateway":
-        # h2load counts HTTP 200, and a gRPC refusal is an HTTP 200: count what the audit log says was served.
-        row["audited_ok"] = stack.audit_ok_count() - audited
+        row["hop_cpu_share"] = round(used["hop"] / args.duration, 2)  # cores busy
+    if target in GATEWAYS:
+        # h2load counts HTTP 200, and a gRPC refusal is an HTTP 200: count what the audit log says was served,
+        # and the quota and authentication refusals (security events, not audit records) the gateway counted.
+        row["audited_ok"] = audit_ok() - audited
+        after = _refusals(stack, target)
+        row["refused"] = {k: n - refused.get(k, 0) for k, n in sorted(after.items()) if n - refused.get(k, 0)}
+        if row["refused"]:
+            # The generator's count includes answers that were refusals (gRPC); the served ones are audited.
+            row["ok_rps"] = round(row["audited_ok"] / result.duration_s) if result.duration_s else 0
+            row["hop_cpu_us_per_ok"] = round(used["hop"] / max(row["audited_ok"], 1) * 1e6)
+            row["note"] = ("refusals: rps, latencies and hop_cpu_us are per answer the generator counted (h2load "
+                           "counts gRPC refusals as answers; wrk counts REST refusals as errors); ok_rps and "
+                           "hop_cpu_us_per_ok are per audited OK exchange")  # fmt: skip
     return row
 
 
+def _audit_counter(stack: Stack, target: str) -> Any:
+    if target == "gateway-demo" and stack.demo is not None:
+        return stack.demo.audit_ok_count
+    return stack.audit_ok_count if target == "gateway" else (lambda: 0)
+
+
+def _refusals(stack: Stack, target: str) -> dict[str, int]:
+    """Security events by reason so far (only ``gateway-demo``: the tuned gateway's quotas are lifted)."""
+    if target == "gateway-demo" and stack.demo is not None:
+        return stack.demo.security_events()
+    return {}
+
+
+def _served_rps(row: dict[str, Any]) -> float:
+    """Exchanges answered OK per second: the generator's count, or the audited one when some were refused."""
+    return float(row.get("ok_rps", row["rps"]))
+
+
 def ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per gateway row: throughput gateway ÷ direct, ÷ nginx, ÷ proxy; CPU per exchange gateway ÷ nginx, ÷ proxy;
+    added p50 and p99 over direct (ms). A ratio whose other side was not measured is None."""
     by = {(r["protocol"], r["target"], r["concurrency"]): r for r in rows}
     out = []
     for (protocol, target, c), r in by.items():
-        if target != "gateway":
+        if target not in GATEWAYS:
             continue
-        a, b = by.get((protocol, "direct", c)), by.get((protocol, "proxy", c))
-        out.append({
-            "protocol": protocol, "concurrency": c,
-            "gateway_over_proxy": round(r["rps"] / b["rps"], 2) if b and b["rps"] else None,
-            "gateway_over_direct": round(r["rps"] / a["rps"], 2) if a and a["rps"] else None,
-            "added_p50_ms": round(r["p50_ms"] - a["p50_ms"], 3) if a else None,
-            "added_p99_ms": round(r["p99_ms"] - a["p99_ms"], 3) if a else None,
-        })  # fmt: skip
+        other = {t: by.get((protocol, t, c)) for t in ("direct", "nginx", "proxy")}
+        a = other["direct"]
+        entry: dict[str, Any] = {"protocol": protocol, "concurrency": c, "target": target}
+        for t, o in other.items():
+            entry[f"gateway_over_{t}"] = round(_served_rps(r) / o["rps"], 2) if o and o["rps"] else None
+        for t in ("nginx", "proxy"):
+            o = other[t]
+            mine = r.get("hop_cpu_us_per_ok", r.get("hop_cpu_us"))
+            entry[f"cpu_gateway_over_{t}"] = round(mine / o["hop_cpu_us"], 2) if o and o.get("hop_cpu_us") else None
+        entry["added_p50_ms"] = round(r["p50_ms"] - a["p50_ms"], 3) if a else None
+        entry["added_p99_ms"] = round(r["p99_ms"] - a["p99_ms"], 3) if a else None
+        entry["refused"] = sum(r.get("refused", {}).values())
+        out.append(entry)
     return out
 
 
@@ -127,13 +193,19 @@ def half_load(stack: Stack, rows: list[dict[str, Any]], args: argparse.Namespace
 def scenarios(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     rows = []
     stack.start_proxy()
+    stack.start_nginx()
+    if stack.nginx_skipped:
+        print(f"nginx: skipped ({stack.nginx_skipped})", file=sys.stderr, flush=True)
     stack.start_gateway(1)
+    targets = ["direct", *(["nginx"] if stack.nginx else []), "proxy", "gateway"]
     for protocol in args.protocols:
         for c in args.concurrency:
-            for target in ("direct", "proxy", "gateway"):
+            for target in targets:
                 rows.append(measure(stack, protocol, target, c, args))
                 print(_one_line(rows[-1]), file=sys.stderr, flush=True)
-    result: dict[str, Any] = {"rows": rows, "ratios": ratios(rows), "half_load": half_load(stack, rows, args)}
+    result: dict[str, Any] = {"nginx": _nginx_description(stack)}
+    if not args.quick:
+        result["half_load"] = half_load(stack, rows, args)
     scale = []
     top = max(args.concurrency)
     for workers in args.workers:
@@ -145,12 +217,49 @@ def scenarios(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
             scale.append({**measure(stack, protocol, "gateway", top, args), "workers": workers})
             print(_one_line(scale[-1]), file=sys.stderr, flush=True)
     result["workers"] = scale
+    stack.stop_gateway()
+    if not args.no_demo:
+        result["gateway_demo"] = demo_scenarios(stack, args, rows)
+    result["rows"], result["ratios"] = rows, ratios(rows)
     return result
 
 
+def demo_scenarios(stack: Stack, args: argparse.Namespace, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """``gateway serve --demo`` as shipped (``bench.demo_gateway``): its rows are appended to ``rows``."""
+    import tomllib
+
+    from bench import demo_gateway
+
+    stack.demo = demo_gateway.start_demo_gateway(stack.workdir, stack.nid, args.persons)
+    try:
+        for protocol in args.protocols:
+            for c in args.demo_concurrency or args.concurrency:
+                rows.append(measure(stack, protocol, "gateway-demo", c, args))
+                print(_one_line(rows[-1]), file=sys.stderr, flush=True)
+    finally:
+        stack.demo.stop()
+    conf = tomllib.loads((stack.demo.data_dir / "gateway.toml").read_text())["gateway"]
+    return {
+        "command": "gateway serve --demo --data-dir DIR --rest-port P --grpc-port Q --persons N",
+        "quota": {k: conf.get(k) for k in ("rate_per_s", "burst", "max_concurrent")},
+        "differences_from_tuned": demo_gateway.DIFFERENCES,
+        "refused": sum(sum(r.get("refused", {}).values()) for r in rows if r["target"] == "gateway-demo"),
+    }
+
+
+def _nginx_description(stack: Stack) -> dict[str, Any]:
+    if stack.nginx is None:
+        return {"skipped": stack.nginx_skipped or "not started"}
+    from bench.nginx import nginx_version
+
+    return {"version": nginx_version(), "worker_processes": 1,
+            "passes": {"grpc": "grpc_pass (h2c)", "rest": "proxy_pass (HTTP/1.1, keepalive upstream)"}}  # fmt: skip
+
+
 def _one_line(r: dict[str, Any]) -> str:
-    return (f"{r['protocol']:<4} {r['target']:<7} c={r['concurrency']:<3} {r['rps']:>6} rps  p50 {r['p50_ms']} ms  "
-            f"p99 {r['p99_ms']} ms  errors {r['errors']}  hop cpu {r.get('hop_cpu_us', '-')} us")  # fmt: skip
+    refused = f"  refused {r['refused']}" if r.get("refused") else ""
+    return (f"{r['protocol']:<4} {r['target']:<12} c={r['concurrency']:<3} {r['rps']:>6} rps  p50 {r['p50_ms']} ms  "
+            f"p99 {r['p99_ms']} ms  errors {r['errors']}  hop cpu {r.get('hop_cpu_us', '-')} us{refused}")  # fmt: skip
 
 
 def long_run(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
@@ -176,6 +285,10 @@ Measure the same lookup straight to the demo registry, through a bare pass-throu
 proxy and through the full gateway, for gRPC and REST, at several concurrency levels;
 then the gateway with several workers, the added latency, token verification, and
 the audit log's append and verify rates. Results go to bench/results/."""
+
+
+#: What --quick changes, unless the option is given explicitly.
+_QUICK: dict[str, Any] = {"duration": 3.0, "warmup": 1.0, "concurrency": [1, 32], "workers": [1]}
 
 
 def _ints(text: str) -> list[int]:
@@ -209,6 +322,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="person look-ups in that scenario, one bulk call vs N single calls (default: 10000)")
     add("--bulk-concurrency", type=int, default=32, metavar="N",
         help="concurrent single calls in that scenario (default: 32)")
+    add("--quick", action="store_true",
+        help="the ratio table in under two minutes: direct, nginx, proxy, gateway and gateway-demo, both doors, "
+             f"{_QUICK['duration']:g} s each after {_QUICK['warmup']:g} s of warm-up, concurrency 1,32, one worker; "
+             "no half load, tokens or audit rates (options given explicitly still apply)")
+    add("--no-demo", action="store_true",
+        help="leave out the gateway-demo rows (gateway serve --demo as shipped, quotas on)")
+    add("--demo-concurrency", type=_ints, default=None, metavar="N,N,...",
+        help="concurrency of the gateway-demo rows (default: as --concurrency)")
     add("--persons", type=int, default=10_000, metavar="N", help="demo data set size (default: 10000)")
     return parser
 
@@ -241,6 +362,10 @@ def generated_code_problem() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.quick:
+        for key, value in _QUICK.items():
+            if getattr(args, key) == parser.get_default(key):
+                setattr(args, key, value)
     if problem := generated_code_problem():
         print(problem, file=sys.stderr)
         return 2
@@ -259,9 +384,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             report |= scenarios(stack, args)
             stack.stop_gateway()
-            from bench.micro import token_verification
+            if not args.quick:
+                from bench.micro import token_verification
 
-            report["tokens"] = token_verification(stack.data_dir)
+                report["tokens"] = token_verification(stack.data_dir)
     if args.bulk:
         from bench import bulk
 
@@ -273,12 +399,13 @@ def main(argv: list[str] | None = None) -> int:
         print(text)
         print(f"results: {stem}.json", file=sys.stderr)
         return 0
-    if not args.long:
+    if not args.long and not args.quick:
         from bench import audit_bench
 
         report["audit"] = audit_bench.run(args.audit_records)
     RESULTS.mkdir(exist_ok=True)
-    stem = RESULTS / f"bench{'-long' if args.long else ''}-{time.strftime('%Y%m%d-%H%M%S')}"
+    kind = "-long" if args.long else "-quick" if args.quick else ""
+    stem = RESULTS / f"bench{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
     stem.with_suffix(".json").write_text(json.dumps(report, indent=2))
     text = table(report)
     stem.with_suffix(".txt").write_text(text)

@@ -9,14 +9,47 @@ __all__ = ["table"]
 
 def _rows(report: dict[str, Any]) -> list[str]:
     out = [
-        f"{'proto':<5} {'target':<8} {'conc':>4} {'rps':>7} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} "
-        f"{'hop cpu us':>10} {'rss MB':>7} {'errors':>6}  generator"
+        f"{'proto':<5} {'target':<12} {'conc':>4} {'rps':>7} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} "
+        f"{'hop cpu us':>10} {'rss MB':>7} {'errors':>6} {'refused':>7}  generator"
     ]
     for r in report.get("rows", []):
+        refused = sum(r.get("refused", {}).values()) if "refused" in r else "-"
         out.append(
-            f"{r['protocol']:<5} {r['target']:<8} {r['concurrency']:>4} {r['rps']:>7} {r['p50_ms']:>7} "
+            f"{r['protocol']:<5} {r['target']:<12} {r['concurrency']:>4} {r['rps']:>7} {r['p50_ms']:>7} "
             f"{r['p95_ms']:>7} {r['p99_ms']:>7} {r.get('hop_cpu_us', '-'):>10} "
-            f"{r.get('hop_peak_rss_mb', '-'):>7} {r['errors']:>6}  {r['generator']}"
+            f"{r.get('hop_peak_rss_mb', '-'):>7} {r['errors']:>6} {refused!s:>7}  {r['generator']}"
+        )
+    return out
+
+
+def _ratio_rows(report: dict[str, Any]) -> list[str]:
+    """Throughput gateway ÷ other hop (higher is better), CPU per exchange gateway ÷ other hop (lower is better)."""
+    out = [
+        f"{'proto':<5} {'target':<12} {'conc':>4} {'gw/direct':>9} {'gw/nginx':>8} {'gw/proxy':>8} "
+        f"{'cpu gw÷nginx':>12} {'cpu gw÷proxy':>12} {'+p50 ms':>8} {'+p99 ms':>8} {'refused':>7}"
+    ]
+    for r in report.get("ratios", []):
+        out.append(
+            f"{r['protocol']:<5} {r.get('target', 'gateway'):<12} {r['concurrency']:>4} "
+            f"{r['gateway_over_direct']!s:>9} {r.get('gateway_over_nginx')!s:>8} {r['gateway_over_proxy']!s:>8} "
+            f"{r.get('cpu_gateway_over_nginx')!s:>12} {r.get('cpu_gateway_over_proxy')!s:>12} "
+            f"{r['added_p50_ms']!s:>8} {r['added_p99_ms']!s:>8} {r.get('refused', 0)!s:>7}"
+        )
+    return out
+
+
+def _notes(report: dict[str, Any]) -> list[str]:
+    out = []
+    nginx = report.get("nginx", {})
+    if "skipped" in nginx:
+        out.append(f"nginx: skipped ({nginx['skipped']})")
+    demo = report.get("gateway_demo")
+    if demo:
+        q = demo["quota"]
+        out.append(
+            f"gateway-demo: gateway serve --demo as shipped (quota {q['rate_per_s']}/s, burst {q['burst']}, "
+            f"max_concurrent {q['max_concurrent']} per consumer; log level INFO); refused answers in total: "
+            f"{demo['refused']}" + (" (throughput ratios use the audited OK answers)" if demo["refused"] else "")
         )
     return out
 
@@ -36,13 +69,7 @@ def table(report: dict[str, Any]) -> str:
         )
         return "\n".join(lines) + "\n"
     lines += _rows(report)
-    lines += ["", f"{'proto':<5} {'conc':>4} {'gw/proxy':>8} {'gw/direct':>9} {'+p50 ms':>8} {'+p99 ms':>8}"]
-    for r in report.get("ratios", []):
-        lines.append(
-            f"{r['protocol']:<5} {r['concurrency']:>4} {r['gateway_over_proxy']!s:>8} "
-            f"{r['gateway_over_direct']!s:>9} {r['added_p50_ms']!s:>8} {r['added_p99_ms']!s:>8}"
-        )
-    lines.append("")
+    lines += ["", *_ratio_rows(report), *_notes(report), ""]
     for h in report.get("half_load", []):
         if "skipped" in h:
             lines.append(f"half load: {h['skipped']}")

@@ -1,4 +1,5 @@
-"""The processes under test: demo registries, bare proxy, gateway (1..N workers), each its own process.
+"""The processes under test: demo registries, bare proxy, nginx, gateway (1..N workers), each its own process;
+and the gateway as ``gateway serve --demo`` runs it (``bench.demo_gateway``).
 
 CPU and memory are read from /proc: ``utime + stime`` of a process (and of its
 worker children) and ``VmHWM`` (peak resident set).
@@ -9,17 +10,23 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from consent import Consent
 from gateway.core.pseudonym import Pseudonymiser
 from gateway.demo.setup import demo_token, ensure_demo
+
+if TYPE_CHECKING:
+    from bench.demo_gateway import DemoGateway
 
 __all__ = ["Proc", "Stack", "free_port", "start_stack"]
 
@@ -34,38 +41,61 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _cpu_s(pids: list[int]) -> float:
+    """``utime + stime`` of ``pids``, in seconds (a process gone meanwhile counts 0)."""
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime
+    return total
+
+
+def _kb(pids: list[int], key: str) -> int:
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            m = re.search(rf"^{key}:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text(), re.M)
+            total += int(m.group(1)) if m else 0
+    return total
+
+
 @dataclass
 class Proc:
+    """A process the bench started; ``pids`` are what its CPU and memory figures add up.
+
+    ``workers``: the mark, in its children's command lines, of the worker processes that do the work
+    (the gateway's ``spawn_main``; nginx's ``worker process``); ``with_parent``: count the process
+    itself as well (nginx's master) rather than only its workers when it has some.
+    """
+
     name: str
     popen: subprocess.Popen[str]
     log: Path
+    workers: str = "spawn_main"
+    with_parent: bool = False
 
     @property
     def pids(self) -> list[int]:
         """This process, and its children when it supervises workers."""
         pid = self.popen.pid
-        try:
-            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        except OSError:
-            children = []
-        workers = [int(c) for c in children if "spawn_main" in _cmdline(int(c))]
+        workers = [c for c in _children(pid) if self.workers in _cmdline(c)]
+        if self.with_parent:
+            return [pid, *workers]
         return workers or [pid]
 
     def cpu_s(self) -> float:
-        total = 0.0
-        for pid in self.pids:
-            with contextlib.suppress(OSError):
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                total += (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime
-        return total
+        return _cpu_s(self.pids)
 
     def rss_kb(self, key: str = "VmHWM") -> int:
-        total = 0
-        for pid in self.pids:
-            with contextlib.suppress(OSError):
-                m = re.search(rf"^{key}:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text(), re.M)
-                total += int(m.group(1)) if m else 0
-        return total
+        return _kb(self.pids, key)
 
     def stop(self) -> None:
         if self.popen.poll() is None:
@@ -84,11 +114,15 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
-def _spawn(name: str, cmd: list[str], workdir: Path, ready: str, timeout: float = 60) -> tuple[Proc, str]:
-    """Start ``cmd``; wait for a line containing ``ready`` on stdout or stderr; return it."""
+def _spawn(name: str, cmd: list[str], workdir: Path, ready: str, timeout: float = 60,
+           env: dict[str, str] | None = None) -> tuple[Proc, str]:  # fmt: skip
+    """Start ``cmd``; wait for a line containing ``ready`` on stdout or stderr; return it.
+
+    ``env``: the whole environment (default: this one, with the gateway's log level at WARNING).
+    """
     log = workdir / f"{name}.log"
     out = log.open("w")
-    env = {**os.environ, "PASSERELLE_LOG_LEVEL": "WARNING"}
+    env = {**os.environ, "PASSERELLE_LOG_LEVEL": "WARNING"} if env is None else env
     popen = subprocess.Popen(cmd, stdout=out, stderr=out, text=True, env=env)
     proc = Proc(name, popen, log)
     deadline = time.monotonic() + timeout
@@ -117,8 +151,14 @@ class Stack:
     gateway: Proc | None = None
     gateway_grpc: int = 0
     gateway_rest: int = 0
+    nginx: Proc | None = None
+    nginx_grpc: int = 0
+    nginx_rest: int = 0
+    nginx_skipped: str = ""   # why there is no nginx hop in this run ('' when there is one)
+    demo: DemoGateway | None = None
     nid: str = ""
     procs: list[Proc] = field(default_factory=list)
+    _folders: list[Path] = field(default_factory=list)
 
     def token(self) -> str:
         return demo_token(self.data_dir, issuer_id="demo-agencies", subject="cedies", scope="exchange")
@@ -130,6 +170,31 @@ class Stack:
                                   self.workdir, "READY")  # fmt: skip
         ports = dict(p.split("=") for p in line.split()[1:])
         self.proxy_grpc, self.proxy_rest = int(ports["grpc"]), int(ports["rest"])
+
+    def start_nginx(self) -> None:
+        """nginx in front of the same registries (``bench.nginx``), or ``nginx_skipped`` says why not."""
+        from bench.nginx import NginxPorts, nginx_command, nginx_problem
+
+        if problem := nginx_problem():
+            self.nginx_skipped = problem
+            return
+        # Its own folder, readable by nginx's unprivileged worker (the bench's temp folder is private).
+        folder = Path(tempfile.mkdtemp(prefix="passerelle-bench-nginx-"))
+        folder.chmod(0o755)
+        self._folders.append(folder)
+        ports = NginxPorts(free_port(), free_port(), f"127.0.0.1:{self.grpc_registry}",
+                           f"127.0.0.1:{self.tax_registry}")  # fmt: skip
+        log = self.workdir / "nginx.log"
+        with log.open("w") as out:
+            popen = subprocess.Popen(nginx_command(folder, ports), stdout=out, stderr=out, text=True)
+        self.nginx = Proc("nginx", popen, log, workers="nginx: worker", with_parent=True)
+        try:
+            _wait_listening("nginx", popen, (ports.grpc, ports.rest), folder / "error.log")
+        except RuntimeError:
+            self.nginx.stop()
+            self.nginx = None
+            raise
+        self.nginx_grpc, self.nginx_rest = ports.grpc, ports.rest
 
     def start_gateway(self, workers: int = 1) -> None:
         self.stop_gateway()
@@ -174,9 +239,33 @@ class Stack:
 
     def stop(self) -> None:
         self.stop_gateway()
-        if self.proxy is not None:
-            self.proxy.stop()
+        if self.demo is not None:
+            self.demo.stop()
+        for proc in (self.proxy, self.nginx):
+            if proc is not None:
+                proc.stop()
         self.registries.stop()
+        for folder in self._folders:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _wait_listening(name: str, popen: subprocess.Popen[str], ports: tuple[int, ...], log: Path,
+                    timeout: float = 20) -> None:  # fmt: skip
+    """Wait until every port of ``ports`` on 127.0.0.1 accepts a connection, or say why not."""
+    deadline = time.monotonic() + timeout
+    waiting = list(ports)
+    while waiting:
+        if popen.poll() is not None:
+            text = log.read_text() if log.exists() else ""
+            raise RuntimeError(f"{name} exited ({popen.returncode}): {text[-2000:]}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{name} not listening on {waiting} after {timeout} s; see {log}")
+        with socket.socket() as s, contextlib.suppress(OSError):
+            s.settimeout(0.5)
+            s.connect(("127.0.0.1", waiting[0]))
+            waiting.pop(0)
+            continue
+        time.sleep(0.05)
 
 
 def _ready_lines(log: Path) -> int:
