@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bench.nginx import NginxPorts, nginx_command, nginx_problem
 from consent import Consent
 from gateway.core.pseudonym import Pseudonymiser
 from gateway.demo.setup import demo_token, ensure_demo
@@ -28,7 +29,7 @@ from gateway.demo.setup import demo_token, ensure_demo
 if TYPE_CHECKING:
     from bench.demo_gateway import DemoGateway
 
-__all__ = ["Proc", "Stack", "free_port", "start_stack"]
+__all__ = ["Proc", "Stack", "free_port", "start_nginx", "start_stack"]
 
 _TICK = os.sysconf("SC_CLK_TCK")
 SEED = 20260101
@@ -173,8 +174,6 @@ class Stack:
 
     def start_nginx(self) -> None:
         """nginx in front of the same registries (``bench.nginx``), or ``nginx_skipped`` says why not."""
-        from bench.nginx import NginxPorts, nginx_command, nginx_problem
-
         if problem := nginx_problem():
             self.nginx_skipped = problem
             return
@@ -182,18 +181,7 @@ class Stack:
         folder = Path(tempfile.mkdtemp(prefix="passerelle-bench-nginx-"))
         folder.chmod(0o755)
         self._folders.append(folder)
-        ports = NginxPorts(free_port(), free_port(), f"127.0.0.1:{self.grpc_registry}",
-                           f"127.0.0.1:{self.tax_registry}")  # fmt: skip
-        log = self.workdir / "nginx.log"
-        with log.open("w") as out:
-            popen = subprocess.Popen(nginx_command(folder, ports), stdout=out, stderr=out, text=True)
-        self.nginx = Proc("nginx", popen, log, workers="nginx: worker", with_parent=True)
-        try:
-            _wait_listening("nginx", popen, (ports.grpc, ports.rest), folder / "error.log")
-        except RuntimeError:
-            self.nginx.stop()
-            self.nginx = None
-            raise
+        self.nginx, ports = start_nginx(folder, f"127.0.0.1:{self.grpc_registry}", f"127.0.0.1:{self.tax_registry}")
         self.nginx_grpc, self.nginx_rest = ports.grpc, ports.rest
 
     def start_gateway(self, workers: int = 1) -> None:
@@ -247,6 +235,25 @@ class Stack:
         self.registries.stop()
         for folder in self._folders:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def start_nginx(folder: Path, grpc_upstream: str, rest_upstream: str) -> tuple[Proc, NginxPorts]:
+    """nginx (``bench.nginx``) on two free 127.0.0.1 ports, forwarding to the two ``host:port`` upstreams.
+
+    Its configuration, logs and pid go to ``folder``; returns once both ports accept connections
+    (``RuntimeError`` with the error log's end otherwise). ``Proc.stop`` ends it (SIGTERM to the master).
+    """
+    ports = NginxPorts(free_port(), free_port(), grpc_upstream, rest_upstream)
+    log = folder / "nginx.out"
+    with log.open("w") as out:
+        popen = subprocess.Popen(nginx_command(folder, ports), stdout=out, stderr=out, text=True)
+    proc = Proc("nginx", popen, folder / "error.log", workers="nginx: worker", with_parent=True)
+    try:
+        _wait_listening("nginx", popen, (ports.grpc, ports.rest), folder / "error.log")
+    except RuntimeError:
+        proc.stop()
+        raise
+    return proc, ports
 
 
 def _wait_listening(name: str, popen: subprocess.Popen[str], ports: tuple[int, ...], log: Path,
