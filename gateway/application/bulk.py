@@ -7,15 +7,19 @@ subject, the registry, minimisation, and one audit record (``extra["bulk"] = "1"
 history shows bulk processing), durable before the item's answer is written.
 
 Bounded: at most ``in_flight`` items of one call and ``consumer_in_flight`` items of one consumer's
-calls are between their start and their answer being written. An item is written only in its
-turn (index order, or one at a time as completed), and it is recorded only once its turn has come
-(``before_record``): while a slow client reads, the items of the window wait there and nothing
-further is started, so the registries are not called ahead of the client. A client that leaves
-cancels the batch: items waiting for their turn are never recorded, items not started never are,
-and every answered item was recorded before its answer was written. A client that stays connected but
-reads nothing for ``idle_timeout_s`` (no answer could be written) is treated as gone: the batch stops
-the same way and gives back all its slots. A consumer runs at most ``consumer_batches`` batches at a
-time (``batch_slot``, taken by the doors before the request body is read).
+calls are between their start and their answer being written. Answers leave in *groups*: an item
+that reaches its record (``before_record``) waits at a gate; the batch's writer takes the next group
+(in index order, the consecutive items ready from the next index on; as completed, every item
+ready), lets their records be appended together (one group commit, not one fsync per item), then
+writes their answers with one door write, and only then takes the next group. While a slow client
+reads, the items of the window wait at their gates and nothing further is started, so the registries
+are not called ahead of the client. A client that leaves cancels the batch: items waiting at their
+gate are never recorded, items not started never are, every answered item was recorded before its
+answer was written, and the records that may lack a written answer are at most the one group whose
+commit or write the departure interrupted (``BulkReport.in_write``). A client that stays connected
+but reads nothing for ``idle_timeout_s`` (no answer could be written) is treated as gone: the batch
+stops the same way and gives back all its slots. A consumer runs at most ``consumer_batches`` batches
+at a time (``batch_slot``, taken by the doors before the request body is read).
 
 The registry side is the registry's ``bulk_adapter`` where its contract offers a batch method
 (``adapters/registries/batching.py`` groups the items in flight into it); otherwise the window's
@@ -28,7 +32,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import TypeVar
@@ -87,34 +91,108 @@ class BulkReport:
     answered: int
     stopped: bool
     idle: bool = False   # stopped because the client read nothing for idle_timeout_s
+    #: When it stopped: the items of the answer group being recorded or written, whose records may
+    #: lack a written answer (0 when it stopped between groups).
+    in_write: int = 0
 
 
-Write = Callable[[ItemAnswer], Awaitable[None]]
+#: A door's write of one answer group (in the order given), waiting for the client to take it; it calls
+#: the second argument once per answer written (after the group's one write, or after each item's).
+Write = Callable[[Sequence[ItemAnswer], Callable[[], None]], Awaitable[None]]
 
 
-class _Turns:
-    """Whose answer is written next: the next index (``Order.INDEX``) or whoever completes first."""
+class _Groups:
+    """Which answers leave next, together: the answer group.
 
-    def __init__(self, order: Order) -> None:
+    Items that reach their record (``before_record``) wait at a gate. The batch's writer takes the
+    next group — in ``Order.INDEX`` the consecutive items from the next index on that are ready, in
+    ``Order.COMPLETION`` every item ready — of at most ``max_size`` items, opens their gates (their
+    records are appended together: one group commit), waits for their answers and writes them with
+    one door write. Only then is the next group taken. So no item is recorded before every earlier
+    group was written, and a client that leaves stops the batch with at most the one group being
+    recorded or written left unanswered.
+    """
+
+    def __init__(self, order: Order, max_size: int) -> None:
         self._in_order = order is Order.INDEX
-        self._next = 0
-        self._waiting: dict[int, asyncio.Event] = {}
-        self._lock = asyncio.Lock()
+        self._max = max_size
+        self._next = 0                                      # Order.INDEX: the next index to answer
+        self._gates: dict[int, asyncio.Future[None]] = {}   # items waiting to be recorded
+        self._done: dict[int, ItemAnswer] = {}              # answers not yet written
+        self._opened: set[int] = set()                      # gates opened, answers awaited
+        self._changed = asyncio.Event()
+        self._ended = False
+        self._halted = False
 
-    async def take(self, index: int) -> None:
-        if not self._in_order:
-            await self._lock.acquire()
-        elif index != self._next:
-            await self._waiting.setdefault(index, asyncio.Event()).wait()
+    async def gate(self, index: int) -> None:
+        """Called by an item just before its record: returns once its group is taken."""
+        gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._gates[index] = gate
+        self._changed.set()
+        try:
+            await gate
+        finally:
+            self._gates.pop(index, None)
 
-    def give(self, index: int) -> None:
-        if not self._in_order:
-            self._lock.release()
-            return
-        self._next = index + 1
-        event = self._waiting.pop(self._next, None)
-        if event is not None:
-            event.set()
+    def finish(self, result: ItemAnswer) -> None:
+        """An item's answer (after its record, or without one: a malformed item)."""
+        self._done[result.index] = result
+        self._changed.set()
+
+    def _ready(self, index: int) -> bool:
+        return index in self._gates or index in self._done
+
+    def end(self) -> None:
+        """No further item will start."""
+        self._ended = True
+        self._changed.set()
+
+    def halt(self) -> None:
+        """The batch stops: no further group is taken (the one being written is finished)."""
+        self._halted = True
+        self._changed.set()
+
+    @property
+    def halted(self) -> bool:
+        return self._halted
+
+    async def take(self, pending: Callable[[], bool]) -> list[int]:
+        """The next group's indices, once at least one item is ready (their gates are opened); ``[]``
+        once ``end`` was called and ``pending()`` says no started item is left unanswered."""
+        while True:
+            if self._halted:
+                return []
+            if self._in_order:
+                group: list[int] = []
+                i = self._next
+                while len(group) < self._max and self._ready(i):
+                    group.append(i)
+                    i += 1
+            else:
+                group = sorted(i for i in (*self._gates, *self._done) if i not in self._opened)[: self._max]
+            if group:
+                break
+            if self._ended and not pending():
+                return []
+            self._changed.clear()
+            await self._changed.wait()
+        for i in group:
+            self._opened.add(i)
+            gate = self._gates.get(i)
+            if gate is not None and not gate.done():
+                gate.set_result(None)
+        if self._in_order:
+            self._next = group[-1] + 1
+        return group
+
+    async def answers(self, group: list[int]) -> list[ItemAnswer]:
+        """The group's answers, once every item of it has one."""
+        while not all(i in self._done for i in group):
+            self._changed.clear()
+            await self._changed.wait()
+        answers = [self._done.pop(i) for i in group]
+        self._opened.difference_update(group)
+        return answers
 
 
 class _ConsumerSlots:
@@ -218,15 +296,16 @@ class BulkLookups:
         self, principal: Principal, op: Operation, items: Iterable[T], read: Callable[[T], Message],
         ctx: CallContext, *, order: Order, write: Write,
     ) -> BulkReport:
-        """Answer every item through ``write`` (which waits for the client); ``read`` turns an item into
-        the operation's request or raises ``GatewayError`` (that item alone is refused).
+        """Answer every item through ``write`` (one call per answer group, which waits for the client);
+        ``read`` turns an item into the operation's request or raises ``GatewayError`` (that item alone
+        is refused).
 
         The call's token is checked again before each item (revocation, expiry with the verifier's
         leeway): once it no longer holds, the batch stops and ``run`` raises that ``GatewayError``
         (``TOKEN_REVOKED``, ``TOKEN_EXPIRED``) for the door to end the stream with; the items not
         processed get no record and no answer."""
         deadline = None if ctx.timeout_s is None else self._clock() + ctx.timeout_s
-        batch = _Batch(self, principal, op, ctx, deadline, _Turns(order), write)
+        batch = _Batch(self, principal, op, ctx, deadline, _Groups(order, self._in_flight), write)
         consumer = self._consumers.open(principal.id)
         window = asyncio.Semaphore(self._in_flight)
         count, completed, idle = 0, False, False
@@ -234,12 +313,15 @@ class BulkLookups:
         try:
             try:
                 async with asyncio.TaskGroup() as group:
+                    writer = group.create_task(batch.writer(window, consumer))
                     for index, raw in enumerate(items):
                         await window.acquire()
                         await consumer.acquire()
                         count += 1
-                        task = group.create_task(batch.item(index, raw, read))
-                        task.add_done_callback(lambda _t: _release(window, consumer))
+                        batch.started = count
+                        group.create_task(batch.item(index, raw, read))
+                    batch.groups.end()
+                    await writer
                 completed = True
             except BaseExceptionGroup as group_error:
                 stopped, rest = group_error.split(_Stopped)
@@ -254,8 +336,11 @@ class BulkLookups:
                     assert isinstance(first, _Stopped)
                     stop = first.error
         finally:   # also when the door cancels the batch (the client left)
+            for _ in range(count - batch.answered):   # the consumer's slots of items never written
+                consumer.release()
             self._consumers.close(principal.id)
-            self.finished.append(BulkReport(principal.id, count, batch.answered, stopped=not completed, idle=idle))
+            self.finished.append(BulkReport(principal.id, count, batch.answered, stopped=not completed, idle=idle,
+                                            in_write=batch.in_write))
         if stop is not None:
             raise stop
         return self.finished[-1]
@@ -279,44 +364,62 @@ class BulkLookups:
 
 @dataclass(slots=True)
 class _Batch:
-    """One running batch: what each item needs, and the count of answers written."""
+    """One running batch: what each item needs, its answer groups, and the count of answers written."""
 
     lookups: BulkLookups
     principal: Principal
     op: Operation
     ctx: CallContext
     deadline: float | None
-    turns: _Turns
+    groups: _Groups
     write: Write
     answered: int = 0
+    started: int = 0
+    #: Items of the group being recorded or written (0 between groups): when the batch stops, the
+    #: records that may lack a written answer are at most these.
+    in_write: int = 0
+    #: Why the batch stops early (the call's token no longer holds), once an item found out.
+    stop: GatewayError | None = None
 
     async def item(self, index: int, raw: T, read: Callable[[T], Message]) -> None:
-        holding = False
-
-        async def my_turn() -> None:   # before the record: an item is recorded only once it can be written
-            nonlocal holding
-            await self.turns.take(index)
-            holding = True
+        async def my_turn() -> None:   # before the record: an item is recorded only once its group is taken
+            await self.groups.gate(index)
 
         try:
-            result = await self._exchange(index, raw, read, my_turn)
-            if not holding:
-                await my_turn()
-            await self._write(index, result)
-            self.answered += 1
-        finally:
-            if holding:
-                self.turns.give(index)
+            self.groups.finish(await self._exchange(index, raw, read, my_turn))
+        except _Stopped as stopped:   # no record for this item; the writer ends the batch after its group
+            if self.stop is None:
+                self.stop = stopped.error
+            self.groups.halt()
 
-    async def _write(self, index: int, result: ItemAnswer) -> None:
+    async def writer(self, *slots: asyncio.Semaphore) -> None:
+        """Take a group, let its records be appended, write its answers; until every item is answered."""
+
+        def written() -> None:   # the door wrote one more answer of the group
+            self.answered += 1
+            self.in_write -= 1
+            _release(*slots)
+
+        while True:
+            group = await self.groups.take(lambda: self.answered < self.started)
+            if self.stop is not None:   # the token no longer holds: the group written last was the last one
+                raise _Stopped(self.stop)
+            if not group:
+                return
+            self.in_write = len(group)
+            answers = await self.groups.answers(group)
+            await self._write(answers, written)
+
+    async def _write(self, answers: list[ItemAnswer], written: Callable[[], None]) -> None:
         """The door's write, bounded: a client that reads nothing for ``idle_timeout_s`` is gone."""
         idle_s = self.lookups.idle_timeout_s
         try:
-            await asyncio.wait_for(self.write(result), idle_s)
+            async with asyncio.timeout(idle_s):
+                await self.write(answers, written)
         except TimeoutError:
             log.warning("bulk look-up stopped: the client read no answer for %s s", idle_s,
                         extra={"fields": {"consumer": self.principal.id, "request_id": self.ctx.request_id,
-                                          "protocol": self.ctx.protocol, "index": index,
+                                          "protocol": self.ctx.protocol, "index": answers[0].index,
                                           "answered": self.answered}})
             raise _Idle from None
 

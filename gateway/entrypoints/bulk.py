@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 import grpc
@@ -117,9 +117,11 @@ def grpc_bulk(lookups: BulkLookups) -> Callable[[grpc.aio.Server], list[str]]:
                 raise _wrong_type(op)
             return parse_request(op.request_cls, item.value)
 
-        async def write(result: ItemAnswer) -> None:
+        async def write(results: Sequence[ItemAnswer], written: Callable[[], None]) -> None:
             try:
-                await context.write(item_message(result, echo_id(ctx)))   # waits for HTTP/2 flow control
+                for result in results:   # one stream message per item; each waits for HTTP/2 flow control
+                    await context.write(item_message(result, echo_id(ctx)))
+                    written()
             except (grpc.aio.AioRpcError, grpc.aio.AbortError, asyncio.InvalidStateError, RuntimeError):
                 raise ClientGone from None
 
@@ -251,9 +253,12 @@ def rest_bulk(lookups: BulkLookups) -> Callable[[FastAPI], dict[str, Any]]:
         read = _rest_reader(op)
 
         async def run(send_line: Callable[[bytes], Awaitable[None]]) -> object:
-            async def write(result: ItemAnswer) -> None:
-                line = json.dumps(item_json(item_message(result, rid)), ensure_ascii=False, separators=(",", ":"))
-                await send_line(line.encode() + b"\n")
+            async def write(results: Sequence[ItemAnswer], written: Callable[[], None]) -> None:
+                await send_line(b"".join(   # a group's lines in one write
+                    json.dumps(item_json(item_message(r, rid)), ensure_ascii=False, separators=(",", ":")).encode()
+                    + b"\n" for r in results))
+                for _ in results:
+                    written()
 
             try:
                 return await lookups.run(principal, op, items, read, ctx, order=_order(head.order), write=write)
