@@ -10,10 +10,13 @@ the contract's message, so an answer that does not fit the contract is a
 from __future__ import annotations
 
 import asyncio
+import re
+import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 from google.protobuf import json_format
@@ -64,13 +67,21 @@ class RestRegistryAdapter:
         *,
         max_connections: int = 64,
         max_response_bytes: int = 1024 * 1024,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        """``transport``: instead of aiohttp's (tests: ``httpx.MockTransport``)."""
         self._ops = dict(operations)
+        self._transport = transport
         self._specs = dict(specs)
         self._base_url = base_url
         self._max_connections = max_connections
         self._max_response_bytes = max_response_bytes
         self._client: httpx.AsyncClient | None = None
+        base = httpx.URL(base_url)
+        port = base.port or (443 if base.scheme == "https" else 80)
+        self._server: dict[str, str | int] = {"server.address": base.host, "server.port": port}   # parsed once
+        self._placeholders = {m: _placeholders(spec) for m, spec in self._specs.items()}
+        self._prebuilt: dict[str, bool] = {}   # per operation: the prebuilt URL proved equal to httpx's own
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
@@ -79,21 +90,18 @@ class RestRegistryAdapter:
                 max_connections=self._max_connections, max_keepalive_connections=self._max_connections
             )
             self._client = httpx.AsyncClient(
-                base_url=self._base_url, transport=AiohttpTransport(limits=limits), limits=limits
+                base_url=self._base_url, transport=self._transport or AiohttpTransport(limits=limits), limits=limits
             )
+            self._prebuilt = {m: _prebuilt_matches(self._client, spec) for m, spec in self._specs.items()}
         return self._client
 
     async def call(
         self, method: str, request: Message, *, timeout: float, metadata: Sequence[tuple[str, str]]
     ) -> Message:
-        spec, url = self._specs[method], httpx.URL(self._base_url)
+        spec = self._specs[method]
         # The path template, never the path itself: paths and queries hold national ids.
-        attributes: dict[str, str | int] = {
-            "http.request.method": spec.method,
-            "url.template": spec.path,
-            "server.address": url.host,
-            "server.port": url.port or (443 if url.scheme == "https" else 80),
-        }
+        attributes: dict[str, str | int] = {"http.request.method": spec.method, "url.template": spec.path,
+                                            **self._server}
         with client_span(f"{spec.method} {spec.path}", attributes):
             return await self._call(method, request, timeout=timeout, metadata=outgoing_metadata(metadata))
 
@@ -104,13 +112,22 @@ class RestRegistryAdapter:
         values = json_format.MessageToDict(
             request, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
         )
-        url = spec.path.format_map({k: str(v) for k, v in values.items()})
-        params = {k: str(v).format_map({f: str(x) for f, x in values.items()}) for k, v in spec.query.items()}
+        fields = {k: str(v) for k, v in values.items()}
+        url = spec.path.format_map(fields)
+        params = {k: str(v).format_map(fields) for k, v in spec.query.items()}
         headers = {k: v for k, v in metadata if k in ("traceparent", "tracestate", "x-request-id")}
         try:
             async with asyncio.timeout(timeout):
-                response = await self._http().request(spec.method, url, params=params, headers=headers, timeout=timeout)
-                body = await _read_capped(response, self._max_response_bytes)
+                client = self._http()
+                target = self._target(client, method, fields, url, params)
+                outgoing = client.build_request(spec.method, target, params=None if isinstance(target, httpx.URL)
+                                                else params, headers=headers, timeout=timeout)
+                # Streamed, so that max_response_bytes stops reading (it capped an answer read whole before).
+                response = await client.send(outgoing, stream=True)
+                try:
+                    body = await _read_capped(response, self._max_response_bytes)
+                finally:
+                    await response.aclose()
         except TimeoutError:
             raise GatewayError(Reason.REGISTRY_TIMEOUT) from None
         except httpx.TimeoutException as exc:
@@ -121,6 +138,17 @@ class RestRegistryAdapter:
             raise GatewayError(Reason.REGISTRY_UNAVAILABLE) from None
         trace.get_current_span().set_attribute("http.response.status_code", response.status_code)
         return self._answer(op, spec, response.status_code, body)
+
+    def _target(
+        self, client: httpx.AsyncClient, method: str, fields: Mapping[str, str], path: str, params: Mapping[str, str]
+    ) -> httpx.URL | str:
+        """The request URL: prebuilt from the client's parsed base URL when every value placed in it is
+        made of unreserved characters (RFC 3986 §2.3: nothing to encode, no dot segment), so that httpx
+        does not parse the whole URL again (and validate its address) on each call; else the relative
+        path, which the client merges and encodes as it always did."""
+        if not self._prebuilt.get(method) or not all(_plain(fields.get(f, "")) for f in self._placeholders[method]):
+            return path
+        return _with_path(client.base_url, path, params)
 
     def _answer(self, op: Operation, spec: RestOperationSpec, status: int, body: bytes) -> Message:
         if status in spec.not_found_status:
@@ -146,6 +174,45 @@ class RestRegistryAdapter:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+
+
+_UNRESERVED = re.compile(r"[A-Za-z0-9._~-]+")
+
+
+def _plain(value: str) -> bool:
+    return _UNRESERVED.fullmatch(value) is not None and value not in (".", "..")
+
+
+def _placeholders(spec: RestOperationSpec) -> frozenset[str]:
+    """The request fields a dialect's path and query templates name."""
+    templates = [spec.path, *spec.query.values()]
+    return frozenset(name for t in templates for _, name, _, _ in string.Formatter().parse(t) if name)
+
+
+def _with_path(base: httpx.URL, path: str, params: Mapping[str, str]) -> httpx.URL:
+    """``base`` (parsed once, with httpx's trailing slash) with ``path`` under it and ``params`` as its query,
+    without parsing again: valid only for an already encoded path and plain values (see ``_target``)."""
+    prefix = base.raw_path.decode("ascii")   # as httpx merges a relative URL: "/" for an empty path
+    url = httpx.URL.__new__(httpx.URL)   # the parsed, encoded pieces of ``base``, not parsed nor validated again
+    url._uri_reference = base._uri_reference._replace(path=prefix + path.lstrip("/"),
+                                                      query=urlencode(list(params.items())) or None)
+    return url
+
+
+def _prebuilt_matches(client: httpx.AsyncClient, spec: RestOperationSpec) -> bool:
+    """Whether the prebuilt URL of ``spec`` is, for plain values, the URL httpx builds itself.
+
+    Checked once per operation when the client is made; False (httpx parses every call, as before)
+    for a template whose literal text httpx would encode or normalise, a base URL with a query, or
+    an httpx whose URL internals differ."""
+    sample = dict.fromkeys(_placeholders(spec), "0")
+    path = spec.path.format_map(sample)
+    params = {k: v.format_map(sample) for k, v in spec.query.items()}
+    try:
+        expected = client.build_request(spec.method, path, params=params).url
+        return client.base_url.query == b"" and str(_with_path(client.base_url, path, params)) == str(expected)
+    except (AttributeError, TypeError, ValueError, KeyError, httpx.InvalidURL):
+        return False
 
 
 async def _read_capped(response: httpx.Response, limit: int) -> bytes:
