@@ -34,6 +34,7 @@ from gateway.bootstrap_security import (
 )
 from gateway.config import Config, FieldMappingSection, RegistrySection
 from gateway.core.auth import Issuer, TokenVerifier
+from gateway.core.change_events import EventStream, load_event_streams
 from gateway.core.clock import now_us
 from gateway.core.contracts import Operation, load_operations
 from gateway.core.observers import ExchangeObservers
@@ -95,9 +96,11 @@ async def build_gateway(config: Config) -> Gateway:
     gw = config.gateway
     operations: dict[str, Operation] = {}
     registries: dict[str, Registry] = {}
+    event_streams: dict[str, EventStream] = {}
     for r in config.registries:
         ops = load_operations([r.contract])
         operations.update(ops)
+        event_streams.update(load_event_streams([r.contract]))
         registries[r.contract] = _registry(r, ops)
     consumers = {(c.issuer, c.client_id): c.id for c in config.consumers}
     verifier = TokenVerifier(
@@ -121,7 +124,7 @@ async def build_gateway(config: Config) -> Gateway:
     )
     gateway = Gateway(config, operations, pipeline, verifier, audit, consents, registries, security,
                       pseudonymise, checkpoint_signer=checkpoint_signer_for(config, audit), proofs=proofs_of(audit),
-                      observers=observers)
+                      observers=observers, event_streams=event_streams)
     for install in FEATURES:
         await install(gateway)
     return gateway

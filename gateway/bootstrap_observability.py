@@ -82,6 +82,7 @@ def _gauges(gateway: Gateway, metrics: GatewayMetrics, health: RegistryHealth, o
 async def install_observability(gateway: Gateway) -> None:
     env = os.environ  # read once, here at start-up
     metrics = GatewayMetrics(service_name="passerelle-gateway", push_readers=otlp_metric_readers(env))
+    gateway.metrics = metrics   # features declare their own instruments on it (change notifications)
     breakers = {r.id: getattr(r.adapter, "breaker", None) for r in gateway.registries.values()}
     health = RegistryHealth(
         _probes(gateway), clock_us=now_us, breakers={k: v for k, v in breakers.items() if v is not None},

@@ -19,6 +19,7 @@ from consent import Limit, category_problem, limit_error
 from consent.model import LEGAL_BASES
 from gateway.config_citizen_login import CitizenLoginSection
 from gateway.core.caller_text import UNKNOWN_PURPOSE, caller_id_problem
+from gateway.core.change_events import load_event_streams
 from gateway.core.contracts import Operation, load_operations
 from gateway.core.transparency import MAX_HIDDEN_DAYS
 
@@ -146,10 +147,30 @@ class GatewaySection(_Strict):
     # (checked before the request body is read).
     bulk_max_items: int = Field(default=100_000, ge=1)
     bulk_max_request_bytes: int = Field(default=12 * 1024 * 1024, gt=0)
-    bulk_in_flight: int = Field(default=32, ge=1, le=4096)
-    bulk_consumer_in_flight: int = Field(default=64, ge=1)
+    bulk_in_flight: int = Field(default=64, ge=1, le=4096)
+    bulk_consumer_in_flight: int = Field(default=128, ge=1)
     bulk_idle_timeout_s: float = Field(default=30.0, gt=0)
     bulk_consumer_batches: int = Field(default=4, ge=1)
+
+
+class NotificationsSection(_Strict):
+    """Change notifications (docs/decisions/0009): subscriptions, follow lists, the outbox, delivery."""
+
+    enabled: bool = True   # read the registries' change-event rpcs and serve passerelle.gateway.v1.Subscriptions
+    store: str = "sqlite:notifications.db"   # subscriptions, follow lists, cursors and the outbox
+    max_subscriptions: int = Field(default=20, ge=1)   # per agency
+    max_follows: int = Field(default=100_000, ge=1)   # persons on one subscription's follow list
+    max_follow_batch: int = Field(default=1000, ge=1, le=10_000)   # national ids per Follow call
+    max_attempts: int = Field(default=8, ge=1, le=100)   # webhook attempts, then a dead letter
+    retry_base_s: float = Field(default=1.0, gt=0)   # first retry after ~this (exponential, jittered)
+    retry_max_s: float = Field(default=300.0, gt=0)
+    lease_s: float = Field(default=30.0, gt=0)   # a delivery's lease; an unacknowledged stream event is resent after it
+    webhook_timeout_s: float = Field(default=5.0, gt=0, le=60)   # one attempt, all included
+    webhook_connect_timeout_s: float = Field(default=2.0, gt=0, le=60)
+    workers: int = Field(default=32, ge=1, le=1024)   # webhook deliveries in flight per process
+    per_subscription: int = Field(default=4, ge=1)   # of which one subscription may hold at most
+    poll_s: float = Field(default=0.2, gt=0, le=10)   # outbox polling when idle
+    read_batch: int = Field(default=200, ge=1, le=10_000)   # events per ingest transaction
 
 
 class WitnessSection(_Strict):
@@ -351,6 +372,7 @@ class Config(_Strict):
     revoked: RevokedSection = RevokedSection()
     witnesses: list[WitnessSection] = []
     citizen_login: CitizenLoginSection | None = None  # eID sign-in at /me/ (OpenID Connect)
+    notifications: NotificationsSection = NotificationsSection()  # change notifications (docs/decisions/0009)
     base_dir: Path = Path(".")
 
     def path(self, value: str) -> Path:
@@ -418,6 +440,10 @@ def cross_check(config: Config) -> list[str]:
             problems.append(f"registries[{n}].contract: no contract {r.contract!r} in proto/")
             continue
         ops.update(found)
+        try:   # mandates may name a change-event rpc: their fields are the event's payload's
+            ops.update({name: s.payload for name, s in load_event_streams([r.contract]).items()})
+        except ValueError as exc:
+            problems.append(f"registries[{n}].contract: {exc}")
         problems += _check_adapter(n, r, found)
     for n, m in enumerate(config.mandates):
         problems += _check_mandate(n, m, consumers, purposes, ops)

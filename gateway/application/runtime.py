@@ -19,6 +19,7 @@ from gateway.application.citizen_login import CitizenLogin
 from gateway.application.service import ServiceBinding
 from gateway.config import Config
 from gateway.core.auth import TokenVerifier
+from gateway.core.change_events import EventStream
 from gateway.core.contracts import Operation
 from gateway.core.observers import ExchangeObservers
 from gateway.core.pipeline import ExchangePipeline, Registry
@@ -71,6 +72,11 @@ class Gateway:
     citizen_login: CitizenLogin | None = None
     #: Bulk look-ups (``BulkExchange/Lookup``, ``POST /v1/bulk:lookup``).
     bulk: BulkLookups | None = None
+    #: The configured registries' change-event rpcs (``service/method`` -> stream), read by change notifications.
+    event_streams: dict[str, EventStream] = field(default_factory=dict)
+    #: The gateway's metrics (``observability.metrics.GatewayMetrics``, set by the composition root) for
+    #: features that declare instruments of their own; None before telemetry is installed.
+    metrics: Any = None
 
     @property
     def policy(self) -> Policy:

@@ -51,9 +51,11 @@ class ServiceBinding:
     print_defaults: bool = False
 
     def methods(self) -> list[MethodDescriptor]:
+        """The service's unary methods (a streaming one is served apart: ``Gateway.grpc_services``)."""
         load_generated_modules()
         svc = descriptor_pool.Default().FindServiceByName(self.service)
-        missing = {m.name for m in svc.methods} ^ set(self.handlers)
+        unary = [m for m in svc.methods if not (m.client_streaming or m.server_streaming)]
+        missing = {m.name for m in unary} ^ set(self.handlers)
         if missing:
             raise ValueError(f"{self.service}: handlers and methods differ: {sorted(missing)}")
-        return list(svc.methods)
+        return unary

@@ -23,6 +23,7 @@ from gateway.config import Config
 from gateway.core.audit_proof import PROOF_FORMAT, InclusionProof
 from gateway.core.auth import Principal
 from gateway.core.clock import now_us
+from gateway.core.contracts import Operation
 from gateway.core.errors import GatewayError, Reason
 from gateway.core.export_safety import csv_text
 from gateway.core.ports import AuditQuery
@@ -55,6 +56,11 @@ def _legal_references(config: Config) -> dict[str, dict[str, str]]:
     return {reference: dict(titles) for reference, titles in pairs if reference and titles}
 
 
+def _answers(gateway: Gateway) -> dict[str, Operation]:
+    """What can leave, by service: look-ups' answers and change events' payloads (notifications)."""
+    return {**gateway.operations, **{name: s.payload for name, s in gateway.event_streams.items()}}
+
+
 def catalogue_of(gateway: Gateway) -> Catalogue:
     config = gateway.config
     return Catalogue(
@@ -63,8 +69,8 @@ def catalogue_of(gateway: Gateway) -> Catalogue:
         legal_references=_legal_references(config),
         purposes={p.code: dict(p.title) for p in config.purposes},
         legal_bases=dict(LEGAL_BASES),
-        categories={name: op.field_categories for name, op in gateway.operations.items()},
-        display_names={name: op.field_display_names for name, op in gateway.operations.items()},
+        categories={name: op.field_categories for name, op in _answers(gateway).items()},
+        display_names={name: op.field_display_names for name, op in _answers(gateway).items()},
     )
 
 
@@ -115,7 +121,8 @@ def access_message(e: AccessEntry) -> pb.Access:
         legal_basis_title=e.legal_basis_title, legal_reference=e.legal_reference, consent_id=e.consent_id,
         outcome=e.outcome, reason=e.reason, reason_title=e.reason_title, ai_system=e.ai_system,
         record_hash=e.record_hash, subject_role=e.subject_role,
-        legal_reference_title=_localised(e.legal_reference_title), bulk=e.bulk,
+        legal_reference_title=_localised(e.legal_reference_title), bulk=e.bulk, notification=e.notification,
+        changed_categories=list(e.changed_categories),
     )  # fmt: skip
 
 

@@ -32,9 +32,11 @@ __all__ = [
     "FieldSpec",
     "NestedSubject",
     "Operation",
+    "change_events_of",
     "load_generated_modules",
     "load_operations",
     "options_module",
+    "payload_operation",
     "unmarked_nested_identifiers",
 ]
 
@@ -150,9 +152,9 @@ def _enum_suffix(field_options: Any, ext: Any, prefix: str) -> str:
     return "" if name.endswith("_UNSPECIFIED") else name.removeprefix(prefix)
 
 
-def _operation(service: ServiceDescriptor, method: MethodDescriptor) -> Operation:
+def _operation(service: ServiceDescriptor, method: MethodDescriptor, resp: Descriptor | None = None) -> Operation:
     opts = options_module()
-    req, resp = method.input_type, method.output_type
+    req, resp = method.input_type, resp or method.output_type
     subject_field, subject_kind, formats = "", "", {}
     for f in req.fields:
         fo = f.GetOptions()
@@ -303,10 +305,26 @@ def _repeated(f: FieldDescriptor) -> bool:
     return bool(f.label == FieldDescriptor.LABEL_REPEATED)
 
 
+def payload_operation(service: ServiceDescriptor, method: MethodDescriptor, payload: Descriptor) -> Operation:
+    """An operation whose "answer" is ``payload``: what a change-event rpc (``change_events``) delivers
+    about a person, so that mandates name its fields and categories and minimisation works as for a look-up.
+    """
+    return _operation(service, method, payload)
+
+
+def change_events_of(method: MethodDescriptor) -> str:
+    """The ``change_events`` option of a registry rpc: the change message's name, "" when unmarked."""
+    mo = method.GetOptions()
+    ext = options_module().change_events
+    return str(mo.Extensions[ext]) if mo.HasExtension(ext) else ""
+
+
 def load_operations(service_names: list[str]) -> dict[str, Operation]:
     """Operations of the named services, keyed by ``service/method``. Raises ``KeyError`` if unknown.
 
     A batch method (``batch_of``) is no operation of its own: it is the ``batch`` of the one it serves.
+    A change-event rpc (``change_events``, server streaming) is none either: the gateway reads it
+    (``gateway.core.change_events``) and never serves it to consumers.
     """
     load_generated_modules()
     pool = descriptor_pool.Default()
@@ -315,7 +333,7 @@ def load_operations(service_names: list[str]) -> dict[str, Operation]:
         service = pool.FindServiceByName(name)
         batches = {_batch_of(m): m for m in service.methods if _batch_of(m)}
         for method in service.methods:
-            if method.client_streaming or method.server_streaming or _batch_of(method):
+            if method.client_streaming or method.server_streaming or _batch_of(method) or change_events_of(method):
                 continue
             op = _operation(service, method)
             if method.name in batches:

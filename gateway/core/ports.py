@@ -7,7 +7,7 @@ features by the composition root (``gateway/bootstrap*.py``) through the running
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -17,6 +17,14 @@ from consent.model import Consent, Mandate
 from consent.policy import Policy
 from gateway.core.audit_proof import InclusionProof
 from gateway.core.merkle import Checkpoint
+from gateway.core.notifications import (
+    DeadLetter,
+    Delivery,
+    NewDelivery,
+    StoredEvent,
+    Subscription,
+    SubscriptionBacklog,
+)
 from gateway.core.signed_note import Cosignature
 from gateway.core.types import AuditReceipt, AuditRecord, ExchangeTiming, MandateEntry, StoredAuditRecord
 
@@ -25,6 +33,7 @@ __all__ = [
     "AuditQuery",
     "AuditReader",
     "AuditStore",
+    "ChangeFeed",
     "CheckpointSigner",
     "ConsentRecords",
     "ConsentStore",
@@ -33,11 +42,14 @@ __all__ = [
     "ExchangeObserver",
     "LiveMandates",
     "NoteSigner",
+    "NotificationStore",
     "ProofBuilder",
     "ProofReplayStore",
     "ReceiptKey",
     "RegistryAdapter",
     "SecurityEvents",
+    "WebhookResult",
+    "WebhookSender",
 ]
 
 
@@ -247,3 +259,124 @@ class ReceiptKey(Protocol):
     def is_demo(self) -> bool: ...
 
     def sign(self, signing_input: bytes) -> bytes: ...
+
+
+class NotificationStore(Protocol):
+    """Change notifications' durable state: subscriptions, follow lists, each registry's cursor, the outbox.
+
+    Implementations: ``adapters.stores.notifications_memory``, ``notifications_sqlite`` (the contract
+    suite is ``tests/integration/test_notification_stores.py``). Subjects are keyed pseudonyms.
+
+    - ``ingest`` writes a batch of events, their deliveries and the registry's new cursor in ONE
+      transaction: a restart reads on from the cursor, without loss or duplication (an event already
+      kept is ignored: (registry, event_id) is unique, and so is (subscription, registry, event_id)).
+    - ``lease`` hands each due, pending delivery to one worker until ``now_us + lease_us`` (several
+      workers or gateways share the outbox; on PostgreSQL this is ``FOR UPDATE SKIP LOCKED``), the
+      oldest first, and never a delivery while an older one of the same subscription and subject is
+      still pending (order per subject). Every later call names the ``owner``: a worker whose lease
+      ran out changes nothing.
+    """
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def add_subscription(self, sub: Subscription) -> None: ...
+
+    async def subscriptions(self, consumer: str | None = None) -> Sequence[Subscription]: ...
+
+    async def subscription(self, subscription_id: str) -> Subscription | None: ...
+
+    async def delete_subscription(self, subscription_id: str) -> bool:
+        """Drop the subscription, its follow list and its pending deliveries; False if there was none."""
+        ...
+
+    async def follow(self, subscription_id: str, subjects: Sequence[str], now_us: int, limit: int) -> tuple[int, int]:
+        """Add subjects (pseudonyms); (added, total). ``ValueError`` (nothing added) past ``limit`` in all."""
+        ...
+
+    async def unfollow(self, subscription_id: str, subjects: Sequence[str]) -> tuple[int, int]: ...
+
+    async def followed(self, subscription_id: str, subjects: Sequence[str]) -> tuple[set[str], int]:
+        """Which of ``subjects`` the subscription follows, and how many it follows in all."""
+        ...
+
+    async def followers(self, event_type: str, subjects: Sequence[str]) -> Mapping[str, set[str]]:
+        """Subject -> ids of the subscriptions of ``event_type`` that follow it (only subjects with some)."""
+        ...
+
+    async def cursor(self, registry: str) -> int: ...
+
+    async def ingest(self, registry: str, cursor: int, events: Sequence[StoredEvent],
+                     deliveries: Sequence[NewDelivery]) -> int:  # fmt: skip
+        """Keep the events and deliveries and move the cursor, atomically; the deliveries created."""
+        ...
+
+    async def lease(self, owner: str, now_us: int, lease_us: int, limit: int, *, mode: str,
+                    subscription_id: str = "") -> Sequence[Delivery]:  # fmt: skip
+        ...
+
+    async def release(self, delivery_id: int, owner: str, due_us: int) -> bool:
+        """Give a leased delivery back untried (not an attempt), due at ``due_us``."""
+        ...
+
+    async def unacked(self, subscription_id: str, owner: str, delivery_ids: Sequence[int]) -> set[int]:
+        """Which of ``delivery_ids`` are still pending and leased by ``owner`` (a stream's unacknowledged)."""
+        ...
+
+    async def mark_audited(self, delivery_id: int, owner: str) -> bool: ...
+
+    async def finish(self, delivery_id: int, owner: str, state: str, now_us: int) -> bool:
+        """End a delivery: ``state`` is delivered | refused | skipped. False when the lease was lost."""
+        ...
+
+    async def retry_later(self, delivery_id: int, owner: str, due_us: int, error: str) -> bool: ...
+
+    async def dead(self, delivery_id: int, owner: str, error: str, now_us: int) -> bool: ...
+
+    async def ack(self, subscription_id: str, event_ids: Sequence[str], now_us: int) -> list[int]:
+        """Stream deliveries acknowledged: each pending one of these events, delivered; their ids."""
+        ...
+
+    async def dead_letters(self, consumer: str | None, limit: int) -> Sequence[DeadLetter]: ...
+
+    async def redeliver(self, delivery_id: int, now_us: int) -> DeadLetter | None:
+        """A dead letter back to pending, attempts from zero, due now; None if it is no dead letter."""
+        ...
+
+    async def backlog(self) -> Sequence[SubscriptionBacklog]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookResult:
+    """One webhook attempt: ``ok`` for a 2xx answer; else a short, data-free ``error`` ("HTTP 503",
+    "timeout", "refused address" ...); ``permanent`` for a failure no retry can fix."""
+
+    ok: bool
+    error: str = ""
+    status: int = 0
+    permanent: bool = False
+
+
+class WebhookSender(Protocol):
+    """Sends one CloudEvent (structured JSON, Standard Webhooks signature) to a subscription's URL.
+
+    Never raises for the endpoint's behaviour: refusal, garbage, timeouts and hangs are results, each
+    bounded by the sender's timeouts (``adapters.notifications.webhook``).
+    """
+
+    async def send(self, url: str, secret: str, event: dict[str, object], event_id: str) -> WebhookResult: ...
+
+    async def close(self) -> None: ...
+
+
+class ChangeFeed(Protocol):
+    """One registry's change-event stream (``adapters.notifications.change_feed.GrpcChangeFeed``).
+
+    ``watch(after)`` yields the envelopes recorded after sequence ``after``, then each new one, until
+    the connection ends (``ConnectionError``) or the caller stops iterating.
+    """
+
+    def watch(self, after: int) -> AsyncIterator[Message]: ...
+
+    async def close(self) -> None: ...

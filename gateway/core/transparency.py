@@ -102,6 +102,8 @@ class AccessEntry:
     agency_names: Mapping[str, str] = field(default_factory=dict)             # {fr, de, en}
     legal_reference_title: Mapping[str, str] = field(default_factory=dict)    # {fr, de, en}, where configured
     bulk: bool = False                  # one item of a bulk look-up (the record's extra["bulk"])
+    notification: bool = False          # a change notification (extra["notification"]): "<agency> was notified"
+    changed_categories: tuple[str, ...] = ()   # what changed, for a notification ("ADDRESS",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +168,8 @@ def entry_of(stored: StoredAuditRecord, cat: Catalogue) -> AccessEntry:
         data_field_names=tuple(names.get(prefix + f, {}) for f in r.fields),
         agency_names=dict(cat.agency_names.get(r.consumer, {})),
         legal_reference_title=dict(cat.legal_references.get(r.legal_reference, {})),
-        bulk=r.extra.get("bulk") == "1",
+        bulk=r.extra.get("bulk") == "1", notification=r.extra.get("notification") == "1",
+        changed_categories=tuple(c for c in r.extra.get("changed", "").split(",") if c),
     )  # fmt: skip
 
 

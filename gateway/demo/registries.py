@@ -2,7 +2,9 @@
 
 * population and business registers: one grpc.aio server speaking the
   ``registry.population.v1`` and ``registry.business.v1`` contracts, with the
-  standard gRPC health service;
+  standard gRPC health service; the population register streams its changes
+  (``WatchChanges``) from a change log (``gateway.demo.changes``) that
+  ``gateway demo change`` appends to, and answers with the changed addresses;
 * tax administration: a legacy-style REST/JSON API with French field names,
   deliberately unlike the ``registry.tax.v1`` contract, so that the gateway's
   adapter has a real translation to do::
@@ -17,7 +19,7 @@
 
 Every registry takes a mutable ``Faults`` that tests change at run time.
 Run them all in their own process with
-``python -m gateway.demo.registries --seed S --persons N --grpc-port P --tax-port Q``.
+``python -m gateway.demo.registries --seed S --persons N --grpc-port P --tax-port Q [--changes FILE]``.
 """
 
 from __future__ import annotations
@@ -31,8 +33,10 @@ import random
 import signal
 import socket
 import sys
-from collections.abc import Callable, Iterator, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, NoReturn
 
 import grpc
@@ -43,9 +47,12 @@ from google.rpc import status_pb2
 from google.type import date_pb2, money_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from gateway._pb.passerelle.options.v1 import options_pb2
 from gateway._pb.registry.business.v1 import business_pb2, business_pb2_grpc
 from gateway._pb.registry.population.v1 import population_pb2, population_pb2_grpc
 from gateway.core.identifiers import fiscal_year_problem, national_id_problem, rcs_number_problem
+from gateway.demo._model import Address
+from gateway.demo.changes import ChangeLog, RecordedChange
 from gateway.demo.data import (
     CivilStatus,
     Company,
@@ -106,6 +113,7 @@ _COMPANY_STATUS = {
 _GRPC_SERVICES = ("registry.population.v1.PopulationRegistry", "registry.business.v1.BusinessRegistry")
 _GRPC_METHODS = frozenset({"/registry.population.v1.PopulationRegistry/GetPerson",
                            "/registry.population.v1.PopulationRegistry/GetPersons",
+                           "/registry.population.v1.PopulationRegistry/WatchChanges",
                            "/registry.business.v1.BusinessRegistry/GetCompany"})
 _GARBAGE = b"\x1f\x8b<attestation><contribuable>\x00\xff tronqu"
 
@@ -142,9 +150,10 @@ def _euros(cents: int) -> money_pb2.Money:
     return money_pb2.Money(currency_code="EUR", units=cents // 100, nanos=(cents % 100) * 10_000_000)
 
 
-def to_person_message(person: Person, data: DemoData) -> population_pb2.Person:
-    """The ``registry.population.v1.Person`` for a person, with their household members."""
-    address = person.address
+def to_person_message(person: Person, data: DemoData, address: Address | None = None) -> population_pb2.Person:
+    """The ``registry.population.v1.Person`` for a person, with their household members (and ``address``
+    instead of the data set's, after a recorded change)."""
+    address = address or person.address
     return population_pb2.Person(
         national_id=person.national_id,
         given_names=person.given_names,
@@ -221,8 +230,46 @@ async def _grpc_faults(faults: Faults, context: grpc.aio.ServicerContext[Any, An
 
 
 class _PopulationRegistry(population_pb2_grpc.PopulationRegistryServicer):
-    def __init__(self, data: DemoData, faults: Faults) -> None:
-        self._data, self._faults = data, faults
+    #: How often the change log is looked at: by GetPerson (addresses) and by each WatchChanges stream.
+    _REFRESH_S = 0.5
+    _POLL_S = 0.1
+
+    def __init__(self, data: DemoData, faults: Faults, changes: ChangeLog) -> None:
+        self._data, self._faults, self._changes = data, faults, changes
+        self._addresses: dict[str, Address] = {}
+        self._seen, self._refreshed = 0, 0.0
+
+    async def _address(self, national_id: str) -> Address | None:
+        """The address after the changes recorded so far (the log is read at most every _REFRESH_S)."""
+        if time.monotonic() - self._refreshed > self._REFRESH_S:
+            self._refreshed = time.monotonic()
+            for c in await self._changes.after(self._seen):
+                self._addresses[c.national_id], self._seen = c.address, c.sequence
+        return self._addresses.get(national_id)
+
+    def _event(self, c: RecordedChange) -> population_pb2.PersonChangeEvent:
+        person = self._data.person(c.national_id)
+        change = population_pb2.PersonChanged(
+            national_id=c.national_id, effective_date=_date(c.effective_date),
+            changed=[options_pb2.DataCategory.Name(options_pb2.DataCategory.Value("DATA_CATEGORY_" + name))
+                     for name in c.changed],
+        )  # fmt: skip
+        if person is not None:
+            change.person.CopyFrom(to_person_message(person, self._data, c.address))
+        return population_pb2.PersonChangeEvent(sequence=c.sequence, event_id=c.event_id, change=change)
+
+    async def WatchChanges(
+        self, request: population_pb2.WatchChangesRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[population_pb2.PersonChangeEvent]:
+        """Every change after ``after_sequence``, then each new one as it is recorded (polled)."""
+        after = request.after_sequence
+        while True:
+            batch = await self._changes.after(after)
+            for c in batch:
+                yield self._event(c)
+                after = c.sequence
+            if not batch:
+                await asyncio.sleep(self._POLL_S)
 
     async def GetPerson(
         self, request: population_pb2.GetPersonRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -234,7 +281,7 @@ class _PopulationRegistry(population_pb2_grpc.PopulationRegistryServicer):
         person = self._data.person(request.national_id)
         if person is None:
             await _abort(context, grpc.StatusCode.NOT_FOUND, "no person with this national id")
-        return to_person_message(person, self._data)
+        return to_person_message(person, self._data, await self._address(request.national_id))
 
     async def GetPersons(
         self, request: population_pb2.GetPersonsRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -273,16 +320,19 @@ class _BusinessRegistry(business_pb2_grpc.BusinessRegistryServicer):
 
 
 async def start_grpc_registry(
-    data: DemoData, *, host: str = "127.0.0.1", port: int = 0, faults: Faults | None = None
+    data: DemoData, *, host: str = "127.0.0.1", port: int = 0, faults: Faults | None = None,
+    changes: ChangeLog | None = None,
 ) -> tuple[grpc.aio.Server, int]:
     """Start the population and business registries (and gRPC health) on one port.
 
+    ``changes`` is the population register's change log (an empty one in memory by default).
     Returns the started server and its bound port; the caller stops the server.
     """
     faults = Faults() if faults is None else faults
+    changes = ChangeLog() if changes is None else changes
     # A server span per call, child of the gateway's client span (W3C traceparent in the metadata).
     server = grpc.aio.server(interceptors=[GrpcServerTelemetry(lambda: _GRPC_METHODS)])
-    population_pb2_grpc.add_PopulationRegistryServicer_to_server(_PopulationRegistry(data, faults), server)  # type: ignore[no-untyped-call]  # grpcio-tools writes no .pyi for *_pb2_grpc
+    population_pb2_grpc.add_PopulationRegistryServicer_to_server(_PopulationRegistry(data, faults, changes), server)  # type: ignore[no-untyped-call]  # grpcio-tools writes no .pyi for *_pb2_grpc
     business_pb2_grpc.add_BusinessRegistryServicer_to_server(_BusinessRegistry(data, faults), server)  # type: ignore[no-untyped-call]  # grpcio-tools writes no .pyi for *_pb2_grpc
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -416,9 +466,11 @@ async def run_demo_registries(
     host: str = "127.0.0.1",
     faults: Faults | None = None,
     on_ready: Callable[[int, int], None] | None = None,
+    changes: ChangeLog | None = None,
 ) -> None:
     """Serve all demo registries until cancelled; ``on_ready(grpc_port, tax_port)`` once listening."""
-    grpc_server, bound_grpc = await start_grpc_registry(data, host=host, port=grpc_port, faults=faults)
+    grpc_server, bound_grpc = await start_grpc_registry(data, host=host, port=grpc_port, faults=faults,
+                                                        changes=changes)
     try:
         tax, bound_tax = await start_tax_registry(data, host=host, port=tax_port, faults=faults)
         try:
@@ -447,6 +499,7 @@ async def _serve_until_signalled(data: DemoData, args: argparse.Namespace) -> No
             tax_port=args.tax_port,
             host=args.host,
             on_ready=ready,
+            changes=ChangeLog(Path(args.changes)) if args.changes else None,
         )
     )
     stopping = asyncio.create_task(stop.wait())
@@ -474,6 +527,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--grpc-port", type=int, default=0)
     parser.add_argument("--tax-port", type=int, default=0)
+    parser.add_argument("--changes", default="", help="the population register's change log (SQLite file)")
     return parser.parse_args(argv)
 
 

@@ -85,10 +85,11 @@ def _load(path: Path) -> Config:
 
 
 @contextlib.contextmanager
-def _demo_registries(persons: int) -> Iterator[tuple[int, int]]:
-    """Run the demo registries in their own process; yield (grpc port, tax REST port)."""
+def _demo_registries(persons: int, changes: Path) -> Iterator[tuple[int, int]]:
+    """Run the demo registries in their own process (the population register's change log in
+    ``changes``); yield (grpc port, tax REST port)."""
     cmd = [sys.executable, "-m", "gateway.demo.registries", "--seed", str(DEMO_SEED), "--persons", str(persons),
-           "--grpc-port", "0", "--tax-port", "0"]
+           "--grpc-port", "0", "--tax-port", "0", "--changes", str(changes)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
@@ -199,7 +200,9 @@ def serve(
         if not demo:
             _run_or_explain(conf, workers)
             return
-        with _demo_registries(persons) as (g, t):
+        from gateway.demo.changes import CHANGES_FILE
+
+        with _demo_registries(persons, path.parent / CHANGES_FILE) as (g, t):
             logging.getLogger("passerelle.lifecycle.demo").info(
                 f"demo registries: gRPC 127.0.0.1:{g}, tax REST http://127.0.0.1:{t}",
                 extra={"fields": {"grpc_port": g, "tax_port": t}},
@@ -277,6 +280,47 @@ def demo_people(
     console = Console()
     console.print(people)
     console.print(companies)
+
+
+@demo_app.command("change")
+def demo_change(
+    national_id: Annotated[str, typer.Argument(metavar="NATIONAL_ID",
+                                               help="The person's national id (gateway demo people lists some).")],
+    address: Annotated[str, typer.Option("--address",
+                                         help='The new address: "12 rue de la Gare, L-1234 Luxembourg".')],
+    commune: Annotated[str, typer.Option("--commune", help="The commune, when not the locality.")] = "",
+    effective: Annotated[str, typer.Option("--effective",
+                                           help="When it takes effect (YYYY-MM-DD; default today).")] = "",
+    persons: Annotated[int, typer.Option("--persons", help="The demo data set size the gateway was started "
+                                         "with (gateway serve --demo --persons N).")] = 10_000,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    config: DemoConfig = None,
+) -> None:
+    """DEMO ONLY: record a change of address in the demo population register; it streams it to the
+    gateway (WatchChanges), which notifies the agencies that follow the person."""
+    import datetime as dt
+
+    from gateway.core.identifiers import national_id_problem
+    from gateway.demo.changes import CHANGES_FILE, ChangeLog, parse_address
+    from gateway.demo.data import generate
+
+    data_dir = _demo_folder(config, data_dir)
+    _require_demo_set_up(data_dir)
+    if national_id_problem(national_id) is not None:
+        raise _refuse("NATIONAL_ID: not a national id (13 digits with a possible birth date)")
+    try:
+        new_address = parse_address(address, commune)
+        when = dt.date.fromisoformat(effective) if effective else dt.date.today()
+    except ValueError as exc:
+        raise _refuse(f"--address/--effective: {exc}") from None
+    if generate(DEMO_SEED, persons).person(national_id) is None:
+        raise _refuse(f"NATIONAL_ID: no such person in the demo data set of {persons} persons")
+    log = ChangeLog(data_dir / CHANGES_FILE)
+    try:
+        change = log.record(national_id, new_address, when)
+    finally:
+        log.close()
+    typer.echo(f"recorded change {change.event_id} (sequence {change.sequence}): ADDRESS, effective {when}")
 
 
 def main() -> None:

@@ -20,7 +20,10 @@ from gateway.core.contracts import load_generated_modules, options_module, unmar
 
 def registry_messages() -> list[Descriptor]:
     """Every registry message but the envelopes of batch methods (``batch_of``): the gateway never
-    answers with one; each item inside is minimised and disclosed as the single method's answer."""
+    answers with one; each item inside is minimised and disclosed as the single method's answer. Nor
+    the envelopes and change messages of change-event rpcs (``change_events``): their subject is the
+    change's ``data_subject``, and their payload (a message walked here) is minimised and disclosed
+    like an answer."""
     load_generated_modules()
     package = importlib.import_module("gateway._pb.registry")
     found: list[Descriptor] = []
@@ -34,9 +37,12 @@ def registry_messages() -> list[Descriptor]:
 
 
 def batch_envelopes(services: Iterable[ServiceDescriptor]) -> set[str]:
-    batch_of = options_module().batch_of
+    batch_of, change_events = options_module().batch_of, options_module().change_events
     out: set[str] = set()
     for method in (m for s in services for m in s.methods):
+        if method.GetOptions().HasExtension(change_events):
+            out |= {method.output_type.full_name}
+            out |= {f.message_type.full_name for f in method.output_type.fields if f.message_type is not None}
         if method.GetOptions().HasExtension(batch_of):
             out |= {method.input_type.full_name, method.output_type.full_name}
             out |= {f.message_type.full_name for f in method.output_type.fields if f.message_type is not None}

@@ -1,0 +1,283 @@
+"""Change notifications, the decisions: plain functions over plain data (no I/O, time passed in).
+
+- ``matching``: which subscriptions get an event (its type, the subscription's follow list);
+- ``authorise_delivery`` / ``consent_for_delivery``: the mandate and consent checks at delivery time,
+  as for a look-up (``consent.authorise``, ``consent.check_consent``);
+- ``relevant_categories`` and ``minimise_change``: what of the change the subscriber may see;
+- ``notification_record``: the one audit record of a delivery (or its refusal);
+- ``retry_delay_s`` / ``after_failure``: exponential backoff with jitter, dead letter after N attempts;
+- ``webhook_url_problem`` / ``address_problem``: the webhook URL's checks (https outside demo mode;
+  no loopback, private, link-local, multicast or reserved address after resolution: SSRF).
+
+Subjects are keyed pseudonyms everywhere here except in the change message itself.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from google.protobuf.message import Message
+
+from consent import ConsentDecision, Decision, Mandate, Policy, check_consent
+from consent.model import Consent
+from gateway.core.change_events import EventStream
+from gateway.core.minimise import minimise
+from gateway.core.types import AuditRecord, EventKind, Outcome
+
+__all__ = [
+    "MODES",
+    "DeadLetter",
+    "Delivery",
+    "FailureStep",
+    "NewDelivery",
+    "StoredEvent",
+    "Subscription",
+    "SubscriptionBacklog",
+    "address_problem",
+    "after_failure",
+    "authorise_delivery",
+    "consent_for_delivery",
+    "matching",
+    "minimise_change",
+    "notification_record",
+    "relevant_categories",
+    "retry_delay_s",
+    "webhook_url_problem",
+]
+
+#: Delivery modes: CloudEvents over a signed webhook, or the gRPC stream with acknowledgements.
+MODES = ("webhook", "stream")
+_MAX_URL = 2048
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    id: str
+    consumer: str
+    event_type: str          # "registry.population.v1.PersonChanged"
+    purpose: str
+    mode: str                # "webhook" | "stream"
+    webhook_url: str = ""
+    secret: str = ""         # "whsec_..." (Standard Webhooks), webhook mode only
+    created_us: int = 0
+    follows: int = 0         # persons followed, as the store counts them
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An event as the outbox keeps it: the subject as a pseudonym, the change message as read."""
+
+    registry: str
+    event_id: str
+    sequence: int
+    event_type: str
+    subject: str             # keyed pseudonym
+    categories: tuple[str, ...]
+    effective_date: str
+    change: bytes
+    recorded_us: int         # when the gateway read it
+
+
+@dataclass(frozen=True, slots=True)
+class NewDelivery:
+    """One event for one subscription, written in the same transaction as the event and the cursor."""
+
+    subscription_id: str
+    consumer: str
+    mode: str
+    registry: str
+    event_id: str
+    subject: str
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """An outbox row as leased: the event, the attempts so far, whether its audit record exists."""
+
+    id: int
+    subscription_id: str
+    consumer: str
+    mode: str
+    event: StoredEvent
+    attempts: int
+    audited: bool
+    created_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    id: int
+    subscription_id: str
+    consumer: str
+    event_id: str
+    event_type: str
+    attempts: int
+    last_error: str
+    failed_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionBacklog:
+    """For metrics: a subscription's events not yet delivered, and the oldest one's age."""
+
+    subscription_id: str
+    consumer: str
+    pending: int
+    oldest_created_us: int   # 0 when nothing is pending
+    dead: int = 0
+
+
+def matching(event_type: str, subscriptions: Iterable[Subscription], following: Collection[str]) -> list[Subscription]:
+    """The subscriptions an event goes to: of its type, with the subject on their follow list
+    (``following``: the ids of the subscriptions that follow the event's subject)."""
+    return [s for s in subscriptions if s.event_type == event_type and s.id in following]
+
+
+def authorise_delivery(policy: Policy, stream: EventStream, sub: Subscription, subject_id: str,
+                       now_us: int) -> Decision:  # fmt: skip
+    """The mandate check of a delivery, now: a mandate of the subscriber for the stream's rpc and
+    the subscription's purpose, in force, its limits evaluated on the subject's identifier."""
+    return policy.decide(consumer=sub.consumer, service=stream.full_name, purpose=sub.purpose, now_us=now_us,
+                         request_fields={stream.subject_field: subject_id})
+
+
+def consent_for_delivery(mandate: Mandate, candidates: Sequence[Consent], sub: Subscription, subject: str,
+                         needed: frozenset[str], now_us: int) -> ConsentDecision | None:  # fmt: skip
+    """None when the mandate needs no consent; else the consent check of a look-up (no case id: a
+    notification belongs to no procedure, so an explicit request never covers it)."""
+    if not mandate.needs_consent:
+        return None
+    return check_consent(candidates, subject=subject, consumer=sub.consumer, purpose=sub.purpose, now_us=now_us,
+                         needed_categories=needed, explicit_only=mandate.explicit_request)
+
+
+def relevant_categories(changed: Iterable[str], allowed_paths: Iterable[str], stream: EventStream) -> tuple[str, ...]:
+    """The changed categories the subscriber may see: those of at least one field its mandate allows.
+
+    A change of nothing the mandate allows is not delivered at all (nothing about it leaves).
+    """
+    cats = stream.payload.field_categories
+    visible = {cats.get(p, "") for p in allowed_paths} - {""}
+    return tuple(c for c in changed if c in visible)
+
+
+def minimise_change(stream: EventStream, change: bytes, allowed: frozenset[str],
+                    categories: Sequence[str]) -> tuple[Message, tuple[str, ...]]:  # fmt: skip
+    """The change message cut to ``allowed`` payload paths and the visible ``categories``; the paths left.
+
+    The subject's identifier stays (the subscriber named it to follow the person), and so does the
+    effective date; the payload keeps only the fields the mandate allows, as a look-up's answer would.
+    """
+    message = stream.change_cls.FromString(change)
+    payload = getattr(message, stream.payload_field)
+    fields = minimise(payload, allowed)
+    if not fields:
+        message.ClearField(stream.payload_field)
+    enum = message.DESCRIPTOR.fields_by_name[stream.categories_field].enum_type
+    message.ClearField(stream.categories_field)
+    getattr(message, stream.categories_field).extend(enum.values_by_name[f"DATA_CATEGORY_{c}"].number
+                                                     for c in categories)  # fmt: skip
+    return message, fields
+
+
+@dataclass(frozen=True, slots=True)
+class RecordFacts:
+    """What a notification record says besides the subscription and event."""
+
+    outcome: Outcome
+    reason: str = ""
+    fields: tuple[str, ...] = ()
+    legal_basis: str = ""
+    legal_reference: str = ""
+    consent_id: str = ""
+    hidden_until_us: int = 0
+    hidden_reason: str = ""
+    categories: tuple[str, ...] = ()
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+
+def notification_record(sub: Subscription, stream: EventStream, event: StoredEvent, facts: RecordFacts,
+                        *, now_us: int, latency_us: int) -> AuditRecord:  # fmt: skip
+    """The audit record of one delivery: the citizen's history shows "<agency> was notified of your
+    change of <categories>" (``extra["notification"] = "1"``), or the refusal."""
+    extra = {"notification": "1", "event_id": event.event_id, "subscription": sub.id, "delivery": sub.mode,
+             "changed": ",".join(facts.categories or event.categories), **facts.extra}  # fmt: skip
+    return AuditRecord(
+        time_us=now_us, kind=EventKind.EXCHANGE, consumer=sub.consumer, service=stream.full_name,
+        purpose=sub.purpose, legal_basis=facts.legal_basis, legal_reference=facts.legal_reference,
+        subject=event.subject, consent_id=facts.consent_id, case_id="", officer_id="",
+        request_id=f"ntf-{event.registry}-{event.event_id}"[:128], trace_id="",
+        fields=facts.fields if facts.outcome is Outcome.OK else (), outcome=facts.outcome, reason=facts.reason,
+        latency_us=latency_us, protocol="webhook" if sub.mode == "webhook" else "grpc-stream",
+        hidden_until_us=facts.hidden_until_us, hidden_reason=facts.hidden_reason, extra=extra,
+    )  # fmt: skip
+
+
+def retry_delay_s(attempt: int, *, base_s: float, max_s: float, jitter: float) -> float:
+    """Seconds before attempt ``attempt + 1`` after ``attempt`` failed ones (1, 2 ...): exponential,
+    capped at ``max_s``, with "equal jitter" (``jitter`` in [0, 1): half fixed, half random), so that
+    subscribers failing together do not retry together and no retry comes at once."""
+    ceiling = min(max_s, base_s * 2 ** max(0, attempt - 1))
+    return float(ceiling / 2 + max(0.0, min(jitter, 1.0)) * ceiling / 2)
+
+
+@dataclass(frozen=True, slots=True)
+class FailureStep:
+    dead: bool
+    due_us: int          # when to try again (when not dead)
+
+
+def after_failure(attempts: int, *, max_attempts: int, now_us: int, base_s: float, max_s: float,
+                  jitter: float) -> FailureStep:  # fmt: skip
+    """What a failed attempt (the ``attempts``-th) leads to: a dead letter once ``max_attempts`` failed,
+    else the next attempt's time."""
+    if attempts >= max_attempts:
+        return FailureStep(True, 0)
+    return FailureStep(False, now_us + int(retry_delay_s(attempts, base_s=base_s, max_s=max_s, jitter=jitter) * 1e6))
+
+
+def webhook_url_problem(url: str, *, demo: bool) -> str | None:
+    """Why ``url`` cannot be a webhook, or None: https only (http too in demo mode), a host, no user
+    info, no fragment, at most 2048 characters. The host's addresses are checked after resolution
+    (``address_problem``), at each delivery."""
+    if len(url) > _MAX_URL or any(c.isspace() or ord(c) < 32 for c in url):
+        return "webhook_url must be a URL of at most 2048 characters, without spaces"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return "webhook_url is not a valid URL"
+    schemes = ("https", "http") if demo else ("https",)
+    if parts.scheme not in schemes:
+        return "webhook_url must be an https:// URL" + ("" if not demo else " (or http:// in demo mode)")
+    if not parts.hostname or parts.username is not None or parts.password is not None:
+        return "webhook_url needs a host and no user information"
+    if parts.fragment or (port is not None and port == 0):
+        return "webhook_url may have no fragment and no port 0"
+    return None
+
+
+def address_problem(addresses: Sequence[str], *, demo: bool) -> str | None:
+    """Why a webhook host that resolved to ``addresses`` may not be called, or None.
+
+    Outside demo mode every address must be global: no loopback, private, link-local, multicast,
+    reserved or unspecified one (an agency must not make the gateway call inside its own network).
+    """
+    if not addresses:
+        return "the webhook host has no address"
+    if demo:
+        return None
+    for text in addresses:
+        try:
+            ip = ipaddress.ip_address(text.split("%", 1)[0])
+        except ValueError:
+            return "the webhook host resolved to something that is not an IP address"
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        if (ip.is_loopback or ip.is_private or ip.is_link_local or ip.is_multicast or ip.is_reserved
+                or ip.is_unspecified or not ip.is_global):
+            return "the webhook host resolves to a loopback, private, link-local, multicast or reserved address"
+    return None
