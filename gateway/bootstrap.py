@@ -24,6 +24,7 @@ from gateway.application.transparency import install_transparency
 from gateway.bootstrap_audit import audit_store_for, checkpoint_signer_for, install_audit_feature, proofs_of
 from gateway.bootstrap_citizen_login import install_citizen_login
 from gateway.bootstrap_consent import consent_store_for, install_consent_feature
+from gateway.bootstrap_notifications import install_notifications
 from gateway.bootstrap_observability import install_observability
 from gateway.bootstrap_security import (
     admission_for,
@@ -161,6 +162,7 @@ FEATURES: list[Callable[[Gateway], Awaitable[None]]] = [
     install_citizen_login,   # [citizen_login]: eID sign-in, sessions, /me/auth/ (before the page's mount)
     _transparency,
     install_consent_feature,   # live mandates, consents, receipts and their JWKS, access checks
+    install_notifications,   # change notifications: subscriptions API, change-stream readers, delivery
 ]
 
 
