@@ -20,7 +20,9 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["NginxPorts", "config_test", "nginx_command", "nginx_config", "nginx_problem", "nginx_version"]
+__all__ = [
+    "NginxPorts", "config_test", "nginx_binary", "nginx_command", "nginx_config", "nginx_problem", "nginx_version",
+]
 
 #: Modules the two passes need, as ``nginx -V`` names the switches that would remove them.
 _WITHOUT = ("--without-http_grpc_module", "--without-http_proxy_module", "--without-http_upstream_keepalive_module")
@@ -36,12 +38,17 @@ class NginxPorts:
     rest_upstream: str  # "127.0.0.1:Q", the REST tax registry (host:port, no scheme)
 
 
+def nginx_binary(binary: str = "nginx") -> str | None:
+    """The path of ``binary``: on ``PATH``, else in the sbin folders Debian installs it to (not on a user's PATH)."""
+    return shutil.which(binary) or shutil.which(binary, path="/usr/sbin:/usr/local/sbin:/sbin")
+
+
 def nginx_problem(binary: str = "nginx") -> str:
     """'' when ``binary`` is installed with HTTP/2, gRPC and proxy modules; else one line saying why not.
 
     Reads ``nginx -V`` (which prints to stderr). The answer names what to install (Debian: ``nginx-light``).
     """
-    path = shutil.which(binary)
+    path = nginx_binary(binary)
     if path is None:
         return f"{binary} is not installed (Debian: apt-get install nginx-light)"
     try:
@@ -60,7 +67,7 @@ def nginx_problem(binary: str = "nginx") -> str:
 def nginx_version(binary: str = "nginx") -> str:
     """``nginx/1.22.1``, as ``nginx -v`` says it ('' when it cannot be run)."""
     try:
-        done = subprocess.run([binary, "-v"], capture_output=True, text=True, timeout=10)
+        done = subprocess.run([nginx_binary(binary) or binary, "-v"], capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return ""
     m = re.search(r"nginx/\S+", done.stderr + done.stdout)
@@ -133,7 +140,7 @@ def nginx_command(folder: Path, ports: NginxPorts, binary: str = "nginx") -> lis
     conf = folder / "nginx.conf"
     conf.write_text(nginx_config(folder, ports))
     d = str(folder.resolve())
-    return [shutil.which(binary) or binary, "-p", d, "-e", f"{d}/error.log", "-c", str(conf.resolve()),
+    return [nginx_binary(binary) or binary, "-p", d, "-e", f"{d}/error.log", "-c", str(conf.resolve()),
             "-g", "daemon off;"]  # fmt: skip
 
 

@@ -240,8 +240,9 @@ class Stack:
 def start_nginx(folder: Path, grpc_upstream: str, rest_upstream: str) -> tuple[Proc, NginxPorts]:
     """nginx (``bench.nginx``) on two free 127.0.0.1 ports, forwarding to the two ``host:port`` upstreams.
 
-    Its configuration, logs and pid go to ``folder``; returns once both ports accept connections
-    (``RuntimeError`` with the error log's end otherwise). ``Proc.stop`` ends it (SIGTERM to the master).
+    Its configuration, logs and pid go to ``folder``; returns once both ports accept connections and
+    its worker runs (``RuntimeError`` with the error log's end otherwise). ``Proc.stop`` ends it (SIGTERM to
+    the master).
     """
     ports = NginxPorts(free_port(), free_port(), grpc_upstream, rest_upstream)
     log = folder / "nginx.out"
@@ -250,6 +251,11 @@ def start_nginx(folder: Path, grpc_upstream: str, rest_upstream: str) -> tuple[P
     proc = Proc("nginx", popen, folder / "error.log", workers="nginx: worker", with_parent=True)
     try:
         _wait_listening("nginx", popen, (ports.grpc, ports.rest), folder / "error.log")
+        deadline = time.monotonic() + 10   # the master listens before it forks its worker
+        while len(proc.pids) < 2:
+            if time.monotonic() > deadline or popen.poll() is not None:
+                raise RuntimeError(f"nginx started no worker process; see {folder / 'error.log'}")
+            time.sleep(0.02)
     except RuntimeError:
         proc.stop()
         raise
