@@ -104,12 +104,13 @@ async def _bulk_grpc(port: int, auth: tuple[tuple[str, str], ...], ids: list[str
     ok = errors = 0
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         call = channel.unary_stream(BULK_GRPC, request_serializer=bulk_pb2.BulkLookupRequest.SerializeToString,
-                                    response_deserializer=bulk_pb2.BulkLookupItem.FromString)  # fmt: skip
-        async for answer in call(request, metadata=auth, timeout=600):
-            if answer.status.code == 0:
-                ok += 1
-            else:
-                errors += 1
+                                    response_deserializer=bulk_pb2.BulkLookupAnswers.FromString)  # fmt: skip
+        async for group in call(request, metadata=auth, timeout=600):
+            for answer in group.items:
+                if answer.status.code == 0:
+                    ok += 1
+                else:
+                    errors += 1
     return ok, errors
 
 

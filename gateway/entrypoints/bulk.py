@@ -4,7 +4,9 @@ and REST ``POST /v1/bulk:lookup`` (``application/x-ndjson``, one line per item a
 The use case is ``gateway.application.bulk``; here: the call's checks before the stream starts
 (metadata caps, authentication once, the request, the method, the item count: refused as a whole,
 in the error model of the door), each item read as the method's request (a malformed one is
-refused alone), and each answer written in the same ``BulkLookupItem`` shape on both doors. A
+refused alone), and each answer written in the same ``BulkLookupItem`` shape on both doors (gRPC: an
+answer group's items in one ``BulkLookupAnswers`` stream message; REST: one NDJSON line per item, a
+group's lines in one write). A
 client that leaves stops the batch: gRPC cancels the handler; on REST the ``http.disconnect``
 event does (the server drops writes to a closed connection silently, so they cannot tell). A client
 that stays connected but reads nothing for ``[gateway] bulk_idle_timeout_s`` is treated as gone.
@@ -118,12 +120,14 @@ def grpc_bulk(lookups: BulkLookups) -> Callable[[grpc.aio.Server], list[str]]:
             return parse_request(op.request_cls, item.value)
 
         async def write(results: Sequence[ItemAnswer], written: Callable[[], None]) -> None:
+            rid = echo_id(ctx)
+            group = bulk_pb2.BulkLookupAnswers(items=[item_message(r, rid) for r in results])
             try:
-                for result in results:   # one stream message per item; each waits for HTTP/2 flow control
-                    await context.write(item_message(result, echo_id(ctx)))
-                    written()
+                await context.write(group)   # one stream message per group; waits for HTTP/2 flow control
             except (grpc.aio.AioRpcError, grpc.aio.AbortError, asyncio.InvalidStateError, RuntimeError):
                 raise ClientGone from None
+            for _ in results:
+                written()
 
         try:
             report = await lookups.run(principal, op, request.items, read, ctx, order=_order(request.order),
@@ -136,8 +140,8 @@ def grpc_bulk(lookups: BulkLookups) -> Callable[[grpc.aio.Server], list[str]]:
         except Exception as exc:  # the catch-all: INTERNAL without the exception's text
             await abort_unexpected(context, exc, echo_id(ctx))
 
-    handler: grpc.RpcMethodHandler[bytes, bulk_pb2.BulkLookupItem] = grpc.unary_stream_rpc_method_handler(
-        lookup, response_serializer=bulk_pb2.BulkLookupItem.SerializeToString
+    handler: grpc.RpcMethodHandler[bytes, bulk_pb2.BulkLookupAnswers] = grpc.unary_stream_rpc_method_handler(
+        lookup, response_serializer=bulk_pb2.BulkLookupAnswers.SerializeToString
     )
 
     def add(server: grpc.aio.Server) -> list[str]:

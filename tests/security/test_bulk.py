@@ -94,11 +94,12 @@ async def grpc_bulk(
     """(status name, the answered items as proto3 JSON, or the refusal's reason)."""
     request = bulk_pb2.BulkLookupRequest(method=method, order=order, items=packed(items))
     call = s.channel.unary_stream(GRPC_METHOD, request_serializer=bulk_pb2.BulkLookupRequest.SerializeToString,
-                                  response_deserializer=bulk_pb2.BulkLookupItem.FromString)
+                                  response_deserializer=bulk_pb2.BulkLookupAnswers.FromString)
     out: list[dict[str, Any]] = []
     try:
-        async for item in call(request, metadata=tuple(hdrs), timeout=30):
-            out.append(item_json(item))
+        async for group in call(request, metadata=tuple(hdrs), timeout=30):
+            assert group.items, "an answer group holds at least one item"
+            out.extend(item_json(item) for item in group.items)
     except grpc.aio.AioRpcError as exc:
         from tests.security.test_one_meaning import grpc_reason
 
@@ -281,13 +282,13 @@ async def test_a_grpc_client_that_leaves_stops_the_batch(stack: SecurityStack) -
     request = bulk_pb2.BulkLookupRequest(method=GET_PERSON, items=packed(
         [population_pb2.GetPersonRequest(national_id=n) for n in ids]))
     call = stack.channel.unary_stream(GRPC_METHOD, request_serializer=bulk_pb2.BulkLookupRequest.SerializeToString,
-                                      response_deserializer=bulk_pb2.BulkLookupItem.FromString)
+                                      response_deserializer=bulk_pb2.BulkLookupAnswers.FromString)
     received: list[dict[str, Any]] = []
     try:
         stream = call(request, metadata=tuple(headers(stack, "bulk-left-grpc")), timeout=30)
-        async for item in stream:
-            received.append(item_json(item))
-            if len(received) == 5:
+        async for group in stream:
+            received.extend(item_json(item) for item in group.items)
+            if len(received) >= 5:
                 stream.cancel()
                 break
         await _check_left_batch(stack, start, "bulk-left-grpc", received, ids, before)
@@ -323,7 +324,7 @@ async def test_a_client_that_does_not_read_pauses_the_registry_calls(stack: Secu
     # A client that really stops reading: no BDP probing, so its HTTP/2 window stays at 64 KB.
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{stack.running.grpc_port}", options=[("grpc.http2.bdp_probe", 0)])
     call = channel.unary_stream(GRPC_METHOD, request_serializer=bulk_pb2.BulkLookupRequest.SerializeToString,
-                                response_deserializer=bulk_pb2.BulkLookupItem.FromString)
+                                response_deserializer=bulk_pb2.BulkLookupAnswers.FromString)
     try:
         stream = call(request, metadata=tuple(headers(stack, "bulk-paused")), timeout=30)
         await stream.read()

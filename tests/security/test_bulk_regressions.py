@@ -146,13 +146,13 @@ async def test_a_revoked_token_stops_a_grpc_batch_with_the_call_status(stack: Se
     request = bulk_pb2.BulkLookupRequest(method=GET_PERSON, items=packed(
         [population_pb2.GetPersonRequest(national_id=n) for n in ids]))
     call = stack.channel.unary_stream(GRPC_METHOD, request_serializer=bulk_pb2.BulkLookupRequest.SerializeToString,
-                                      response_deserializer=bulk_pb2.BulkLookupItem.FromString)
+                                      response_deserializer=bulk_pb2.BulkLookupAnswers.FromString)
     received = 0
     try:
         with pytest.raises(grpc.aio.AioRpcError) as raised:
-            async for _item in call(request, metadata=tuple(headers(stack, "bulk-revoked-grpc")), timeout=30):
-                received += 1
-                if received == 5:
+            async for group in call(request, metadata=tuple(headers(stack, "bulk-revoked-grpc")), timeout=30):
+                before, received = received, received + len(group.items)
+                if before < 5 <= received:
                     _verifier(stack).revoke_consumer("cedies")
         assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED, raised.value
         assert received < len(ids)
@@ -185,9 +185,9 @@ async def test_call_level_values_refuse_the_whole_call_without_records(
     request = bulk_pb2.BulkLookupRequest(method=GET_PERSON, items=packed(
         [population_pb2.GetPersonRequest(national_id=n) for n in _ids(stack, 20)]))
     call = stack.channel.unary_stream(GRPC_METHOD, request_serializer=bulk_pb2.BulkLookupRequest.SerializeToString,
-                                      response_deserializer=bulk_pb2.BulkLookupItem.FromString)
+                                      response_deserializer=bulk_pb2.BulkLookupAnswers.FromString)
     with pytest.raises(grpc.aio.AioRpcError):
-        async for _item in call(request, metadata=tuple(hdrs), timeout=10):
+        async for _group in call(request, metadata=tuple(hdrs), timeout=10):
             pass
     assert await bulk_records(stack, start, rid) == []
 
@@ -218,7 +218,7 @@ async def test_grpc_clients_that_stop_reading_give_their_slots_back(stack: Secur
             for k, channel in enumerate(channels):
                 call = channel.unary_stream(GRPC_METHOD,
                                             request_serializer=bulk_pb2.BulkLookupRequest.SerializeToString,
-                                            response_deserializer=bulk_pb2.BulkLookupItem.FromString)
+                                            response_deserializer=bulk_pb2.BulkLookupAnswers.FromString)
                 stream = call(request, metadata=tuple(headers(stack, f"bulk-idle-grpc-{k}")), timeout=30)
                 await stream.read()   # one answer, then nothing
                 streams.append(stream)
