@@ -114,8 +114,9 @@ def measure(stack: Stack, protocol: str, target: str, concurrency: int, args: ar
         # and the quota and authentication refusals (security events, not audit records) the gateway counted.
         row["audited_ok"] = audit_ok() - audited
         after = _refusals(stack, target)
-        row["refused"] = {k: n - refused.get(k, 0) for k, n in sorted(after.items()) if n - refused.get(k, 0)}
-        if row["refused"]:
+        if refused is not None and after is not None:
+            row["refused"] = {k: n - refused.get(k, 0) for k, n in sorted(after.items()) if n - refused.get(k, 0)}
+        if row.get("refused"):
             # The generator's count includes answers that were refusals (gRPC); the served ones are audited.
             row["ok_rps"] = round(row["audited_ok"] / result.duration_s) if result.duration_s else 0
             row["hop_cpu_us_per_ok"] = round(used["hop"] / max(row["audited_ok"], 1) * 1e6)
@@ -131,11 +132,16 @@ def _audit_counter(stack: Stack, target: str) -> Any:
     return stack.audit_ok_count if target == "gateway" else (lambda: 0)
 
 
-def _refusals(stack: Stack, target: str) -> dict[str, int]:
-    """Security events by reason so far (only ``gateway-demo``: the tuned gateway's quotas are lifted)."""
+def _refusals(stack: Stack, target: str) -> dict[str, int] | None:
+    """Security events by reason so far (quota and authentication refusals); None where not counted
+    (a gateway of several workers: each answers /metrics for itself)."""
+    from bench.demo_gateway import security_events
+
     if target == "gateway-demo" and stack.demo is not None:
         return stack.demo.security_events()
-    return {}
+    if target == "gateway" and stack.gateway is not None and len(stack.gateway.pids) == 1:
+        return security_events(stack.gateway_rest)
+    return None
 
 
 def _served_rps(row: dict[str, Any]) -> float:
@@ -162,7 +168,7 @@ def ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             entry[f"cpu_gateway_over_{t}"] = round(mine / o["hop_cpu_us"], 2) if o and o.get("hop_cpu_us") else None
         entry["added_p50_ms"] = round(r["p50_ms"] - a["p50_ms"], 3) if a else None
         entry["added_p99_ms"] = round(r["p99_ms"] - a["p99_ms"], 3) if a else None
-        entry["refused"] = sum(r.get("refused", {}).values())
+        entry["refused"] = sum(r["refused"].values()) if "refused" in r else None   # None: not counted
         out.append(entry)
     return out
 
@@ -243,6 +249,8 @@ def demo_scenarios(stack: Stack, args: argparse.Namespace, rows: list[dict[str, 
         "command": "gateway serve --demo --data-dir DIR --rest-port P --grpc-port Q --persons N",
         "quota": {k: conf.get(k) for k in ("rate_per_s", "burst", "max_concurrent")},
         "differences_from_tuned": demo_gateway.DIFFERENCES,
+        "baseline": "ratios compare with the direct, nginx and proxy rows, measured against the bench's registries "
+                    "(same program, seed and data set size as the registries serve --demo starts)",
         "refused": sum(sum(r.get("refused", {}).values()) for r in rows if r["target"] == "gateway-demo"),
     }
 

@@ -38,7 +38,7 @@ from pathlib import Path
 from bench.stack import Proc, _children, _cmdline, _cpu_s, _grant_consent, _kb, _spawn, free_port
 from gateway.demo.setup import demo_token, ensure_demo
 
-__all__ = ["DIFFERENCES", "DemoGateway", "Pids", "parse_security_events", "start_demo_gateway"]
+__all__ = ["DIFFERENCES", "DemoGateway", "Pids", "parse_security_events", "security_events", "start_demo_gateway"]
 
 #: What the tuned gateway (target ``gateway``) changes, as the JSON results state it.
 DIFFERENCES = (
@@ -84,6 +84,13 @@ def parse_security_events(text: str) -> dict[str, int]:
     return out
 
 
+def security_events(rest_port: int) -> dict[str, int]:
+    """Security events by reason so far, from ``/metrics`` of the gateway process serving ``rest_port``
+    (one worker: with several, each answers for itself)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{rest_port}/metrics", timeout=10) as answer:
+        return parse_security_events(answer.read().decode())
+
+
 @dataclass
 class DemoGateway:
     """A running ``gateway serve --demo``: its process, data folder, ports and its own registries."""
@@ -103,8 +110,7 @@ class DemoGateway:
 
     def security_events(self) -> dict[str, int]:
         """The gateway's refusals before the pipeline (quotas, authentication ...) so far, by reason."""
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.rest}/metrics", timeout=10) as answer:
-            return parse_security_events(answer.read().decode())
+        return security_events(self.rest)
 
     def stop(self) -> None:
         self.proc.stop()   # serve --demo stops its registries as it exits

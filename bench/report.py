@@ -29,11 +29,12 @@ def _ratio_rows(report: dict[str, Any]) -> list[str]:
         f"{'cpu gw÷nginx':>12} {'cpu gw÷proxy':>12} {'+p50 ms':>8} {'+p99 ms':>8} {'refused':>7}"
     ]
     for r in report.get("ratios", []):
+        v = {k: "-" if x is None else str(x) for k, x in r.items()}   # None: the other side was not measured
         out.append(
             f"{r['protocol']:<5} {r.get('target', 'gateway'):<12} {r['concurrency']:>4} "
-            f"{r['gateway_over_direct']!s:>9} {r.get('gateway_over_nginx')!s:>8} {r['gateway_over_proxy']!s:>8} "
-            f"{r.get('cpu_gateway_over_nginx')!s:>12} {r.get('cpu_gateway_over_proxy')!s:>12} "
-            f"{r['added_p50_ms']!s:>8} {r['added_p99_ms']!s:>8} {r.get('refused', 0)!s:>7}"
+            f"{v['gateway_over_direct']:>9} {v.get('gateway_over_nginx', '-'):>8} {v['gateway_over_proxy']:>8} "
+            f"{v.get('cpu_gateway_over_nginx', '-'):>12} {v.get('cpu_gateway_over_proxy', '-'):>12} "
+            f"{v['added_p50_ms']:>8} {v['added_p99_ms']:>8} {v.get('refused', '0'):>7}"
         )
     return out
 
@@ -50,6 +51,8 @@ def _notes(report: dict[str, Any]) -> list[str]:
             f"gateway-demo: gateway serve --demo as shipped (quota {q['rate_per_s']}/s, burst {q['burst']}, "
             f"max_concurrent {q['max_concurrent']} per consumer; log level INFO); refused answers in total: "
             f"{demo['refused']}" + (" (throughput ratios use the audited OK answers)" if demo["refused"] else "")
+            + "; its ratios compare with the direct, nginx and proxy rows (the bench's registries: same program, "
+            "seed and size)"
         )
     return out
 
