@@ -104,7 +104,7 @@ def fast(config: Config) -> Config:
     """Demo mode (http and loopback webhooks), retries in tenths of seconds, a small poll."""
     n = config.notifications.model_copy(update={"retry_base_s": 0.1, "retry_max_s": 0.4, "max_attempts": 3,
                                                 "poll_s": 0.05, "webhook_timeout_s": 1.0, "lease_s": 2.0,
-                                                "per_subscription": 2})  # fmt: skip
+                                                "per_subscription": 2, "max_follows": 5})  # fmt: skip
     return config.model_copy(update={"notifications": n,
                                      "gateway": config.gateway.model_copy(update={"demo": True})})
 

@@ -31,7 +31,7 @@ import logging
 import random
 import secrets
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -59,6 +59,7 @@ from gateway.core.notifications import (
     minimise_change,
     notification_record,
     relevant_categories,
+    third_party_records,
 )
 from gateway.core.ports import ChangeFeed, NotificationStore, WebhookSender
 from gateway.core.types import Outcome
@@ -219,7 +220,7 @@ class Deliverer:
         if not categories:
             await self.store.finish(d.id, owner, "skipped", now)
             return None
-        change, fields = minimise_change(stream, d.event.change, allowed, categories)
+        change, fields, disclosed = minimise_change(stream, d.event.change, allowed, categories)
         needed = frozenset(c for f in fields if (c := stream.payload.field_categories.get(f, "")))
         candidates = await self.gateway.consents.for_subject(d.event.subject, sub.consumer, sub.purpose) \
             if mandate.needs_consent else ()
@@ -236,8 +237,9 @@ class Deliverer:
             facts = RecordFacts(Outcome.OK, fields=fields, legal_basis=mandate.legal_basis,
                                 legal_reference=mandate.legal_reference, consent_id=consent_id,
                                 categories=categories)  # fmt: skip
-            await self.gateway.audit.append(notification_record(sub, stream, d.event, facts, now_us=now,
-                                                                latency_us=now - d.created_us))  # fmt: skip
+            record = notification_record(sub, stream, d.event, facts, now_us=now, latency_us=now - d.created_us)
+            others = third_party_records(record, disclosed, self.gateway.pseudonymise)
+            await asyncio.gather(*map(self.gateway.audit.append, (record, *others)))   # fail closed: nothing sent
             await self.store.mark_audited(d.id, owner)
         return self._prepared(d, sub, registry, stream, change)
 
@@ -282,6 +284,13 @@ class Deliverer:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.settings.poll_s)
+
+    async def deliver_due(self) -> int:
+        """One pass: lease what is due now and deliver it, waiting for every attempt (tests, tools)."""
+        rows = await self._lease(self.settings.workers)
+        workers = asyncio.Semaphore(self.settings.workers)
+        await asyncio.gather(*(self._deliver(d, workers) for d in rows))
+        return len(rows)
 
     async def _lease(self, n: int) -> list[Delivery]:
         now = self._clock_us()
@@ -357,7 +366,7 @@ class Deliverer:
             event.set()
 
     async def stream(self, sub: Subscription, max_unacked: int,
-                     check: Callable[[], None]) -> AsyncIterator[pb.NotificationEvent]:  # fmt: skip
+                     check: Callable[[], None]) -> AsyncGenerator[pb.NotificationEvent, None]:  # fmt: skip
         """The subscription's events, each recorded before it is yielded; at most ``max_unacked`` sent
         and not acknowledged (an event unacknowledged for ``lease_s`` is sent again). ``check`` runs
         before each event is decided (the caller's token, again): what it raises ends the stream."""

@@ -15,8 +15,8 @@ Subjects are keyed pseudonyms everywhere here except in the change message itsel
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
 
 from google.protobuf.message import Message
@@ -24,8 +24,8 @@ from google.protobuf.message import Message
 from consent import ConsentDecision, Decision, Mandate, Policy, check_consent
 from consent.model import Consent
 from gateway.core.change_events import EventStream
-from gateway.core.minimise import minimise
-from gateway.core.types import AuditRecord, EventKind, Outcome
+from gateway.core.minimise import Disclosure, disclosures, minimise, nested_people
+from gateway.core.types import AuditRecord, EventKind, Outcome, SubjectRole
 
 __all__ = [
     "MODES",
@@ -33,6 +33,7 @@ __all__ = [
     "Delivery",
     "FailureStep",
     "NewDelivery",
+    "RecordFacts",
     "StoredEvent",
     "Subscription",
     "SubscriptionBacklog",
@@ -45,6 +46,7 @@ __all__ = [
     "notification_record",
     "relevant_categories",
     "retry_delay_s",
+    "third_party_records",
     "webhook_url_problem",
 ]
 
@@ -165,22 +167,44 @@ def relevant_categories(changed: Iterable[str], allowed_paths: Iterable[str], st
 
 
 def minimise_change(stream: EventStream, change: bytes, allowed: frozenset[str],
-                    categories: Sequence[str]) -> tuple[Message, tuple[str, ...]]:  # fmt: skip
-    """The change message cut to ``allowed`` payload paths and the visible ``categories``; the paths left.
+                    categories: Sequence[str]) -> tuple[Message, tuple[str, ...], tuple[Disclosure, ...]]:  # fmt: skip
+    """The change message cut to ``allowed`` payload paths and the visible ``categories``; the paths
+    left; the other persons whose data is left in it (household members ...: ``disclosures``).
 
     The subject's identifier stays (the subscriber named it to follow the person), and so does the
     effective date; the payload keeps only the fields the mandate allows, as a look-up's answer would.
     """
     message = stream.change_cls.FromString(change)
     payload = getattr(message, stream.payload_field)
+    subjects = stream.payload.nested_subjects
+    people = nested_people(payload, subjects) if subjects else []   # before minimisation, as for an answer
     fields = minimise(payload, allowed)
+    disclosed = disclosures(payload, people) if people else ()
     if not fields:
         message.ClearField(stream.payload_field)
     enum = message.DESCRIPTOR.fields_by_name[stream.categories_field].enum_type
     message.ClearField(stream.categories_field)
     getattr(message, stream.categories_field).extend(enum.values_by_name[f"DATA_CATEGORY_{c}"].number
                                                      for c in categories)  # fmt: skip
-    return message, fields
+    return message, fields, disclosed
+
+
+def third_party_records(record: AuditRecord, disclosed: Sequence[Disclosure],
+                        pseudonymise: Callable[[str], str]) -> list[AuditRecord]:  # fmt: skip
+    """A record in the history of each other person whose data the notification carried, with only
+    their fields: as a look-up's third parties (``ExchangePipeline._third_party_records``)."""
+    out = []
+    for d in disclosed:
+        subject = pseudonymise(d.identifier)
+        if not subject or subject == record.subject:
+            continue
+        extra = {**record.extra, "subject_role": SubjectRole.THIRD_PARTY.value, "disclosed_in": d.path}
+        # The same opaque id as ``gateway.core.pipeline.third_party_request_id`` (not imported: the
+        # pipeline's module imports the ports, which import this one).
+        request_id = "tp-" + pseudonymise(f"third-party request\n{record.request_id}\n{subject}")
+        out.append(replace(record, subject=subject, fields=d.fields, consent_id="", trace_id="", extra=extra,
+                           request_id=request_id))
+    return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -158,3 +158,63 @@ async def test_grpc_door_serves_the_unary_methods(stack: Stack) -> None:
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert (await stub.DeleteSubscription(pb.DeleteSubscriptionRequest(subscription_id=created.id),
                                           metadata=md)).deleted
+
+
+async def test_a_follow_list_over_its_limit_is_refused_whole(stack: Stack) -> None:
+    sub = await _subscribe(stack)
+    ids = [_person(stack, n) for n in range(10, 16)]   # six: the stack allows five
+    r = await stack.rest.post(f"/v1/subscriptions/{sub['id']}/follows", json={"nationalIds": ids},
+                              headers=stack.headers())
+    assert r.status_code == 413 and r.json()["reason"] == "REQUEST_TOO_LARGE"
+    check = await stack.rest.post(f"/v1/subscriptions/{sub['id']}/follows:check", json={"nationalIds": ids},
+                                  headers=stack.headers())
+    assert check.json() == {}   # nothing was added
+
+
+async def test_a_hanging_endpoint_does_not_delay_another_subscriber(stack: Stack) -> None:
+    hanging, healthy = await start_receiver("hang"), await start_receiver()
+    try:
+        nid = _person(stack, 20)
+        for receiver in (hanging, healthy):
+            await _follow(stack, str((await _subscribe(stack, receiver.url))["id"]), nid)
+        change = stack.changes.record(nid, NEW_ADDRESS, dt.date(2026, 12, 1))
+        await healthy.wait_for(1, timeout=3)
+        assert healthy.received[0][0]["webhook-id"] == change.event_id
+    finally:
+        await hanging.stop()
+        await healthy.stop()
+
+
+async def test_a_refusing_endpoint_ends_in_a_dead_letter_that_an_admin_redelivers(stack: Stack) -> None:
+    receiver = await start_receiver("refuse")
+    try:
+        sub = await _subscribe(stack, receiver.url)
+        nid = _person(stack, 21)
+        await _follow(stack, str(sub["id"]), nid)
+        change = stack.changes.record(nid, NEW_ADDRESS, dt.date(2026, 12, 1))
+        await receiver.wait_for(3)   # max_attempts = 3 in this stack
+        letters: list[dict[str, object]] = []
+        async with asyncio.timeout(5):
+            while not letters:
+                r = await stack.rest.get("/v1/admin/dead-letters", headers=stack.staff("ops"))
+                letters = [d for d in r.json().get("deadLetters", []) if d["subscriptionId"] == sub["id"]]
+                await asyncio.sleep(0.05)
+        assert letters[0]["eventId"] == change.event_id and letters[0]["lastError"] == "HTTP 503"
+        assert (await stack.rest.post(f"/v1/admin/dead-letters/{letters[0]['deliveryId']}:redeliver",
+                                      json={"reason": "agency fixed its endpoint"},
+                                      headers=stack.headers())).status_code == 403   # an agency may not
+        receiver.mode = "ok"
+        r = await stack.rest.post(f"/v1/admin/dead-letters/{letters[0]['deliveryId']}:redeliver",
+                                  json={"reason": "agency fixed its endpoint"}, headers=stack.staff("admin"))
+        assert r.status_code == 200 and r.json() == {"requeued": True}
+        await receiver.wait_for(4)
+        Webhook(str(sub["signingSecret"])).verify(receiver.received[-1][1], receiver.received[-1][0])
+    finally:
+        await receiver.stop()
+
+
+async def test_metrics_count_reads_and_deliveries_per_consumer(stack: Stack) -> None:
+    text = (await stack.rest.get("/metrics")).text
+    assert 'passerelle_notifications_events_read_total{registry="rnpp"}' in text
+    assert 'passerelle_notifications_delivered_total{consumer="cedies"}' in text
+    assert "passerelle_notifications_delivery_lag_seconds_bucket" in text

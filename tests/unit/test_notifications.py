@@ -1,0 +1,263 @@
+"""Change notifications' use cases in-process (``gateway.application.notification_delivery``), with fakes:
+the in-memory outbox, audit log and consents, a fake webhook sender. No sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Sequence
+from typing import cast
+
+import pytest
+
+from adapters.stores.audit_memory import InMemoryAuditLog
+from adapters.stores.consent_memory import InMemoryConsentStore
+from adapters.stores.notifications_memory import MemoryNotificationStore
+from consent import Mandate, Policy, Purpose
+from consent.model import Consent
+from gateway._pb.passerelle.options.v1 import options_pb2
+from gateway._pb.registry.population.v1 import population_pb2 as pop
+from gateway.application.notification_delivery import Deliverer, EventReader, NotificationStats
+from gateway.application.notifications import NotificationSettings
+from gateway.application.runtime import Gateway
+from gateway.core.change_events import load_event_streams
+from gateway.core.errors import GatewayError, Reason
+from gateway.core.notifications import Subscription
+from gateway.core.ports import AuditQuery, WebhookResult
+from gateway.core.types import Outcome, StoredAuditRecord
+
+SERVICE = "registry.population.v1.PopulationRegistry/WatchChanges"
+EVENT_TYPE = "registry.population.v1.PersonChanged"
+NID = "1990010112345"
+STREAM = load_event_streams(["registry.population.v1.PopulationRegistry"])[SERVICE]
+
+
+class FakeGateway:
+    """What the delivery use case reads from the running gateway."""
+
+    def __init__(self, mandates: Sequence[Mandate]) -> None:
+        self.policy = Policy.of([Purpose("student-aid", {"en": "Student aid"}, {})], mandates)
+        self.consents = InMemoryConsentStore()
+        self.audit = InMemoryAuditLog()
+
+    @staticmethod
+    def pseudonymise(value: str) -> str:
+        return "p-" + value
+
+
+class FakeSender:
+    def __init__(self, audit: InMemoryAuditLog) -> None:
+        self.sent: list[tuple[str, str]] = []
+        self.results: dict[str, WebhookResult] = {}
+        self.hang: set[str] = set()
+        self.recorded_before_send: list[bool] = []
+        self._audit = audit
+
+    async def send(self, url: str, secret: str, event: dict[str, object], event_id: str) -> WebhookResult:
+        records = await self._audit.query(AuditQuery(limit=1000))
+        self.recorded_before_send.append(any(r.record.extra.get("event_id") == event_id for r in records))
+        if url in self.hang:
+            await asyncio.sleep(3600)
+        self.sent.append((url, event_id))
+        return self.results.get(url, WebhookResult(True, status=204))
+
+    async def close(self) -> None:
+        return None
+
+
+def _mandate(**kw: object) -> Mandate:
+    base: dict[str, object] = {"id": "m", "consumer": "cedies", "service": SERVICE,
+                               "purposes": frozenset({"student-aid"}), "legal_basis": "A6-1-e",
+                               "fields": frozenset({"given_names", "address"})}  # fmt: skip
+    return Mandate(**(base | kw))  # type: ignore[arg-type]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000_000
+
+    def __call__(self) -> int:
+        return self.now
+
+
+@dataclasses.dataclass
+class World:
+    gateway: FakeGateway
+    store: MemoryNotificationStore
+    sender: FakeSender
+    reader: EventReader
+    deliverer: Deliverer
+    clock: Clock
+    sequence: int = 0
+
+    async def subscribe(self, sub_id: str = "sub_1", url: str = "https://a.example/hook", *subjects: str) -> None:
+        await self.store.add_subscription(Subscription(sub_id, "cedies", EVENT_TYPE, "student-aid", "webhook", url,
+                                                       "whsec_" + "A" * 43, 1))  # fmt: skip
+        await self.store.follow(sub_id, [self.gateway.pseudonymise(s) for s in subjects or (NID,)], 1, 100)
+
+    async def change(self, nid: str = NID) -> str:
+        self.sequence += 1
+        change = pop.PersonChanged(national_id=nid, changed=[options_pb2.DATA_CATEGORY_ADDRESS],
+                                   person=pop.Person(national_id=nid, given_names="Anne", birth_place="Esch",
+                                                     address=pop.Address(street="rue de la Gare")))  # fmt: skip
+        envelope = pop.PersonChangeEvent(sequence=self.sequence, event_id=f"rnpp-{self.sequence}", change=change)
+        await self.reader.ingest([envelope])
+        return envelope.event_id
+
+    async def records(self) -> list[StoredAuditRecord]:
+        return list(await self.gateway.audit.query(AuditQuery(limit=1000)))
+
+
+def _world(*mandates: Mandate, **settings: object) -> World:
+    fake = FakeGateway(mandates or (_mandate(),))
+    gateway = cast(Gateway, fake)
+    store, clock, stats = MemoryNotificationStore(), Clock(), NotificationStats()
+    conf = NotificationSettings(**({"max_attempts": 3, "retry_base_s": 1.0, "poll_s": 0.01} | settings))  # type: ignore[arg-type]
+    sender = FakeSender(fake.audit)
+    reader = EventReader("rnpp", STREAM, cast(object, None), store, gateway, conf, stats, clock)  # type: ignore[arg-type]
+    deliverer = Deliverer(gateway, store, sender, {"rnpp": ("rnpp", STREAM)}, conf, stats, clock)
+    return World(fake, store, sender, reader, deliverer, clock)
+
+
+async def test_a_followed_persons_change_is_recorded_then_sent_once() -> None:
+    w = _world()
+    await w.subscribe()
+    event_id = await w.change()
+    assert await w.deliverer.deliver_due() == 1
+    assert w.sender.sent == [("https://a.example/hook", event_id)]
+    assert w.sender.recorded_before_send == [True]
+    (record,) = [r.record for r in await w.records()]
+    assert (record.outcome, record.subject, set(record.fields)) == (Outcome.OK, f"p-{NID}", {"given_names", "address"})
+    assert await w.deliverer.deliver_due() == 0   # delivered: never again
+
+
+async def test_events_of_persons_nobody_follows_are_not_kept() -> None:
+    w = _world()
+    await w.subscribe()
+    await w.change("2000010112345")
+    assert await w.deliverer.deliver_due() == 0
+    assert w.store._events == {}
+    assert await w.store.cursor("rnpp") == 1   # read all the same: the cursor moved on
+
+
+async def test_a_mandate_revoked_between_event_and_delivery_stops_it_and_is_recorded_as_refused() -> None:
+    w = _world()
+    await w.subscribe()
+    await w.change()
+    w.gateway.policy = Policy.of(w.gateway.policy.purposes.values(), [])   # revoked before delivery
+    await w.deliverer.deliver_due()
+    assert w.sender.sent == []
+    (record,) = [r.record for r in await w.records()]
+    assert (record.outcome, record.reason, record.fields) == (Outcome.REFUSED, "NO_MANDATE", ())
+    assert await w.deliverer.deliver_due() == 0
+
+
+async def test_a_consent_revoked_between_event_and_delivery_stops_it_and_is_recorded_as_refused() -> None:
+    w = _world(_mandate(legal_basis="A6-1-a"))
+    await w.gateway.consents.add(Consent("c1", f"p-{NID}", "cedies", "student-aid", granted_us=1))
+    await w.subscribe()
+    await w.change()
+    await w.change()
+    await w.deliverer.deliver_due()   # the first one, while the consent holds
+    assert len(w.sender.sent) == 1
+    await w.gateway.consents.revoke("c1", f"p-{NID}", w.clock.now)
+    w.clock.now += 1
+    await w.deliverer.deliver_due()   # the second one, after the revocation
+    assert len(w.sender.sent) == 1
+    outcomes = [(r.record.outcome, r.record.reason, r.record.consent_id) for r in await w.records()]
+    assert outcomes == [(Outcome.OK, "", "c1"), (Outcome.REFUSED, "CONSENT_REVOKED", "")]
+
+
+async def test_no_audit_record_means_nothing_is_sent() -> None:
+    w = _world()
+    await w.subscribe()
+    await w.change()
+    w.gateway.audit.broken = True
+    await w.deliverer.deliver_due()
+    assert w.sender.sent == []
+    w.gateway.audit.broken = False
+    w.clock.now += 60_000_000   # the lease ran out: tried again
+    await w.deliverer.deliver_due()
+    assert len(w.sender.sent) == 1
+
+
+async def test_failures_are_retried_with_backoff_then_dead_lettered_and_redeliverable() -> None:
+    w = _world()
+    await w.subscribe()
+    await w.change()
+    w.sender.results["https://a.example/hook"] = WebhookResult(False, "HTTP 503", 503)
+    for _ in range(3):
+        assert await w.deliverer.deliver_due() == 1
+        assert await w.deliverer.deliver_due() == 0   # not due before its backoff
+        w.clock.now += 10_000_000
+    (letter,) = await w.store.dead_letters(None, 10)
+    assert (letter.attempts, letter.last_error) == (3, "HTTP 503")
+    assert len([r for r in await w.records()]) == 1   # one record, however many attempts
+    del w.sender.results["https://a.example/hook"]
+    assert await w.store.redeliver(letter.id, w.clock.now) is not None
+    assert await w.deliverer.deliver_due() == 1
+    assert len(w.sender.sent) == 4 and await w.store.dead_letters(None, 10) == []
+
+
+async def test_events_of_one_person_are_delivered_in_order() -> None:
+    w = _world()
+    await w.subscribe()
+    first, second = await w.change(), await w.change()
+    w.sender.results["https://a.example/hook"] = WebhookResult(False, "timeout")
+    await w.deliverer.deliver_due()
+    assert w.sender.sent == [("https://a.example/hook", first)]   # the second waits for the first
+    del w.sender.results["https://a.example/hook"]
+    w.clock.now += 10_000_000
+    await w.deliverer.deliver_due()
+    await w.deliverer.deliver_due()
+    assert [e for _, e in w.sender.sent] == [first, first, second]
+
+
+async def test_a_hanging_endpoint_does_not_block_another_subscriber() -> None:
+    w = _world(workers=4, per_subscription=1)
+    await w.subscribe("slow", "https://slow.example/hook", NID, "2000010112345", "2001010112345")
+    await w.subscribe("fast", "https://fast.example/hook", "2002010112345")
+    w.sender.hang.add("https://slow.example/hook")
+    for nid in (NID, "2000010112345", "2001010112345", "2002010112345"):
+        await w.change(nid)
+    task = asyncio.create_task(w.deliverer.run_webhooks())
+    try:
+        async with asyncio.timeout(2):
+            while not any(url == "https://fast.example/hook" for url, _ in w.sender.sent):
+                await asyncio.sleep(0.01)
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert all(url != "https://slow.example/hook" for url, _ in w.sender.sent)
+
+
+async def test_the_stream_yields_recorded_events_and_waits_for_acknowledgement() -> None:
+    w = _world()
+    await w.store.add_subscription(Subscription("s", "cedies", EVENT_TYPE, "student-aid", "stream", created_us=1))
+    await w.store.follow("s", [f"p-{NID}"], 1, 10)
+    event_id = await w.change()
+    sub = await w.store.subscription("s")
+    assert sub is not None
+    stream = w.deliverer.stream(sub, 10, lambda: None)
+    message = await asyncio.wait_for(anext(stream), 2)
+    assert message.id == event_id and message.subject == NID
+    assert [r.record.extra["delivery"] for r in await w.records()] == ["stream"]
+    assert await w.store.ack("s", [event_id], w.clock.now) != []
+    await stream.aclose()
+
+
+async def test_a_revoked_token_stops_the_stream_before_anything_is_recorded() -> None:
+    w = _world()
+    await w.store.add_subscription(Subscription("s", "cedies", EVENT_TYPE, "student-aid", "stream", created_us=1))
+    await w.store.follow("s", [f"p-{NID}"], 1, 10)
+    await w.change()
+    sub = await w.store.subscription("s")
+    assert sub is not None
+
+    def revoked() -> None:
+        raise GatewayError(Reason.TOKEN_REVOKED)
+
+    with pytest.raises(GatewayError):
+        await anext(w.deliverer.stream(sub, 10, revoked))
+    assert await w.records() == []
