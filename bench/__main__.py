@@ -50,7 +50,6 @@ def machine() -> dict[str, Any]:
             "otel_variables": sorted(k for k in os.environ if k.startswith("OTEL_"))}  # fmt: skip
 
 
-HOPS = ("nginx", "proxy", "gateway")   # the targets between the load generator and the registry, in that order
 GATEWAYS = ("gateway", "gateway-demo")   # the full gateway: tuned for the bench, and as `serve --demo` ships
 
 
