@@ -24,7 +24,7 @@ import grpc
 
 from gateway.core.errors import GatewayError, Reason
 from gateway.core.quotas import AddressQuotas, refund_when_authenticated, refunds_ended
-from gateway.entrypoints._grpc_security import Continuation, Handler, around_call
+from gateway.entrypoints._grpc_security import Continuation, Handler, WrapOnce, around_call
 from gateway.entrypoints._grpc_status import abort_with
 from gateway.entrypoints._problem import problem_response
 
@@ -83,6 +83,7 @@ class GrpcAddressLimits(grpc.aio.ServerInterceptor):
 
     def __init__(self, quotas: AddressQuotas, *, clock: Clock, on_refusal: OnRefusal) -> None:
         self.quotas, self.clock, self.on_refusal = quotas, clock, on_refusal
+        self._wrapped = WrapOnce()
 
     async def intercept_service(
         self,
@@ -92,7 +93,7 @@ class GrpcAddressLimits(grpc.aio.ServerInterceptor):
         handler = await continuation(details)
         if handler is None:
             return handler
-        return around_call(handler, self._start, self._end)
+        return self._wrapped.get(handler, details.method, lambda: around_call(handler, self._start, self._end))
 
     async def _start(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         address = peer_address(context.peer() or "")

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, TypeAlias
 
 import grpc
+from cachetools import LRUCache
 
 from gateway.core.cnf import cert_thumbprint
 from gateway.core.errors import GatewayError, Reason
@@ -18,8 +19,20 @@ from gateway.core.pipeline import CallContext, ExchangePipeline
 from gateway.entrypoints._context import binary_variant, repeated_single_valued
 from gateway.entrypoints._grpc_status import abort_with
 
-__all__ = ["MAX_METADATA_BYTES", "TRANSPORT_MESSAGE_BYTES", "TRANSPORT_METADATA_BYTES", "Continuation", "Handler",
-           "MessageSizeLimit", "admit_grpc_call", "around_call", "grpc_tls", "peer_cert_sha256", "server_credentials"]
+__all__ = [
+    "MAX_METADATA_BYTES",
+    "TRANSPORT_MESSAGE_BYTES",
+    "TRANSPORT_METADATA_BYTES",
+    "Continuation",
+    "Handler",
+    "MessageSizeLimit",
+    "WrapOnce",
+    "admit_grpc_call",
+    "around_call",
+    "grpc_tls",
+    "peer_cert_sha256",
+    "server_credentials",
+]
 
 #: A method handler of the generic (bytes in, bytes out) kind we register, and an interceptor's next step.
 #: (Strings: grpc's runtime classes are not generic; the types are its stubs'.)
@@ -94,6 +107,25 @@ _HANDLER_OF: dict[tuple[bool, bool], Callable[..., Handler]] = {
 }
 
 
+class WrapOnce:
+    """An interceptor's wrapped handlers, kept per inner handler (and method): a method's handler is
+    wrapped once, not on every call. The generic handlers return one handler object per method, so the
+    hit rate is all but total; entries are checked by identity and bounded (LRU, ``maxsize``), so handlers
+    made per call (unknown methods) neither leak nor collide."""
+
+    def __init__(self, maxsize: int = 1024) -> None:
+        self._cache: LRUCache[tuple[int, str], tuple[Handler, Handler]] = LRUCache(maxsize)
+
+    def get(self, handler: Handler, method: str, make: Callable[[], Handler]) -> Handler:
+        key = (id(handler), method)
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] is handler:
+            return hit[1]
+        wrapped = make()
+        self._cache[key] = (handler, wrapped)
+        return wrapped
+
+
 def around_call(handler: Handler, start: Start, end: End | None = None) -> Handler:
     """``handler`` with ``request = await start(request, context)`` before its behaviour and ``end(context)``
     after it, whatever its kind: unary, server streaming (a coroutine or an async generator), client
@@ -148,6 +180,7 @@ class MessageSizeLimit(grpc.aio.ServerInterceptor):
     ) -> None:
         self.max_request_bytes, self.on_refusal = max_request_bytes, on_refusal
         self.per_method = dict(per_method or {})   # "/package.Service/Method" -> its own limit (bulk look-ups)
+        self._wrapped = WrapOnce()
 
     async def intercept_service(
         self,
@@ -157,9 +190,12 @@ class MessageSizeLimit(grpc.aio.ServerInterceptor):
         handler = await continuation(details)
         if handler is None:
             return handler
+        return self._wrapped.get(handler, details.method, lambda: self._wrap(handler, details.method))
+
+    def _wrap(self, handler: Handler, method: str) -> Handler:
         if handler.request_streaming:
             return around_call(handler, self._stream_start)
-        limit = self.per_method.get(details.method, self.max_request_bytes)
+        limit = self.per_method.get(method, self.max_request_bytes)
 
         async def start(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             if _size(request) > limit:

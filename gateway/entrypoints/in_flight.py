@@ -14,6 +14,8 @@ from typing import Any
 
 import grpc
 
+from gateway.entrypoints._grpc_security import WrapOnce
+
 __all__ = ["CountingAsgi", "CountingInterceptor", "InFlight"]
 
 
@@ -58,11 +60,16 @@ class CountingInterceptor(grpc.aio.ServerInterceptor):
 
     def __init__(self, counter: InFlight) -> None:
         self._counter = counter
+        self._wrapped = WrapOnce()
 
     async def intercept_service(self, continuation: Any, handler_call_details: Any) -> Any:
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
+        method = getattr(handler_call_details, "method", "")
+        return self._wrapped.get(handler, method, lambda: self._wrap(handler))
+
+    def _wrap(self, handler: Any) -> Any:
         for kind in ("unary_unary", "unary_stream", "stream_unary", "stream_stream"):
             behaviour = getattr(handler, kind)
             if behaviour is not None:

@@ -58,3 +58,29 @@ async def test_grpc_calls_of_every_kind_are_counted_until_their_last_message() -
             assert await result == "ok"
     assert seen == [1, 1]
     assert (counter.started, counter.finished) == (2, 2)
+
+
+async def test_a_methods_handler_is_wrapped_once_not_per_call() -> None:
+    import grpc
+
+    from gateway.entrypoints._grpc_security import WrapOnce
+
+    cache = WrapOnce(maxsize=2)
+    made: list[int] = []
+
+    async def behaviour(request: Any, context: Any) -> Any:
+        return request
+
+    a, b, c = (grpc.unary_unary_rpc_method_handler(behaviour) for _ in range(3))
+
+    def make(h: Any) -> Any:
+        made.append(1)
+        return h._replace()
+
+    first = cache.get(a, "/s/A", lambda: make(a))
+    assert cache.get(a, "/s/A", lambda: make(a)) is first and len(made) == 1
+    # Another handler object (even for the same method) is wrapped anew; the cache stays bounded.
+    assert cache.get(b, "/s/A", lambda: make(b)) is not first
+    cache.get(c, "/s/C", lambda: make(c))
+    cache.get(a, "/s/A", lambda: make(a))
+    assert len(made) == 4
