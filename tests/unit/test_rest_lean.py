@@ -93,6 +93,19 @@ async def test_other_methods_and_routes_go_on_to_fastapi(method: str, path: str,
         assert r.headers["allow"] == "GET"
 
 
+async def test_the_door_telemetry_sees_the_route_template_not_the_url() -> None:
+    """``scope["route"]`` names FastAPI's route, as its router would: the span and metric label is the template."""
+    app, _, _ = app_and_seen(lean=True)
+    routes: list[str] = []
+
+    async def outer(scope: Any, receive: Any, send: Any) -> None:   # where AsgiTelemetry reads it, after the call
+        await app(scope, receive, send)
+        routes.append(scope["route"].path)
+
+    r = await get(outer, f"/v1/population/persons/{NID}", **{"x-purpose": "student-aid"})
+    assert (r.status_code, routes) == (200, ["/v1/population/persons/{national_id}"])
+
+
 def test_the_lean_layer_is_the_innermost_middleware() -> None:
     app, _, _ = app_and_seen(lean=True)
     assert app.user_middleware[-1].cls is LeanRegistryRoutes
