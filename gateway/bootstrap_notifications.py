@@ -59,10 +59,15 @@ def _streams(gateway: Gateway) -> dict[str, tuple[str, EventStream, str]]:
             if r.adapter == "grpc" and r.contract in by_service and r.target}  # fmt: skip
 
 
-async def _refresh_backlog(store: NotificationStore, stats: NotificationStats) -> None:
+async def _housekeeping(store: NotificationStore, stats: NotificationStats, keep_s: float) -> None:
+    """The backlog for metrics every few seconds; ended deliveries and their events purged after ``keep_s``."""
     while True:
         with contextlib.suppress(Exception):   # metrics only: a failed read keeps the last figures
             stats.backlog = await store.backlog()
+        try:
+            await store.purge(now_us() - int(keep_s * 1e6))
+        except Exception as exc:   # tried again at the next round
+            log.warning("notification outbox not purged (%s)", type(exc).__name__)
         await asyncio.sleep(_BACKLOG_EVERY_S)
 
 
@@ -90,7 +95,8 @@ async def install_notifications(gateway: Gateway) -> None:
                for (rid, stream, _), feed in zip(found.values(), feeds, strict=True)]  # fmt: skip
     tasks = [asyncio.create_task(r.run(), name=f"notifications-reader-{r.registry}") for r in readers]
     tasks.append(asyncio.create_task(deliverer.run_webhooks(), name="notifications-delivery"))
-    tasks.append(asyncio.create_task(_refresh_backlog(store, stats), name="notifications-backlog"))
+    tasks.append(asyncio.create_task(_housekeeping(store, stats, config.notifications.keep_finished_s),
+                                     name="notifications-housekeeping"))
 
     async def close() -> None:
         for task in tasks:

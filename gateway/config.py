@@ -171,6 +171,7 @@ class NotificationsSection(_Strict):
     per_subscription: int = Field(default=4, ge=1)   # of which one subscription may hold at most
     poll_s: float = Field(default=0.2, gt=0, le=10)   # outbox polling when idle
     read_batch: int = Field(default=200, ge=1, le=10_000)   # events per ingest transaction
+    keep_finished_s: float = Field(default=86_400.0, ge=0)   # ended deliveries (and their events) kept this long
 
 
 class WitnessSection(_Strict):

@@ -226,6 +226,16 @@ class MemoryNotificationStore:
         row.state, row.attempts, row.due_us, row.last_error = "pending", 0, now_us, ""
         return letter
 
+    async def purge(self, before_us: int) -> int:
+        ended = [i for i, r in self._rows.items()
+                 if r.state in ("delivered", "refused", "skipped") and r.updated_us < before_us]  # fmt: skip
+        for i in ended:
+            del self._rows[i]
+        needed = {(r.new.registry, r.new.event_id) for r in self._rows.values()}
+        for key in [k for k in self._events if k not in needed]:
+            del self._events[key]
+        return len(ended)
+
     async def backlog(self) -> Sequence[SubscriptionBacklog]:
         out = []
         for sub in self._subs.values():

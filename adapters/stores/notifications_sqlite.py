@@ -343,6 +343,16 @@ class SqliteNotificationStore:
 
         return await self._run(redeliver)
 
+    async def purge(self, before_us: int) -> int:
+        def purge(db: sqlite3.Connection) -> int:
+            n = db.execute("DELETE FROM ntf_outbox WHERE state IN ('delivered', 'refused', 'skipped') "
+                           "AND updated_us < ?", (before_us,)).rowcount  # fmt: skip
+            db.execute("DELETE FROM ntf_events WHERE NOT EXISTS (SELECT 1 FROM ntf_outbox o "
+                       "WHERE o.registry = ntf_events.registry AND o.event_id = ntf_events.event_id)")
+            return int(n)
+
+        return await self._run(purge)
+
     async def backlog(self) -> Sequence[SubscriptionBacklog]:
         def read(db: sqlite3.Connection) -> list[SubscriptionBacklog]:
             rows = db.execute(

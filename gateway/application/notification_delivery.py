@@ -117,6 +117,8 @@ class EventReader:
                             type(exc).__name__, backoff)  # fmt: skip
             except GatewayError as exc:   # the store or the log refused: retry, the cursor did not move
                 log.warning("change events of %s not ingested (%s)", self.registry, exc.reason)
+            except Exception as exc:   # a store failure: the cursor did not move either; never the reader's end
+                log.warning("change events of %s not ingested (%s)", self.registry, type(exc).__name__)
             self.connected.clear()
             await asyncio.sleep(backoff * (0.5 + random.random() / 2))
             backoff = min(backoff * 2, 30.0)
@@ -275,7 +277,11 @@ class Deliverer:
         tasks: set[asyncio.Task[None]] = set()
         while True:
             free = self.settings.workers - len(tasks)
-            rows = await self._lease(free) if free > 0 else []
+            try:
+                rows = await self._lease(free) if free > 0 else []
+            except Exception as exc:   # the outbox is unreachable: try again after a pause, never stop
+                log.warning("notification outbox not readable (%s)", type(exc).__name__)
+                rows = []
             for d in rows:
                 task = asyncio.create_task(self._deliver(d, workers))
                 tasks.add(task)

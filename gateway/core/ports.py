@@ -346,6 +346,11 @@ class NotificationStore(Protocol):
 
     async def backlog(self) -> Sequence[SubscriptionBacklog]: ...
 
+    async def purge(self, before_us: int) -> int:
+        """Drop deliveries that ended (delivered, refused, skipped) before ``before_us``, and every kept
+        event no delivery needs any more (the change messages hold personal data); the rows dropped."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class WebhookResult:

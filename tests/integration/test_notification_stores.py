@@ -194,3 +194,18 @@ async def test_backlog_counts_pending_and_dead_per_subscription(store: Notificat
     await store.dead(d.id, "a", "x", 1000)
     (b,) = await store.backlog()
     assert (b.subscription_id, b.pending, b.dead, b.oldest_created_us) == ("s1", 1, 1, 102)
+
+
+async def test_purge_drops_ended_deliveries_and_unneeded_events_only(store: NotificationStore) -> None:
+    await store.add_subscription(_sub())
+    await store.ingest("rnpp", 3, [_event(1), _event(2, "p2"), _event(3, "p3")],
+                       [_delivery(1), _delivery(2, "p2"), _delivery(3, "p3")])  # fmt: skip
+    a, b, c = await store.lease("a", 1000, 500, 10, mode="webhook")
+    await store.finish(a.id, "a", "delivered", 1000)
+    await store.dead(b.id, "a", "timeout", 1000)   # a dead letter stays for an admin
+    assert await store.purge(2000) == 1
+    assert await store.purge(2000) == 0
+    assert [d.event_id for d in await store.dead_letters(None, 10)] == ["e2"]
+    await store.release(c.id, "a", 0)
+    (left,) = await store.lease("b", 3000, 500, 10, mode="webhook")
+    assert left.event.event_id == "e3"   # pending: kept, with its event

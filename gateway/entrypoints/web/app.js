@@ -210,9 +210,10 @@
     const id = `access-${a.id}`;
     const outcome = a.outcome || "ok";
     const third = a.subjectRole === "third_party";
-    const kind = outcome === "checked" ? "check" : third ? "third-party" : "own";
+    const kind = outcome === "checked" ? "check" : third ? "third-party" : a.notification ? "notification" : "own";
     const article = el("article", { "aria-labelledby": id, class: `access ${outcome} ${kind}` });
-    if (kind !== "own") article.append(el("p", { class: `kind ${kind}`, text: t(kind === "check" ? "checkBadge" : "thirdPartyBadge") }));
+    const badges = { check: "checkBadge", "third-party": "thirdPartyBadge", notification: "notificationBadge" };
+    if (kind !== "own") article.append(el("p", { class: `kind ${kind}`, text: t(badges[kind]) }));
     const heading = el("h3", { id });
     heading.append(el("span", { text: agencyName(a.agency) }), " ",
       el("time", { datetime: a.time, class: "when", text: when(a.time) }));
@@ -220,6 +221,10 @@
     if (outcome === "checked") return renderCheck(a, article);
     if (third) {  // the lookup was about someone else; only this person's fields are listed
       article.append(el("p", { class: "third-party", text: t("thirdPartyNote", agencyName(a.agency)) }));
+    }
+    if (kind === "notification" && outcome === "ok") {  // "<agency> was notified of your change of address"
+      const what = (a.changedCategories || []).map((c) => own(T[state.lang].cat, c) || c).join(", ");
+      article.append(el("p", { class: "notification", text: t("notifiedNote", agencyName(a.agency), what) }));
     }
     const dl = el("dl");
     row(dl, "purpose", a.purpose ? (title(a.purpose.title) || a.purpose.code) : "");
