@@ -173,6 +173,7 @@ class EventReader:
         with _tracer.start_as_current_span("notifications.ingest") as span:
             span.set_attribute("passerelle.registry", self.registry)
             span.set_attribute("passerelle.events", len(envelopes))
+            span.set_attribute("passerelle.event_ids", [e.event_id for e in events][:100])   # no subject: ids only
             followers = await self.store.followers(self.stream.event_type, [e.subject for e in events])
             subs = {s.id: s for s in await self.store.subscriptions()} if followers else {}
             deliveries = [NewDelivery(s.id, s.consumer, s.mode, self.registry, e.event_id, e.subject)
@@ -323,6 +324,7 @@ class Deliverer:
                     span.set_attribute("passerelle.consumer", d.consumer)
                     span.set_attribute("passerelle.subscription", d.subscription_id)
                     span.set_attribute("passerelle.delivery", "webhook")
+                    span.set_attribute("passerelle.event_id", d.event.event_id)   # the ingest span names it too
                     outcome = await self._deliver_webhook(d)
                     span.set_attribute("passerelle.outcome", outcome)
         except GatewayError as exc:   # the log or a store refused: the lease runs out, tried again
@@ -365,9 +367,10 @@ class Deliverer:
 
     # --- streams -----------------------------------------------------------------------------
 
-    def acked(self, subscription_id: str, delivery_ids: list[int]) -> None:
-        """Told by ``AckEvents`` in this process: a waiting stream may send more."""
-        event = self._acked.get(subscription_id)
+    def acked(self, sub: Subscription, delivery_ids: list[int]) -> None:
+        """Told by ``AckEvents`` in this process: the events count as delivered; a waiting stream may send more."""
+        self.stats.delivered[sub.consumer] += len(delivery_ids)
+        event = self._acked.get(sub.id)
         if event is not None:
             event.set()
 
@@ -393,6 +396,7 @@ class Deliverer:
                     span.set_attribute("passerelle.consumer", d.consumer)
                     span.set_attribute("passerelle.subscription", d.subscription_id)
                     span.set_attribute("passerelle.delivery", "stream")
+                    span.set_attribute("passerelle.event_id", d.event.event_id)
                     prepared = await self.prepare(d, owner)
                 if prepared is None:
                     continue

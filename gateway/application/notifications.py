@@ -77,7 +77,7 @@ class SubscriptionsApi:
                  settings: NotificationSettings, clock_us: Callable[[], int]) -> None:  # fmt: skip
         self.gateway, self.store, self.settings, self._clock_us = gateway, store, settings, clock_us
         self.types = {s.event_type: s for s in streams}
-        self.on_ack: list[Callable[[str, list[int]], None]] = []
+        self.on_ack: list[Callable[[Subscription, list[int]], None]] = []
 
     def _consumer(self, call: Call) -> str:
         assert call.principal is not None
@@ -199,7 +199,7 @@ class SubscriptionsApi:
             raise GatewayError(Reason.REQUEST_TOO_LARGE, "At most 1000 event ids per call", field="event_ids")
         done = await self.store.ack(sub.id, list(r.event_ids), self._clock_us())
         for listener in self.on_ack:
-            listener(sub.id, done)
+            listener(sub, done)
         return pb.AckEventsResponse(acknowledged=len(done))
 
     async def dead_letters(self, r: pb.ListDeadLettersRequest, call: Call) -> pb.ListDeadLettersResponse:
