@@ -22,10 +22,11 @@ _READY = re.compile(r"Passerelle ready: REST http://[\d.]+:(\d+)\s+gRPC [\d.]+:(
 
 
 @contextlib.contextmanager
-def demo_registries(persons: int = PERSONS) -> Iterator[tuple[int, int]]:
-    """The demo registries in their own process; yield (gRPC port, tax REST port)."""
+def demo_registries(persons: int = PERSONS, changes: Path | None = None) -> Iterator[tuple[int, int]]:
+    """The demo registries in their own process (the population register's change log in ``changes``,
+    else in memory); yield (gRPC port, tax REST port)."""
     cmd = [sys.executable, "-m", "gateway.demo.registries", "--seed", str(SEED), "--persons", str(persons),
-           "--grpc-port", "0", "--tax-port", "0"]  # fmt: skip
+           "--grpc-port", "0", "--tax-port", "0", *(["--changes", str(changes)] if changes else [])]  # fmt: skip
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None

@@ -148,7 +148,8 @@ class _Admin:
             mandate,
             consumers={c.id for c in self.gw.config.consumers},
             purposes=set(self.live.current().purposes),
-            operations=self.gw.operations,
+            # A mandate may name a look-up or a change-event rpc (change notifications: its payload's fields).
+            operations={**self.gw.operations, **{n: s.payload for n, s in self.gw.event_streams.items()}},
         )
         if problems:
             field, detail = problems[0]
