@@ -243,7 +243,9 @@ class Deliverer:
             record = notification_record(sub, stream, d.event, facts, now_us=now, latency_us=now - d.created_us)
             others = third_party_records(record, disclosed, self.gateway.pseudonymise)
             await asyncio.gather(*map(self.gateway.audit.append, (record, *others)))   # fail closed: nothing sent
-            await self.store.mark_audited(d.id, owner)
+            if not await self.store.mark_audited(d.id, owner):
+                return None   # the lease ran out meanwhile: another worker has the row, and sends it
+
         return self._prepared(d, sub, registry, stream, change)
 
     def _prepared(self, d: Delivery, sub: Subscription, registry: str, stream: EventStream,
@@ -329,8 +331,8 @@ class Deliverer:
                     span.set_attribute("passerelle.outcome", outcome)
         except GatewayError as exc:   # the log or a store refused: the lease runs out, tried again
             log.warning("notification not delivered now (%s)", exc.reason)
-        except Exception:
-            log.exception("notification delivery failed")
+        except Exception as exc:   # the type only: an exception's text may hold data
+            log.warning("notification delivery failed (%s)", type(exc).__name__)
         finally:
             self._busy[d.subscription_id] -= 1
             if self._busy[d.subscription_id] <= 0:

@@ -261,3 +261,13 @@ async def test_a_revoked_token_stops_the_stream_before_anything_is_recorded() ->
     with pytest.raises(GatewayError):
         await anext(w.deliverer.stream(sub, 10, revoked))
     assert await w.records() == []
+
+
+async def test_a_worker_that_lost_its_lease_sends_nothing() -> None:
+    w = _world()
+    await w.subscribe()
+    await w.change()
+    (d,) = await w.store.lease("other-worker", w.clock.now, 1_000_000, 10, mode="webhook")
+    assert await w.deliverer.prepare(d, "a-worker-whose-lease-ran-out") is None
+    (again,) = await w.store.lease("x", w.clock.now + 2_000_000, 1_000_000, 10, mode="webhook")
+    assert not again.audited   # the owner's attempt records it (the stale one's record stays, as evidence)
