@@ -147,8 +147,8 @@ class GatewaySection(_Strict):
     # (checked before the request body is read).
     bulk_max_items: int = Field(default=100_000, ge=1)
     bulk_max_request_bytes: int = Field(default=12 * 1024 * 1024, gt=0)
-    bulk_in_flight: int = Field(default=32, ge=1, le=4096)
-    bulk_consumer_in_flight: int = Field(default=64, ge=1)
+    bulk_in_flight: int = Field(default=128, ge=1, le=4096)
+    bulk_consumer_in_flight: int = Field(default=256, ge=1)
     bulk_idle_timeout_s: float = Field(default=30.0, gt=0)
     bulk_consumer_batches: int = Field(default=4, ge=1)
 

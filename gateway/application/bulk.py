@@ -48,6 +48,11 @@ __all__ = ["BatchSlot", "BulkLookups", "BulkReport", "ClientGone", "ItemAnswer",
 
 log = logging.getLogger("passerelle.bulk")
 T = TypeVar("T")
+#: The most items of one answer group (recorded with one group commit, written with one write). A
+#: window larger than a group lets the next items reach the registry while a group is committed and
+#: written (measured: 128 in flight with groups of 32 answered ≈ 1.2–1.6× the items per second of 32
+#: in flight, python -m bench.profile_hot_path --bulk 8000).
+GROUP_MAX = 32
 #: The longest a paced item sleeps before asking the quota again.
 _MAX_PACE_S = 0.5
 
@@ -244,10 +249,13 @@ class BulkLookups:
     def __init__(
         self, pipeline: ExchangePipeline, operations: Mapping[str, Operation], *, max_items: int, in_flight: int,
         consumer_in_flight: int, idle_timeout_s: float = 30.0, consumer_batches: int = 4,
-        clock: Callable[[], float] = time.monotonic,
+        group_max: int = GROUP_MAX, clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._pipeline, self._operations = pipeline, operations
         self.max_items, self._in_flight = max_items, in_flight
+        #: The most items one answer group holds: one group commit and one write. It also bounds the
+        #: records a departing client can leave without their answer written.
+        self.group_max = max(1, min(group_max, in_flight))
         self._consumers = _ConsumerSlots(consumer_in_flight)
         #: The longest an answer may wait for the client to read before the batch stops.
         self.idle_timeout_s = idle_timeout_s
@@ -305,7 +313,7 @@ class BulkLookups:
         (``TOKEN_REVOKED``, ``TOKEN_EXPIRED``) for the door to end the stream with; the items not
         processed get no record and no answer."""
         deadline = None if ctx.timeout_s is None else self._clock() + ctx.timeout_s
-        batch = _Batch(self, principal, op, ctx, deadline, _Groups(order, self._in_flight), write)
+        batch = _Batch(self, principal, op, ctx, deadline, _Groups(order, self.group_max), write)
         consumer = self._consumers.open(principal.id)
         window = asyncio.Semaphore(self._in_flight)
         count, completed, idle = 0, False, False
