@@ -337,6 +337,7 @@ class Deliverer:
             self._busy[d.subscription_id] -= 1
             if self._busy[d.subscription_id] <= 0:
                 del self._busy[d.subscription_id]
+            self._wake.set()   # a slot is free, and the subject's next event may be due: lease again now
 
     async def _deliver_webhook(self, d: Delivery) -> str:
         prepared = await self.prepare(d, self.owner)
