@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -44,6 +44,8 @@ _FAILURES = frozenset(
         Reason.INTERNAL,
     }
 )
+#: Field sets remembered per (operation, mandate fields, mandate categories); cleared when full.
+_ALLOWED_CACHE = 4096
 #: Time kept back from the caller's deadline to record the exchange and answer.
 _DEADLINE_MARGIN_S = 0.005
 _tracer = trace.get_tracer("passerelle.pipeline")
@@ -59,17 +61,34 @@ def _scalar_fields(request: Message) -> dict[str, object]:
     return out
 
 
-@contextmanager
-def _stage(name: str) -> Iterator[trace.Span]:
+class _NoStage:
+    """The stage of an exchange that is not sampled: nothing to record, nothing to make (a singleton)."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> trace.Span:
+        return trace.INVALID_SPAN
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+_NO_STAGE = _NoStage()
+
+
+def _stage(name: str) -> AbstractContextManager[trace.Span]:
     """A child span per pipeline stage; a refusal marks it with its reason code only (no message).
 
-    When the exchange is not sampled (its server span does not record), no child span is made:
-    it would record nothing, and each costs tens of microseconds on the hot path.
+    When the exchange is not sampled (its server span does not record), no child span is made
+    and no generator either: it would record nothing, and each costs microseconds on the hot path.
     """
-    parent = trace.get_current_span()
-    if not parent.is_recording():
-        yield parent
-        return
+    if not trace.get_current_span().is_recording():
+        return _NO_STAGE
+    return _recorded_stage(name)
+
+
+@contextmanager
+def _recorded_stage(name: str) -> Iterator[trace.Span]:
     with _tracer.start_as_current_span(name, record_exception=False, set_status_on_exception=False) as span:
         try:
             yield span
@@ -186,6 +205,7 @@ class ExchangePipeline:
         self._clock_us = clock_us
         self._admission = admission
         self._ai_systems: Mapping[str, frozenset[str]] = ai_systems or {}   # consumer -> registered AI systems
+        self._allowed: dict[tuple[str, frozenset[str], frozenset[str]], frozenset[str]] = {}
 
     @property
     def admission(self) -> Admission | None:
@@ -401,7 +421,13 @@ class ExchangePipeline:
         return m
 
     def _fields_wanted(self, op: Operation, mandate: Mandate, ctx: CallContext) -> frozenset[str]:
-        allowed = allowed_fields(mandate, op.field_categories)
+        # allowed_fields is pure and depends on these three only: computed once per mandate version.
+        key = (op.full_name, mandate.fields, mandate.categories)
+        allowed = self._allowed.get(key)
+        if allowed is None:
+            if len(self._allowed) >= _ALLOWED_CACHE:
+                self._allowed.clear()
+            allowed = self._allowed[key] = allowed_fields(mandate, op.field_categories)
         if not ctx.field_mask:
             return allowed
         by_any_name = op.json_paths   # field paths and proto3 JSON paths, dotted for nested fields

@@ -71,7 +71,8 @@ async def test_a_methods_handler_is_wrapped_once_not_per_call() -> None:
     async def behaviour(request: Any, context: Any) -> Any:
         return request
 
-    a, b, c = (grpc.unary_unary_rpc_method_handler(behaviour) for _ in range(3))
+    handlers: list[Any] = [grpc.unary_unary_rpc_method_handler(behaviour) for _ in range(3)]
+    a, b, c = handlers
 
     def make(h: Any) -> Any:
         made.append(1)
