@@ -1,0 +1,34 @@
+"""The REST door's bulk line for an item is the proto3 JSON of the item the gRPC door sends."""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway._pb.registry.population.v1 import population_pb2
+from gateway.application.bulk import ItemAnswer
+from gateway.core.errors import GatewayError, Reason
+from gateway.entrypoints.bulk import answer_json, item_json, item_message
+
+_TEXT = st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=12)
+
+
+@settings(max_examples=80, deadline=None)
+@given(index=st.integers(0, 100_000), nid=_TEXT, given=_TEXT, family=_TEXT, year=st.integers(0, 9999),
+       members=st.lists(st.tuples(_TEXT, _TEXT), max_size=3))
+def test_an_answered_item_is_the_same_line(index: int, nid: str, given: str, family: str, year: int,
+                                           members: list[tuple[str, str]]) -> None:
+    person = population_pb2.Person(national_id=nid, given_names=given, family_name=family)
+    person.birth_date.year = year
+    for m_nid, m_given in members:
+        person.household_members.add(national_id=m_nid, given_names=m_given)
+    result = ItemAnswer(index, person, None)
+    expected = item_json(item_message(result, "rid-1"))
+    assert json.dumps(answer_json(result, "rid-1")) == json.dumps(expected)
+
+
+def test_a_refused_item_is_the_same_line() -> None:
+    result = ItemAnswer(7, None, GatewayError(Reason.NO_MANDATE, "no mandate"))
+    assert answer_json(result, "rid-2") == item_json(item_message(result, "rid-2"))
