@@ -328,9 +328,13 @@ async def test_a_client_that_does_not_read_pauses_the_registry_calls(stack: Secu
     try:
         stream = call(request, metadata=tuple(headers(stack, "bulk-paused")), timeout=30)
         await stream.read()
-        await asyncio.sleep(1.5)    # unhindered, 32 in flight at 20 ms each would be ~2,400 calls by now
-        paused_at = slow.calls
-        await asyncio.sleep(0.5)
+        # Unhindered, the window's items at 20 ms each would have called the registry for all items within a
+        # few seconds; paused, the count stops growing. Wait until it stands still (a loaded machine is slow).
+        deadline, paused_at = time.monotonic() + 15, -1
+        while slow.calls != paused_at:
+            assert time.monotonic() < deadline, "the registry calls never paused"
+            paused_at = slow.calls
+            await asyncio.sleep(0.75)
         assert slow.calls == paused_at < len(ids) // 2
         stream.cancel()
     finally:
