@@ -26,17 +26,29 @@ __all__ = ["install_notifications", "notification_settings", "notification_store
 
 log = logging.getLogger("passerelle.notifications")
 _BACKLOG_EVERY_S = 5.0
+_POSTGRES = ("postgresql://", "postgres://")
 
 
 def notification_store_for(config: Config) -> NotificationStore:
-    """``sqlite:PATH`` (default ``sqlite:notifications.db`` in the data folder) or ``memory``."""
-    target = config.notifications.store
+    """``[notifications] store``: ``sqlite:PATH`` (default ``sqlite:notifications.db`` in the data folder),
+    ``memory``, or a ``postgresql://`` DSN (schema ``passerelle_notifications``; gateways on several hosts
+    share the outbox). Left unset while ``[gateway] consents`` is a PostgreSQL DSN, the outbox goes there
+    too, as the sessions do: gateways that share their consents share their outbox, and do not each read
+    and deliver every change."""
+    n = config.notifications
+    target = n.store
+    if "store" not in n.model_fields_set and config.gateway.consents.startswith(_POSTGRES):
+        target = config.gateway.consents
     if target == "memory":
         from adapters.stores.notifications_memory import MemoryNotificationStore
 
         return MemoryNotificationStore()
+    if target.startswith(_POSTGRES):
+        from adapters.stores.notifications_postgres import PostgresNotificationStore  # psycopg only when configured
+
+        return PostgresNotificationStore(target)
     if not target.startswith("sqlite:"):
-        raise ValueError(f"notifications.store: {target!r} is not sqlite:PATH or memory")
+        raise ValueError(f"notifications.store: {target!r} is not sqlite:PATH, memory or a postgresql:// DSN")
     from adapters.stores.notifications_sqlite import SqliteNotificationStore
 
     return SqliteNotificationStore(config.path(target.removeprefix("sqlite:")))

@@ -157,7 +157,7 @@ class NotificationsSection(_Strict):
     """Change notifications (docs/decisions/0009): subscriptions, follow lists, the outbox, delivery."""
 
     enabled: bool = True   # read the registries' change-event rpcs and serve passerelle.gateway.v1.Subscriptions
-    store: str = "sqlite:notifications.db"   # subscriptions, follow lists, cursors and the outbox
+    store: str = "sqlite:notifications.db"   # sqlite:PATH, memory or a postgresql:// DSN; unset: consents' DSN if PG
     max_subscriptions: int = Field(default=20, ge=1)   # per agency
     max_follows: int = Field(default=100_000, ge=1)   # persons on one subscription's follow list
     max_follow_batch: int = Field(default=1000, ge=1, le=10_000)   # national ids per Follow call

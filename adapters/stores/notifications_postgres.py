@@ -155,6 +155,10 @@ class PostgresNotificationStore:
     def schema(self) -> str:
         return self._s
 
+    @property
+    def dsn(self) -> str:
+        return self._pool.dsn
+
     def _q(self, sql: str) -> bytes:
         return sql.replace("{s}", self._s).encode()
 
