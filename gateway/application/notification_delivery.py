@@ -43,7 +43,7 @@ from consent import allowed_fields
 from gateway._pb.passerelle.gateway.v1 import subscriptions_pb2 as pb
 from gateway.application.notifications import NotificationSettings
 from gateway.application.runtime import Gateway
-from gateway.core.change_events import EventStream, read_event
+from gateway.core.change_events import EventStream, read_event, sequence_of
 from gateway.core.errors import GatewayError
 from gateway.core.notifications import (
     Delivery,
@@ -160,7 +160,7 @@ class EventReader:
         """One transaction: the followed persons' events, their deliveries, the cursor after the batch."""
         now, events, cursor = self._clock_us(), [], 0
         for envelope in envelopes:
-            cursor = max(cursor, int(getattr(envelope, "sequence")))  # noqa: B009
+            cursor = max(cursor, sequence_of(envelope))   # an out-of-range sequence never moves it
             try:
                 e = read_event(self.stream, envelope)
             except ValueError:

@@ -31,9 +31,12 @@ from gateway.core.contracts import (
     payload_operation,
 )
 
-__all__ = ["ChangeEvent", "EventStream", "load_event_streams", "read_event"]
+__all__ = ["MAX_SEQUENCE", "ChangeEvent", "EventStream", "load_event_streams", "read_event", "sequence_of"]
 
 _U64 = FieldDescriptor.TYPE_UINT64
+#: The largest sequence the gateway keeps: the stores' cursors are signed 64-bit integers. A larger one
+#: (garbage, a registry's bug) is a bad event, and never moves the cursor past every later event.
+MAX_SEQUENCE = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -148,10 +151,17 @@ def _date_text(date: Any) -> str:
     return f"{date.year:04d}-{date.month:02d}-{date.day:02d}"
 
 
+def sequence_of(envelope: Message) -> int:
+    """The envelope's sequence, 0 when it has none or one beyond ``MAX_SEQUENCE`` (not a position to keep)."""
+    sequence = int(getattr(envelope, "sequence"))  # noqa: B009
+    return sequence if 0 < sequence <= MAX_SEQUENCE else 0
+
+
 def read_event(stream: EventStream, envelope: Message) -> ChangeEvent:
-    """The plain event of one streamed envelope; ``ValueError`` when it has no sequence, id or subject."""
+    """The plain event of one streamed envelope; ``ValueError`` when it has no sequence (1..``MAX_SEQUENCE``),
+    id or subject."""
     change = getattr(envelope, stream.change_field)
-    sequence, event_id = int(getattr(envelope, "sequence")), str(getattr(envelope, "event_id"))  # noqa: B009
+    sequence, event_id = sequence_of(envelope), str(getattr(envelope, "event_id"))  # noqa: B009
     subject = str(getattr(change, stream.subject_field))
     if sequence <= 0 or not event_id or not subject or len(event_id) > 200:
         raise ValueError("a change event needs a sequence, an event id (at most 200 characters) and a subject")
