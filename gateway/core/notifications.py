@@ -299,9 +299,23 @@ def address_problem(addresses: Sequence[str], *, demo: bool) -> str | None:
             ip = ipaddress.ip_address(text.split("%", 1)[0])
         except ValueError:
             return "the webhook host resolved to something that is not an IP address"
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        if (ip.is_loopback or ip.is_private or ip.is_link_local or ip.is_multicast or ip.is_reserved
-                or ip.is_unspecified or not ip.is_global):
+        if not all(map(_global, _with_embedded(ip))):
             return "the webhook host resolves to a loopback, private, link-local, multicast or reserved address"
     return None
+
+
+_IP = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _with_embedded(ip: _IP) -> list[_IP]:
+    """The address and the IPv4 one it carries, if any: IPv4-mapped (::ffff:a.b.c.d) and 6to4 (2002::/16,
+    routed to its embedded IPv4 address; Python 3.11 counts 2002::/16 as global)."""
+    if isinstance(ip, ipaddress.IPv4Address):
+        return [ip]
+    return [ip, *(v4 for v4 in (ip.ipv4_mapped, ip.sixtofour) if v4 is not None)]
+
+
+def _global(ip: _IP) -> bool:
+    site_local = isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local   # fec0::/10: global for Python 3.11
+    return ip.is_global and not (ip.is_loopback or ip.is_private or ip.is_link_local or ip.is_multicast
+                                 or ip.is_reserved or ip.is_unspecified or site_local)  # fmt: skip

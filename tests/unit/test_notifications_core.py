@@ -190,3 +190,15 @@ def test_ssrf_no_internal_address_is_called_outside_demo_mode(address: str) -> N
 def test_a_public_address_may_be_called() -> None:
     assert address_problem(["93.184.215.14", "2606:2800:21f:cb07:6820:80da:af6b:8b2c"], demo=False) is None
     assert address_problem([], demo=False) is not None
+
+
+@pytest.mark.parametrize("address", ["2002:7f00:1::1", "2002:a00:1::1", "2002:c0a8:101::1", "2002:a9fe:a9fe::",
+                                     "fec0::1", "::127.0.0.1", "64:ff9b::a00:1",
+                                     "2001:0:4136:e378:8000:63bf:3fff:fdd2"])  # fmt: skip
+def test_ssrf_an_ipv6_address_that_carries_an_internal_ipv4_one_is_not_called(address: str) -> None:
+    """6to4 (2002::/16) routes to the IPv4 address it embeds; site-local (fec0::/10) is internal."""
+    assert address_problem([address], demo=False) is not None
+
+
+def test_ssrf_a_6to4_address_of_a_public_ipv4_one_may_be_called() -> None:
+    assert address_problem(["2002:5db8:d70e::1"], demo=False) is None   # 93.184.215.14
