@@ -162,8 +162,9 @@ class _Groups:
         return self._halted
 
     async def take(self, pending: Callable[[], bool]) -> list[int]:
-        """The next group's indices, once at least one item is ready (their gates are opened); ``[]``
-        once ``end`` was called and ``pending()`` says no started item is left unanswered."""
+        """The next group's indices, once at least one item is ready; ``[]`` once ``end`` was called
+        and ``pending()`` says no started item is left unanswered. Their gates stay closed until
+        ``open``: the writer checks the call's token in between."""
         while True:
             if self._halted:
                 return []
@@ -181,14 +182,17 @@ class _Groups:
                 return []
             self._changed.clear()
             await self._changed.wait()
-        for i in group:
-            self._opened.add(i)
-            gate = self._gates.get(i)
-            if gate is not None and not gate.done():
-                gate.set_result(None)
+        self._opened.update(group)
         if self._in_order:
             self._next = group[-1] + 1
         return group
+
+    def open(self, group: list[int]) -> None:
+        """Let the items of a group taken be recorded (their records are appended together)."""
+        for i in group:
+            gate = self._gates.get(i)
+            if gate is not None and not gate.done():
+                gate.set_result(None)
 
     async def answers(self, group: list[int]) -> list[ItemAnswer]:
         """The group's answers, once every item of it has one."""
@@ -308,10 +312,10 @@ class BulkLookups:
         ``read`` turns an item into the operation's request or raises ``GatewayError`` (that item alone
         is refused).
 
-        The call's token is checked again before each item (revocation, expiry with the verifier's
-        leeway): once it no longer holds, the batch stops and ``run`` raises that ``GatewayError``
-        (``TOKEN_REVOKED``, ``TOKEN_EXPIRED``) for the door to end the stream with; the items not
-        processed get no record and no answer."""
+        The call's token is checked again before each item and before each answer group is recorded
+        (revocation, expiry with the verifier's leeway): once it no longer holds, the batch stops and
+        ``run`` raises that ``GatewayError`` (``TOKEN_REVOKED``, ``TOKEN_EXPIRED``) for the door to end
+        the stream with; the items not processed get no record and no answer."""
         deadline = None if ctx.timeout_s is None else self._clock() + ctx.timeout_s
         batch = _Batch(self, principal, op, ctx, deadline, _Groups(order, self.group_max), write)
         consumer = self._consumers.open(principal.id)
@@ -414,6 +418,12 @@ class _Batch:
                 raise _Stopped(self.stop)
             if not group:
                 return
+            # The token again, before any item of the group is recorded: items wait at their gates
+            # for as long as the client reads slowly (the whole tail of a batch has passed its own
+            # check by then). A token that no longer holds stops the batch here: the group written
+            # last was the last one, and the items at their gates are never recorded.
+            self.still_authenticated()
+            self.groups.open(group)
             self.in_write = len(group)
             answers = await self.groups.answers(group)
             await self._write(answers, written)
