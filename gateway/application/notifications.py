@@ -2,11 +2,12 @@
 
 An agency subscribes to a registry's change events (``event_type``, the change message's name)
 for a purpose, with a delivery mode (a signed CloudEvents webhook, or the gRPC stream with
-acknowledgements), and keeps a follow list of the persons it serves. Nothing is checked against
-mandates or consents here: that happens at delivery time (``notification_delivery``), so that a
-revocation stops events not yet delivered. Each person added to or removed from a follow list is
-one ``EventKind.ADMIN`` record in that person's history; creating and deleting a subscription is
-recorded too. The follow list holds keyed pseudonyms only: no national id is kept in clear.
+acknowledgements), and keeps a follow list of the persons it serves. Subscribing and following need
+a mandate in force for the event's stream and the purpose (deny by default); its limits and the
+person's consent are checked per event at delivery time (``notification_delivery``), and so is the
+mandate again, so that a revocation stops events not yet delivered. Each person added to or removed
+from a follow list is one ``EventKind.ADMIN`` record in that person's history; creating and deleting
+a subscription is recorded too. The follow list holds keyed pseudonyms only: no national id is kept in clear.
 """
 
 from __future__ import annotations
@@ -110,9 +111,20 @@ class SubscriptionsApi:
             raise GatewayError(Reason.INVALID_ARGUMENT, "a stream subscription has no webhook_url", field="webhook_url")
         return mode
 
+    def _mandated(self, consumer: str, event_type: str, purpose: str) -> None:
+        """Deny by default: a mandate of ``consumer`` for the event's stream and ``purpose`` must be in
+        force to subscribe or follow (its limits and the consent are checked per event, at delivery)."""
+        stream = self.types[event_type]
+        decision = self.gateway.policy.decide(consumer=consumer, service=stream.full_name, purpose=purpose,
+                                              now_us=self._clock_us())  # fmt: skip
+        if not decision.allowed:
+            raise GatewayError(Reason(decision.reason), f"No mandate in force allows {stream.full_name} for "
+                               "this purpose", field="purpose")  # fmt: skip
+
     async def create(self, r: pb.CreateSubscriptionRequest, call: Call) -> pb.Subscription:
         mode = self._check_new(r)
         consumer = self._consumer(call)
+        self._mandated(consumer, r.event_type, r.purpose)
         if len(await self.store.subscriptions(consumer)) >= self.settings.max_subscriptions:
             raise GatewayError(Reason.REQUEST_TOO_LARGE,
                                f"An agency holds at most {self.settings.max_subscriptions} subscriptions")
@@ -160,6 +172,8 @@ class SubscriptionsApi:
     async def follow(self, r: pb.FollowRequest, call: Call) -> pb.FollowResponse:
         sub = await self.owned(call, r.subscription_id)
         subjects = self._subjects(r.national_ids)
+        if sub.event_type in self.types:   # else no event of it is delivered anyway
+            self._mandated(sub.consumer, sub.event_type, sub.purpose)
         known, total = await self.store.followed(sub.id, subjects)
         new = [s for s in dict.fromkeys(subjects) if s not in known]
         if total + len(new) > self.settings.max_follows:
