@@ -32,7 +32,7 @@ import random
 import secrets
 from collections import Counter
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from google.protobuf import json_format
@@ -213,6 +213,7 @@ class Deliverer:
         registry, stream = found
         now = self._clock_us()
         subject_id = str(getattr(stream.change_cls.FromString(d.event.change), stream.subject_field))
+        d = self._subject_from_change(d, subject_id)
         decision = authorise_delivery(self.gateway.policy, stream, sub, subject_id, now)
         if not decision.allowed or decision.mandate is None:
             await self._refuse(d, sub, stream, owner, decision.reason, now)
@@ -247,6 +248,16 @@ class Deliverer:
                 return None   # the lease ran out meanwhile: another worker has the row, and sends it
 
         return self._prepared(d, sub, registry, stream, change)
+
+    def _subject_from_change(self, d: Delivery, subject_id: str) -> Delivery:
+        """The row with the subject the change message names: whose history gets the record and whose
+        consent counts is never what the outbox's subject column says (a database writer could change it)."""
+        subject = self.gateway.pseudonymise(subject_id)
+        if subject == d.event.subject:
+            return d
+        log.warning("notification outbox row %s names another subject than its change message; the message's is used",
+                    d.id)  # fmt: skip
+        return replace(d, event=replace(d.event, subject=subject))
 
     def _prepared(self, d: Delivery, sub: Subscription, registry: str, stream: EventStream,
                   change: Message) -> Prepared:  # fmt: skip
