@@ -83,11 +83,20 @@ def _field_by_any_name(desc: Descriptor) -> dict[str, FieldDescriptor]:
     return {f.name: f for f in desc.fields} | {f.json_name: f for f in desc.fields}
 
 
+def _enum_name(fd: FieldDescriptor, text: str) -> None:
+    """An enum value given by name names one exactly: the protobuf runtime (upb) looks names up as C
+    strings, so ``"NAME\\u0000anything"`` would otherwise be read as ``NAME``."""
+    if text not in {v.name for v in fd.enum_type.values}:
+        raise _invalid(f"{fd.name}: not a value of {fd.enum_type.full_name}", fd.name)
+
+
 def _scalar_text(fd: FieldDescriptor, text: str) -> None:
     """A path or query value for a number field must be written the one canonical way."""
     if fd.type in _INTEGERS or (fd.type == _T.TYPE_ENUM and text[:1] in tuple("-0123456789")):
         if _DECIMAL.fullmatch(text) is None:
             raise _invalid(f"{fd.name}: not an ASCII decimal integer", fd.name)
+    elif fd.type == _T.TYPE_ENUM:
+        _enum_name(fd, text)
     elif fd.type in _FLOATS and (_REAL.fullmatch(text) is None or not math.isfinite(float(text))):
         raise _invalid(f"{fd.name}: not a finite ASCII decimal number", fd.name)
 
@@ -115,6 +124,8 @@ def _single_body_value(fd: FieldDescriptor, value: Any) -> None:
     if fd.type in _INTEGERS:
         if isinstance(value, float) or (isinstance(value, str) and _DECIMAL.fullmatch(value) is None):
             raise _invalid(f"{fd.name}: not an ASCII decimal integer", fd.name)
+    elif fd.type == _T.TYPE_ENUM and isinstance(value, str):
+        _enum_name(fd, value)
     elif fd.type in _FLOATS and isinstance(value, str):
         _scalar_text(fd, value)
 
