@@ -264,11 +264,12 @@ def after_failure(attempts: int, *, max_attempts: int, now_us: int, base_s: floa
 
 
 def webhook_url_problem(url: str, *, demo: bool) -> str | None:
-    """Why ``url`` cannot be a webhook, or None: https only (http too in demo mode), a host, no user
-    info, no fragment, at most 2048 characters. The host's addresses are checked after resolution
+    """Why ``url`` cannot be a webhook, or None: printable ASCII (RFC 3986: an internationalised host in
+    its ``xn--`` form, other characters percent-encoded), https only (http too in demo mode), a host, no
+    user info, no fragment, at most 2048 characters. The host's addresses are checked after resolution
     (``address_problem``), at each delivery."""
-    if len(url) > _MAX_URL or any(c.isspace() or ord(c) < 32 for c in url):
-        return "webhook_url must be a URL of at most 2048 characters, without spaces"
+    if len(url) > _MAX_URL or not all(33 <= ord(c) <= 126 for c in url):
+        return "webhook_url must be a URL of at most 2048 printable ASCII characters (xn-- hosts, %-encoding)"
     try:
         parts = urlsplit(url)
         port = parts.port

@@ -105,3 +105,17 @@ async def test_an_endpoint_answering_garbage_or_nothing_is_a_failure() -> None:
         await sender.close()
     assert (result.ok, result.error) == (False, "bad answer")
     assert (closed.ok, closed.error) == (False, "connection refused")
+
+
+async def test_a_webhook_url_that_is_not_ascii_ends_as_a_permanent_failure_instead_of_raising(
+    receiver: Receiver,
+) -> None:
+    """A non-ASCII host made httpx raise UnicodeEncodeError: the row was neither retried nor dead-lettered,
+    its lease ran out, and it was tried again every lease_s, for ever (blocking the person's later events)."""
+    sender = HttpWebhookSender(demo=True, resolver=_resolve_loopback)
+    try:
+        result = await sender.send(receiver.url.replace("127.0.0.1", "exämple.org"), SECRET, EVENT, "rnpp-1")
+    finally:
+        await sender.close()
+    assert (result.ok, result.permanent) == (False, True)
+    assert receiver.received == []

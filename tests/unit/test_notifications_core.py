@@ -169,7 +169,8 @@ def test_the_last_allowed_attempt_ends_as_a_dead_letter() -> None:
 
 
 @pytest.mark.parametrize("url", ["http://agency.example/hook", "ftp://agency.example/", "https://user:pw@a.example/",
-                                 "https:///nohost", "https://a.example/h#frag", "https://a.example/ hook"])
+                                 "https:///nohost", "https://a.example/h#frag", "https://a.example/ hook",
+                                 "https://exämple.org/hook", "https://a.example/\u202ekooh"])
 def test_webhook_urls_outside_demo_mode_are_https_with_a_host(url: str) -> None:
     assert webhook_url_problem(url, demo=False) is not None
 
