@@ -69,7 +69,7 @@ MIGRATIONS: tuple[str, ...] = (
         audited boolean NOT NULL DEFAULT false, last_error text NOT NULL DEFAULT '', created_us bigint NOT NULL,
         updated_us bigint NOT NULL DEFAULT 0, UNIQUE (subscription_id, registry, event_id)
     );
-    CREATE INDEX ntf_outbox_pending ON {s}.ntf_outbox (mode, due_us, id) WHERE state = 'pending';
+    CREATE INDEX ntf_outbox_pending ON {s}.ntf_outbox (mode, id) WHERE state = 'pending';  -- walked in id order
     CREATE INDEX ntf_outbox_order ON {s}.ntf_outbox (subscription_id, subject, id) WHERE state = 'pending';
     CREATE INDEX ntf_outbox_event ON {s}.ntf_outbox (registry, event_id);
     CREATE INDEX ntf_outbox_ended ON {s}.ntf_outbox (updated_us) WHERE state IN ('delivered', 'refused', 'skipped');
