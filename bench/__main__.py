@@ -11,7 +11,8 @@ the added latency at concurrency 1 and the added p99 at half the saturating load
 its refusals counted); token verification with and without the cache, audit append and
 verify rates. ``--quick`` keeps (a)-(e) at concurrency 1 and 32 only, in under two minutes.
 ``--long`` instead checks that the gateway's memory stays flat over many exchanges; ``--bulk`` instead
-compares one bulk call of ``--bulk-items`` person look-ups with as many single calls (``bench.bulk``).
+compares one bulk call of ``--bulk-items`` person look-ups with as many single calls (``bench.bulk``);
+``--notifications`` instead measures change-notification delivery to 10 webhook subscribers (``bench.notifications``).
 
 Results: ``bench/results/bench-<time>.json`` and ``.txt`` (a short table).
 """
@@ -338,6 +339,17 @@ def build_parser() -> argparse.ArgumentParser:
     add("--demo-concurrency", type=_ints, default=None, metavar="N,N,...",
         help="concurrency of the gateway-demo rows (default: as --concurrency)")
     add("--persons", type=int, default=10_000, metavar="N", help="demo data set size (default: 10000)")
+    add("--notifications", action="store_true",
+        help="only the change-notification scenario (bench.notifications): deliveries per second per gateway "
+             "worker to 10 webhook subscribers, then the delivery lag p50/p99 at half that rate")
+    add("--notification-stores", type=lambda s: s.split(","), default=["sqlite", "postgres"],
+        metavar="sqlite,postgres", help="outbox stores to measure (default: sqlite,postgres; postgres is skipped, "
+                                        "saying why, without a server at PASSERELLE_BENCH_PG_DSN)")
+    add("--notification-events", type=int, default=400, metavar="N",
+        help="changes (of as many persons) recorded at once for the throughput (default: 400)")
+    add("--notification-seconds", type=float, default=10.0, metavar="S",
+        help="seconds of changes at half the event rate for the lag (default: 10)")
+    add("--notification-workers", type=int, default=1, metavar="N", help="gateway worker processes (default: 1)")
     return parser
 
 
@@ -379,6 +391,19 @@ def main(argv: list[str] | None = None) -> int:
 
     report: dict[str, Any] = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine(),
                               "settings": {k: v for k, v in vars(args).items()}}  # fmt: skip
+    if args.notifications:
+        from bench import notifications
+
+        with tempfile.TemporaryDirectory(prefix="passerelle-bench-") as tmp:
+            report["notifications"] = notifications.run(Path(tmp), args)
+        RESULTS.mkdir(exist_ok=True)
+        stem = RESULTS / f"notifications-{time.strftime('%Y%m%d-%H%M%S')}"
+        stem.with_suffix(".json").write_text(json.dumps(report, indent=2))
+        text = notifications.table(report["notifications"])
+        stem.with_suffix(".txt").write_text(text)
+        print(text)
+        print(f"results: {stem}.json", file=sys.stderr)
+        return 0
     with tempfile.TemporaryDirectory(prefix="passerelle-bench-") as tmp, start_stack(Path(tmp), args.persons) as stack:
         if args.long:
             report["long"] = long_run(stack, args)
