@@ -59,6 +59,8 @@ from gateway.core.notifications import (
     minimise_change,
     notification_record,
     relevant_categories,
+    signing_secret,
+    tag_matches,
     third_party_records,
 )
 from gateway.core.ports import ChangeFeed, NotificationStore, WebhookSender
@@ -210,6 +212,11 @@ class Deliverer:
         if sub is None or found is None:
             await self.store.finish(d.id, owner, "skipped", self._clock_us())
             return None
+        if not tag_matches(sub, self.gateway.pseudonymise):   # written by someone without the gateway's key
+            log.warning("notification subscription %s fails its integrity check; nothing sent", sub.id)
+            await self.store.dead(d.id, owner, "subscription fails its integrity check", self._clock_us())
+            self.stats.dead[sub.consumer] += 1
+            return None
         registry, stream = found
         now = self._clock_us()
         subject_id = str(getattr(stream.change_cls.FromString(d.event.change), stream.subject_field))
@@ -355,7 +362,8 @@ class Deliverer:
         if prepared is None:
             return "not-sent"
         sub = prepared.subscription
-        result = await self.sender.send(sub.webhook_url, sub.secret, prepared.event, d.event.event_id)
+        secret = signing_secret(sub, self.gateway.pseudonymise)
+        result = await self.sender.send(sub.webhook_url, secret, prepared.event, d.event.event_id)
         now = self._clock_us()
         if result.ok:
             if await self.store.finish(d.id, self.owner, "delivered", now):

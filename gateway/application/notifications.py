@@ -13,10 +13,9 @@ a subscription is recorded too. The follow list holds keyed pseudonyms only: no 
 from __future__ import annotations
 
 import asyncio
-import base64
 import secrets
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from gateway._pb.passerelle.gateway.v1 import subscriptions_pb2 as pb
 from gateway.application._changes import record_change
@@ -26,7 +25,13 @@ from gateway.core.caller_text import free_text_problem
 from gateway.core.change_events import EventStream
 from gateway.core.errors import GatewayError, Reason
 from gateway.core.identifiers import national_id_problem
-from gateway.core.notifications import DeadLetter, Subscription, webhook_url_problem
+from gateway.core.notifications import (
+    DeadLetter,
+    Subscription,
+    signing_secret,
+    subscription_tag,
+    webhook_url_problem,
+)
 from gateway.core.ports import NotificationStore
 
 __all__ = ["NotificationSettings", "SubscriptionsApi", "subscriptions_binding"]
@@ -54,15 +59,10 @@ class NotificationSettings:
     read_batch: int = 200                # events ingested per transaction at most
 
 
-def _secret() -> str:
-    """A Standard Webhooks signing secret: ``whsec_`` + base64 of 32 random bytes."""
-    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
-
-
-def subscription_message(sub: Subscription, *, with_secret: bool = False) -> pb.Subscription:
+def subscription_message(sub: Subscription, *, secret: str = "") -> pb.Subscription:
     return pb.Subscription(id=sub.id, consumer=sub.consumer, event_type=sub.event_type, purpose=sub.purpose,
                            delivery=_MODE_ENUM[sub.mode], webhook_url=sub.webhook_url, created_us=sub.created_us,
-                           signing_secret=sub.secret if with_secret else "", follows=sub.follows)  # fmt: skip
+                           signing_secret=secret, follows=sub.follows)  # fmt: skip
 
 
 def _letter(d: DeadLetter) -> pb.DeadLetter:
@@ -130,13 +130,16 @@ class SubscriptionsApi:
                                f"An agency holds at most {self.settings.max_subscriptions} subscriptions")
         sub = Subscription(id="sub_" + secrets.token_urlsafe(12), consumer=consumer, event_type=r.event_type,
                            purpose=r.purpose, mode=mode, webhook_url=r.webhook_url,
-                           secret=_secret() if mode == "webhook" else "", created_us=self._clock_us())  # fmt: skip
+                           created_us=self._clock_us())  # fmt: skip
+        keyed = self.gateway.pseudonymise
+        secret = signing_secret(sub, keyed) if mode == "webhook" else ""
+        sub = replace(sub, secret=subscription_tag(sub, keyed))   # the row keeps its MAC, not the secret
         await record_change(self.gateway.audit, self._clock_us, call, service=f"{SERVICE}/CreateSubscription",
                             consumer=consumer, purpose=sub.purpose,
                             extra={"action": "subscribe", "subscription": sub.id, "event_type": sub.event_type,
                                    "delivery": mode})  # fmt: skip
         await self.store.add_subscription(sub)
-        return subscription_message(sub, with_secret=True)
+        return subscription_message(sub, secret=secret)
 
     async def list_subscriptions(self, r: pb.ListSubscriptionsRequest, call: Call) -> pb.ListSubscriptionsResponse:
         subs = await self.store.subscriptions(self._consumer(call))

@@ -6,6 +6,8 @@
 - ``relevant_categories`` and ``minimise_change``: what of the change the subscriber may see;
 - ``notification_record``: the one audit record of a delivery (or its refusal);
 - ``retry_delay_s`` / ``after_failure``: exponential backoff with jitter, dead letter after N attempts;
+- ``subscription_tag`` / ``signing_secret``: a subscription row's MAC and its webhook secret, both from
+  the gateway's keyed hash, so that a writer of the store can neither redirect events nor sign as the gateway;
 - ``webhook_url_problem`` / ``address_problem``: the webhook URL's checks (https outside demo mode;
   no loopback, private, link-local, multicast or reserved address after resolution: SSRF).
 
@@ -14,7 +16,11 @@ Subjects are keyed pseudonyms everywhere here except in the change message itsel
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import ipaddress
+import json
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
@@ -46,6 +52,9 @@ __all__ = [
     "notification_record",
     "relevant_categories",
     "retry_delay_s",
+    "signing_secret",
+    "subscription_tag",
+    "tag_matches",
     "third_party_records",
     "webhook_url_problem",
 ]
@@ -63,7 +72,9 @@ class Subscription:
     purpose: str
     mode: str                # "webhook" | "stream"
     webhook_url: str = ""
-    secret: str = ""         # "whsec_..." (Standard Webhooks), webhook mode only
+    #: The row's integrity tag (``subscription_tag``), whatever the mode; the Standard Webhooks signing
+    #: secret is derived from the gateway's key at each delivery (``signing_secret``), never stored.
+    secret: str = ""
     created_us: int = 0
     follows: int = 0         # persons followed, as the store counts them
 
@@ -238,6 +249,29 @@ def notification_record(sub: Subscription, stream: EventStream, event: StoredEve
         latency_us=latency_us, protocol="webhook" if sub.mode == "webhook" else "grpc-stream",
         hidden_until_us=facts.hidden_until_us, hidden_reason=facts.hidden_reason, extra=extra,
     )  # fmt: skip
+
+
+def _fields(sub: Subscription) -> str:
+    """What decides where a subscription's events go, and under whose mandate: the tag and secret cover it."""
+    return json.dumps([sub.id, sub.consumer, sub.event_type, sub.purpose, sub.mode, sub.webhook_url, sub.created_us])
+
+
+def subscription_tag(sub: Subscription, keyed: Callable[[str], str]) -> str:
+    """``mac1:`` + the keyed hash (``gateway.core.pseudonym.Pseudonymiser``) of the subscription's fields:
+    kept in the row's ``secret`` column, checked before each delivery (``tag_matches``)."""
+    return "mac1:" + keyed("passerelle subscription\n" + _fields(sub))
+
+
+def tag_matches(sub: Subscription, keyed: Callable[[str], str]) -> bool:
+    return hmac.compare_digest(sub.secret.encode(), subscription_tag(sub, keyed).encode())
+
+
+def signing_secret(sub: Subscription, keyed: Callable[[str], str]) -> str:
+    """The subscription's Standard Webhooks secret, ``whsec_`` + base64 of 32 bytes derived from the
+    gateway's key and the subscription's fields: the same on every gateway that shares the key, in no store."""
+    fields = _fields(sub)
+    material = keyed("passerelle webhook secret 1\n" + fields) + keyed("passerelle webhook secret 2\n" + fields)
+    return "whsec_" + base64.b64encode(hashlib.sha256(material.encode()).digest()).decode()
 
 
 def retry_delay_s(attempt: int, *, base_s: float, max_s: float, jitter: float) -> float:

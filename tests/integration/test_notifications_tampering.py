@@ -5,6 +5,7 @@ nor whose consent allows it. The person is the one the change message names (doc
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 from typing import cast
 
@@ -12,17 +13,22 @@ import pytest
 
 from adapters.stores.notifications_sqlite import SqliteNotificationStore
 from consent.model import Consent
+from gateway._pb.passerelle.gateway.v1 import subscriptions_pb2 as pb
 from gateway._pb.passerelle.options.v1 import options_pb2
 from gateway._pb.registry.population.v1 import population_pb2 as pop
 from gateway.application.notification_delivery import Deliverer, EventReader, NotificationStats
-from gateway.application.notifications import NotificationSettings
+from gateway.application.notifications import NotificationSettings, SubscriptionsApi
 from gateway.application.runtime import Gateway
-from gateway.core.notifications import Subscription
+from gateway.application.service import Call
+from gateway.core.auth import Principal
+from gateway.core.notifications import Subscription, subscription_tag
+from gateway.core.pipeline import CallContext
 from gateway.core.ports import AuditQuery
-from gateway.core.types import Outcome
+from gateway.core.types import EventKind, Outcome
 from tests.unit.test_notifications import EVENT_TYPE, NID, STREAM, FakeGateway, FakeSender, _mandate
 
 OTHER = "1985020312345"
+_CALL = Call(Principal("consumer", "cedies", "demo-agencies", "jti", 0.0, frozenset(), {}), CallContext("rest", None))
 
 
 @pytest.mark.asyncio
@@ -34,8 +40,8 @@ async def test_a_rewritten_subject_in_the_outbox_neither_borrows_another_persons
     store = SqliteNotificationStore(tmp_path / "ntf.db")
     await store.start()
     try:
-        await store.add_subscription(Subscription("sub_1", "cedies", EVENT_TYPE, "student-aid", "webhook",
-                                                  "https://a.example/hook", "whsec_" + "A" * 43, 1))  # fmt: skip
+        sub = Subscription("sub_1", "cedies", EVENT_TYPE, "student-aid", "webhook", "https://a.example/hook")
+        await store.add_subscription(replace(sub, secret=subscription_tag(sub, fake.pseudonymise)))
         await store.follow("sub_1", [f"p-{NID}"], 1, 10)
         settings, stats, gateway = NotificationSettings(), NotificationStats(), cast(Gateway, fake)
         reader = EventReader("rnpp", STREAM, cast(object, None), store, gateway, settings, stats,  # type: ignore[arg-type]
@@ -52,5 +58,65 @@ async def test_a_rewritten_subject_in_the_outbox_neither_borrows_another_persons
         assert sender.sent == []   # NID gave no consent; OTHER's does not cover NID's data
         (record,) = [r.record for r in await fake.audit.query(AuditQuery(limit=10))]
         assert (record.subject, record.outcome) == (f"p-{NID}", Outcome.REFUSED)   # in NID's own history
+    finally:
+        await store.close()
+
+
+async def _subscribed_through_the_api(tmp_path: Path) -> tuple[FakeGateway, SqliteNotificationStore, str]:
+    fake = FakeGateway([_mandate()])
+    store = SqliteNotificationStore(tmp_path / "ntf.db")
+    await store.start()
+    api = SubscriptionsApi(cast(Gateway, fake), store, [STREAM], NotificationSettings(), lambda: 1_000_000)
+    created = await api.create(pb.CreateSubscriptionRequest(event_type=EVENT_TYPE, purpose="student-aid",
+                                                            delivery=pb.DELIVERY_MODE_WEBHOOK,
+                                                            webhook_url="https://agency.example/hook"),
+                               _CALL)  # fmt: skip
+    await store.follow(created.id, [f"p-{NID}"], 1, 10)
+    return fake, store, created.signing_secret
+
+
+async def _deliver_one(fake: FakeGateway, store: SqliteNotificationStore) -> FakeSender:
+    settings, stats, gateway = NotificationSettings(), NotificationStats(), cast(Gateway, fake)
+    reader = EventReader("rnpp", STREAM, cast(object, None), store, gateway, settings, stats,  # type: ignore[arg-type]
+                         lambda: 1_000_000)  # fmt: skip
+    change = pop.PersonChanged(national_id=NID, changed=[options_pb2.DATA_CATEGORY_ADDRESS],
+                               person=pop.Person(national_id=NID, address=pop.Address(street="rue Neuve")))
+    await reader.ingest([pop.PersonChangeEvent(sequence=1, event_id="rnpp-1", change=change)])
+    sender = FakeSender(fake.audit)
+    deliverer = Deliverer(gateway, store, sender, {"rnpp": ("rnpp", STREAM)}, settings, stats, lambda: 2_000_000)
+    await deliverer.deliver_due()
+    return sender
+
+
+@pytest.mark.asyncio
+async def test_the_store_never_holds_the_signing_secret_and_a_genuine_subscription_is_delivered(tmp_path: Path) -> None:
+    fake, store, secret = await _subscribed_through_the_api(tmp_path)
+    try:
+        with sqlite3.connect(tmp_path / "ntf.db") as db:
+            (kept,) = db.execute("SELECT secret FROM ntf_subscriptions").fetchone()
+        assert secret.startswith("whsec_") and secret != kept and secret not in kept
+        sender = await _deliver_one(fake, store)
+        assert sender.sent == [("https://agency.example/hook", "rnpp-1")]
+        assert sender.secrets == [secret]
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("edit", ["UPDATE ntf_subscriptions SET webhook_url = 'https://operator.example/steal'",
+                                  "UPDATE ntf_subscriptions SET secret = 'whsec_" + "B" * 43 + "'",
+                                  "UPDATE ntf_subscriptions SET consumer = 'procurement'"])  # fmt: skip
+@pytest.mark.asyncio
+async def test_a_subscription_edited_in_the_store_is_not_delivered_and_is_a_dead_letter(tmp_path: Path,
+                                                                                        edit: str) -> None:  # fmt: skip
+    fake, store, _ = await _subscribed_through_the_api(tmp_path)
+    try:
+        with sqlite3.connect(tmp_path / "ntf.db") as db:   # the operator redirects the agency's events
+            db.execute(edit)
+        sender = await _deliver_one(fake, store)
+        assert sender.sent == []
+        records = [r.record for r in await fake.audit.query(AuditQuery(limit=10))]
+        assert [r.kind for r in records] == [EventKind.ADMIN]   # the subscription's; nothing left, no notification
+        (letter,) = await store.dead_letters(None, 10)
+        assert letter.last_error == "subscription fails its integrity check"
     finally:
         await store.close()

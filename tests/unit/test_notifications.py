@@ -22,7 +22,7 @@ from gateway.application.notifications import NotificationSettings
 from gateway.application.runtime import Gateway
 from gateway.core.change_events import load_event_streams
 from gateway.core.errors import GatewayError, Reason
-from gateway.core.notifications import Subscription
+from gateway.core.notifications import Subscription, subscription_tag
 from gateway.core.ports import AuditQuery, WebhookResult
 from gateway.core.types import Outcome, StoredAuditRecord
 
@@ -48,12 +48,14 @@ class FakeGateway:
 class FakeSender:
     def __init__(self, audit: InMemoryAuditLog) -> None:
         self.sent: list[tuple[str, str]] = []
+        self.secrets: list[str] = []
         self.results: dict[str, WebhookResult] = {}
         self.hang: set[str] = set()
         self.recorded_before_send: list[bool] = []
         self._audit = audit
 
     async def send(self, url: str, secret: str, event: dict[str, object], event_id: str) -> WebhookResult:
+        self.secrets.append(secret)
         records = await self._audit.query(AuditQuery(limit=1000))
         self.recorded_before_send.append(any(r.record.extra.get("event_id") == event_id for r in records))
         if url in self.hang:
@@ -91,9 +93,14 @@ class World:
     sequence: int = 0
 
     async def subscribe(self, sub_id: str = "sub_1", url: str = "https://a.example/hook", *subjects: str) -> None:
-        await self.store.add_subscription(Subscription(sub_id, "cedies", EVENT_TYPE, "student-aid", "webhook", url,
-                                                       "whsec_" + "A" * 43, 1))  # fmt: skip
+        sub = Subscription(sub_id, "cedies", EVENT_TYPE, "student-aid", "webhook", url, created_us=1)
+        await self.add(sub)
         await self.store.follow(sub_id, [self.gateway.pseudonymise(s) for s in subjects or (NID,)], 1, 100)
+
+    async def add(self, sub: Subscription) -> None:
+        """As ``CreateSubscription`` keeps it: with its integrity tag."""
+        tag = subscription_tag(sub, self.gateway.pseudonymise)
+        await self.store.add_subscription(dataclasses.replace(sub, secret=tag))
 
     async def change(self, nid: str = NID) -> str:
         self.sequence += 1
@@ -234,7 +241,7 @@ async def test_a_hanging_endpoint_does_not_block_another_subscriber() -> None:
 
 async def test_the_stream_yields_recorded_events_and_waits_for_acknowledgement() -> None:
     w = _world()
-    await w.store.add_subscription(Subscription("s", "cedies", EVENT_TYPE, "student-aid", "stream", created_us=1))
+    await w.add(Subscription("s", "cedies", EVENT_TYPE, "student-aid", "stream", created_us=1))
     await w.store.follow("s", [f"p-{NID}"], 1, 10)
     event_id = await w.change()
     sub = await w.store.subscription("s")
@@ -249,7 +256,7 @@ async def test_the_stream_yields_recorded_events_and_waits_for_acknowledgement()
 
 async def test_a_revoked_token_stops_the_stream_before_anything_is_recorded() -> None:
     w = _world()
-    await w.store.add_subscription(Subscription("s", "cedies", EVENT_TYPE, "student-aid", "stream", created_us=1))
+    await w.add(Subscription("s", "cedies", EVENT_TYPE, "student-aid", "stream", created_us=1))
     await w.store.follow("s", [f"p-{NID}"], 1, 10)
     await w.change()
     sub = await w.store.subscription("s")
