@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -24,7 +24,7 @@ from gateway.core.auth import Principal, TokenVerifier
 from gateway.core.caller_text import CALLER_HEADERS, UNKNOWN_PURPOSE, caller_id_problem, recorded_purpose
 from gateway.core.contracts import Operation
 from gateway.core.errors import GatewayError, Reason
-from gateway.core.minimise import Disclosure, disclosures, minimise, narrow, nested_people
+from gateway.core.minimise import Disclosure, NestedPerson, disclosures, minimise, narrow, nested_people
 from gateway.core.ports import AuditLog, ConsentStore, ExchangeObserver, RegistryAdapter, SecurityEvents
 from gateway.core.pseudonym import Pseudonymiser
 from gateway.core.quotas import Admission
@@ -164,6 +164,11 @@ class _Trail:
     disclosures: tuple[Disclosure, ...] = ()   # other persons whose data left (household members ...)
     hidden_until_us: int = 0
     hidden_reason: str = ""
+    # What the decision used, for a bulk item's second look after its wait at the gate (_still_allowed).
+    policy: Policy | None = None
+    mandate: Mandate | None = None
+    people: Sequence[NestedPerson] = ()
+    consent_single_use: bool = False
     # For telemetry only (ExchangeTiming): the registry leg and message sizes.
     registry: str = ""
     registry_start_us: int = 0
@@ -325,6 +330,10 @@ class ExchangePipeline:
         trail = _Trail(consumer=principal.id)
         try:
             response = await self._checked_call(op, request, ctx, trail, started)
+            if before_record is not None:   # a bulk item: it waits for its turn, then looks again
+                waits_for, before_record = before_record, None
+                await waits_for()
+                await self._still_allowed(op, request, ctx, trail, response)
         except GatewayError as exc:
             await self._record(op, ctx, trail, exc.reason, started, before_record)
             raise
@@ -368,10 +377,34 @@ class ExchangePipeline:
         trail.registry_response_bytes = answer.ByteSize()
         with _stage("minimise"):
             people = nested_people(answer, op.nested_subjects) if op.nested_subjects else ()  # before: see minimise
+            trail.people = people
             trail.fields = minimise(answer, wanted)
             trail.disclosures = disclosures(answer, people) if people else ()
         trail.response_bytes = answer.ByteSize()
         return answer
+
+    async def _still_allowed(
+        self, op: Operation, request: Message, ctx: CallContext, trail: _Trail, answer: Message
+    ) -> None:
+        """A bulk item, after its wait at the gate (as long as the client takes to read the groups before
+        it): the mandate and the consent as a single call made now would find them. A mandate changed
+        since the decision (another ``Policy`` snapshot) is decided again: refused, or the answer cut to
+        what it allows now (what was cut stays cut); a consent revoked or expired meanwhile refuses.
+        A one-exchange consent this item spent is its own and is not asked again."""
+        now_us = self._clock_us()
+        mandate = trail.mandate
+        if self.policy() is not trail.policy:
+            trail.legal_basis = trail.legal_reference = trail.hidden_reason = ""
+            trail.hidden_until_us = 0
+            mandate = self._authorise(op, ctx, trail, now_us, request)
+            wanted = self._fields_wanted(op, mandate, ctx)
+            trail.fields = minimise(answer, wanted)
+            trail.disclosures = disclosures(answer, trail.people) if trail.people else ()
+            trail.response_bytes = answer.ByteSize()
+        if mandate is not None and mandate.needs_consent and not trail.consent_single_use:
+            wanted = self._fields_wanted(op, mandate, ctx)
+            needed = frozenset(op.field_categories[f] for f in wanted if op.field_categories.get(f))
+            await self._check_consent(ctx, trail, now_us, mandate, needed)
 
     def _check_caller_values(self, ctx: CallContext, trail: _Trail) -> None:
         """Record the purpose only as a catalogue code; refuse caller identifiers that may not be recorded.
@@ -407,13 +440,14 @@ class ExchangePipeline:
                 raise GatewayError(Reason.INVALID_ARGUMENT, f"{name}: {problem}", field=name)
 
     def _authorise(self, op: Operation, ctx: CallContext, trail: _Trail, now_us: int, request: Message) -> Mandate:
-        decision: Decision = self.policy().decide(
+        policy = trail.policy = self.policy()
+        decision: Decision = policy.decide(
             consumer=trail.consumer, service=op.full_name, purpose=ctx.purpose, now_us=now_us,
             request_fields=_scalar_fields(request),   # for the mandate's limits
         )
         if not decision.allowed or decision.mandate is None:
             raise GatewayError(Reason(decision.reason), decision.explanation)
-        m = decision.mandate
+        m = trail.mandate = decision.mandate
         trail.legal_basis, trail.legal_reference = m.legal_basis, m.legal_reference
         if m.hidden_days > 0:   # clamped: a mandate from an older store may hold any int
             trail.hidden_until_us = now_us + min(m.hidden_days, MAX_HIDDEN_DAYS) * 86_400_000_000
@@ -457,6 +491,7 @@ class ExchangePipeline:
             raise GatewayError(Reason(verdict.reason), verdict.explanation)
         if verdict.consent.single_use and not await self._consents.spend(verdict.consent.id, now_us):
             raise GatewayError(Reason.CONSENT_SPENT)
+        trail.consent_single_use = verdict.consent.single_use
 
     def _third_party_records(self, record: AuditRecord, trail: _Trail) -> list[AuditRecord]:
         """A record in the history of each other person whose data left, with only their fields.
