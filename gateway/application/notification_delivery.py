@@ -184,6 +184,11 @@ class EventReader:
             return await self.store.ingest(self.registry, cursor, kept, deliveries)
 
 
+def _internal(exc: Exception) -> str:
+    """A dead letter's error for an exception: its type only (its text may hold data)."""
+    return f"internal error ({type(exc).__name__})"
+
+
 def _iso(us: int) -> str:
     return datetime.fromtimestamp(us / 1e6, UTC).isoformat().replace("+00:00", "Z")
 
@@ -351,6 +356,8 @@ class Deliverer:
             log.warning("notification not delivered now (%s)", exc.reason)
         except Exception as exc:   # the type only: an exception's text may hold data
             log.warning("notification delivery failed (%s)", type(exc).__name__)
+            with contextlib.suppress(Exception):   # an attempt, so that a row that always fails ends as a dead letter
+                await self._failed(d, d.subscription_id, d.consumer, _internal(exc))
         finally:
             self._busy[d.subscription_id] -= 1
             if self._busy[d.subscription_id] <= 0:
@@ -370,16 +377,22 @@ class Deliverer:
                 self._delivered(sub.consumer, d, now)
             self._paused.pop(sub.id, None)
             return "delivered"
-        self.stats.failed[sub.consumer] += 1
+        return await self._failed(d, sub.id, sub.consumer, result.error, permanent=result.permanent)
+
+    async def _failed(self, d: Delivery, subscription_id: str, consumer: str, error: str, *,
+                      permanent: bool = False) -> str:  # fmt: skip
+        """A failed attempt: again after a backoff, or a dead letter after ``max_attempts`` (or at once)."""
+        now = self._clock_us()
+        self.stats.failed[consumer] += 1
         step = after_failure(d.attempts + 1, max_attempts=self.settings.max_attempts, now_us=now,
                              base_s=self.settings.retry_base_s, max_s=self.settings.retry_max_s,
                              jitter=random.random())  # fmt: skip
-        if step.dead or result.permanent:
-            await self.store.dead(d.id, self.owner, result.error, now)
-            self.stats.dead[sub.consumer] += 1
+        if step.dead or permanent:
+            await self.store.dead(d.id, self.owner, error, now)
+            self.stats.dead[consumer] += 1
             return "dead"
-        await self.store.retry_later(d.id, self.owner, step.due_us, result.error)
-        self._paused[sub.id] = step.due_us   # the subscription's other rows wait too: no hammering
+        await self.store.retry_later(d.id, self.owner, step.due_us, error)
+        self._paused[subscription_id] = step.due_us   # the subscription's other rows wait too: no hammering
         return "retry"
 
     def _delivered(self, consumer: str, d: Delivery, now: int) -> None:
@@ -419,7 +432,15 @@ class Deliverer:
                     span.set_attribute("passerelle.subscription", d.subscription_id)
                     span.set_attribute("passerelle.delivery", "stream")
                     span.set_attribute("passerelle.event_id", d.event.event_id)
-                    prepared = await self.prepare(d, owner)
+                    try:
+                        prepared = await self.prepare(d, owner)
+                    except GatewayError:   # the log refused: the stream ends with its reason
+                        raise
+                    except Exception as exc:   # this row cannot be sent: a dead letter, not the stream's end
+                        log.warning("notification not streamed (%s)", type(exc).__name__)
+                        await self.store.dead(d.id, owner, _internal(exc), now)
+                        self.stats.dead[d.consumer] += 1
+                        continue
                 if prepared is None:
                     continue
                 sent[d.id] = now + lease_us

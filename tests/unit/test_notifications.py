@@ -278,3 +278,38 @@ async def test_a_worker_that_lost_its_lease_sends_nothing() -> None:
     assert await w.deliverer.prepare(d, "a-worker-whose-lease-ran-out") is None
     (again,) = await w.store.lease("x", w.clock.now + 2_000_000, 1_000_000, 10, mode="webhook")
     assert not again.audited   # the owner's attempt records it (the stale one's record stays, as evidence)
+
+
+async def test_a_sender_that_raises_counts_as_a_failed_attempt_and_ends_as_a_dead_letter() -> None:
+    """Not a lease that runs out and comes back for ever, holding back the person's later events."""
+    w = _world()
+    await w.subscribe()
+    await w.change()
+
+    async def raising(url: str, secret: str, event: dict[str, object], event_id: str) -> WebhookResult:
+        raise UnicodeEncodeError("ascii", "é", 0, 1, "no")
+
+    w.sender.send = raising  # type: ignore[method-assign]
+    for _ in range(3):   # max_attempts in this world
+        assert await w.deliverer.deliver_due() == 1
+        w.clock.now += 10_000_000   # past the backoff, well within lease_s: no lease ran out
+    (letter,) = await w.store.dead_letters(None, 10)
+    assert (letter.attempts, letter.last_error) == (3, "internal error (UnicodeEncodeError)")
+
+
+async def test_a_stored_change_that_cannot_be_read_is_a_dead_letter_and_the_stream_goes_on() -> None:
+    w = _world()
+    await w.add(Subscription("s", "cedies", EVENT_TYPE, "student-aid", "stream", created_us=1))
+    await w.store.follow("s", [f"p-{NID}", "p-2000010112345"], 1, 10)
+    broken = await w.change()
+    key = ("rnpp", broken)
+    w.store._events[key] = dataclasses.replace(w.store._events[key], change=b"\xff\xff\xff")   # garbage in the store
+    later = await w.change("2000010112345")
+    sub = await w.store.subscription("s")
+    assert sub is not None
+    stream = w.deliverer.stream(sub, 10, lambda: None)
+    message = await asyncio.wait_for(anext(stream), 2)
+    assert message.id == later
+    await stream.aclose()
+    (letter,) = await w.store.dead_letters(None, 10)
+    assert (letter.event_id, letter.last_error) == (broken, "internal error (DecodeError)")
