@@ -55,6 +55,7 @@ from gateway.core.notifications import (
     after_failure,
     authorise_delivery,
     consent_for_delivery,
+    embargo,
     matching,
     minimise_change,
     notification_record,
@@ -241,17 +242,19 @@ class Deliverer:
         candidates = await self.gateway.consents.for_subject(d.event.subject, sub.consumer, sub.purpose) \
             if mandate.needs_consent else ()
         verdict = consent_for_delivery(mandate, candidates, sub, d.event.subject, needed, now)
+        hidden_until, hidden_reason = embargo(mandate, now)   # as a look-up under this mandate
         if verdict is not None and (not verdict.allowed or verdict.consent is None):
-            await self._refuse(d, sub, stream, owner, verdict.reason, now)
+            await self._refuse(d, sub, stream, owner, verdict.reason, now, hidden=(hidden_until, hidden_reason))
             return None
         consent_id = verdict.consent.id if verdict is not None and verdict.consent is not None else ""
         if not d.audited:
             if verdict is not None and verdict.consent is not None and verdict.consent.single_use \
                     and not await self.gateway.consents.spend(consent_id, now):
-                await self._refuse(d, sub, stream, owner, "CONSENT_SPENT", now)
+                await self._refuse(d, sub, stream, owner, "CONSENT_SPENT", now, hidden=(hidden_until, hidden_reason))
                 return None
             facts = RecordFacts(Outcome.OK, fields=fields, legal_basis=mandate.legal_basis,
                                 legal_reference=mandate.legal_reference, consent_id=consent_id,
+                                hidden_until_us=hidden_until, hidden_reason=hidden_reason,
                                 categories=categories)  # fmt: skip
             record = notification_record(sub, stream, d.event, facts, now_us=now, latency_us=now - d.created_us)
             others = third_party_records(record, disclosed, self.gateway.pseudonymise)
@@ -288,9 +291,9 @@ class Deliverer:
         return Prepared(d, sub, event, message)
 
     async def _refuse(self, d: Delivery, sub: Subscription, stream: EventStream, owner: str, reason: str,
-                      now: int) -> None:  # fmt: skip
-        record = notification_record(sub, stream, d.event, RecordFacts(Outcome.REFUSED, reason=reason),
-                                     now_us=now, latency_us=now - d.created_us)  # fmt: skip
+                      now: int, *, hidden: tuple[int, str] = (0, "")) -> None:  # fmt: skip
+        facts = RecordFacts(Outcome.REFUSED, reason=reason, hidden_until_us=hidden[0], hidden_reason=hidden[1])
+        record = notification_record(sub, stream, d.event, facts, now_us=now, latency_us=now - d.created_us)
         await self.gateway.audit.append(record)   # AUDIT_UNAVAILABLE: the row stays leased, tried again later
         await self.store.finish(d.id, owner, "refused", now)
         self.stats.refused[sub.consumer] += 1

@@ -31,6 +31,7 @@ from consent import ConsentDecision, Decision, Mandate, Policy, check_consent
 from consent.model import Consent
 from gateway.core.change_events import EventStream
 from gateway.core.minimise import Disclosure, disclosures, minimise, nested_people
+from gateway.core.transparency import MAX_HIDDEN_DAYS
 from gateway.core.types import AuditRecord, EventKind, Outcome, SubjectRole
 
 __all__ = [
@@ -47,6 +48,7 @@ __all__ = [
     "after_failure",
     "authorise_delivery",
     "consent_for_delivery",
+    "embargo",
     "matching",
     "minimise_change",
     "notification_record",
@@ -232,6 +234,14 @@ class RecordFacts:
     hidden_reason: str = ""
     categories: tuple[str, ...] = ()
     extra: Mapping[str, str] = field(default_factory=dict)
+
+
+def embargo(mandate: Mandate, now_us: int) -> tuple[int, str]:
+    """(hidden until, why) of a record made under ``mandate`` now: its ``hidden_days`` (at most
+    ``MAX_HIDDEN_DAYS``) hide a notification from the person's page as they hide a look-up."""
+    if mandate.hidden_days <= 0:
+        return 0, ""
+    return now_us + min(mandate.hidden_days, MAX_HIDDEN_DAYS) * 86_400_000_000, mandate.hidden_reason
 
 
 def notification_record(sub: Subscription, stream: EventStream, event: StoredEvent, facts: RecordFacts,

@@ -313,3 +313,24 @@ async def test_a_stored_change_that_cannot_be_read_is_a_dead_letter_and_the_stre
     await stream.aclose()
     (letter,) = await w.store.dead_letters(None, 10)
     assert (letter.event_id, letter.last_error) == (broken, "internal error (DecodeError)")
+
+
+async def test_a_notification_under_an_embargoed_mandate_is_hidden_from_the_person_as_a_look_up_would_be() -> None:
+    """A mandate's hidden_days (an investigation) hides its exchanges from the citizen's page for a while:
+    a notification under it, delivered or refused for want of consent, must not show the investigation."""
+    w = _world(_mandate(hidden_days=30, hidden_reason="tax-investigation"))
+    await w.subscribe()
+    await w.change()
+    await w.deliverer.deliver_due()
+    (record,) = [r.record for r in await w.records()]
+    assert (record.outcome, record.hidden_until_us, record.hidden_reason) == (
+        Outcome.OK, w.clock.now + 30 * 86_400_000_000, "tax-investigation")
+
+
+async def test_a_notification_refused_for_want_of_consent_under_an_embargoed_mandate_is_hidden_too() -> None:
+    w = _world(_mandate(legal_basis="A6-1-a", hidden_days=30, hidden_reason="tax-investigation"))
+    await w.subscribe()
+    await w.change()
+    await w.deliverer.deliver_due()
+    (record,) = [r.record for r in await w.records()]
+    assert (record.outcome, record.hidden_until_us) == (Outcome.REFUSED, w.clock.now + 30 * 86_400_000_000)
