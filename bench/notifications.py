@@ -224,7 +224,10 @@ def _throughput(stack: Stack, receivers: Receivers, changes: _Changes, events: i
             "deliveries_per_s": round(rate, 1), "deliveries_per_s_per_worker": round(rate / workers, 1),
             "events_per_s": round(rate / SUBSCRIBERS, 1),
             "events_per_s_per_worker": round(rate / SUBSCRIBERS / workers, 1),
-            "gateway_cpu_ms_per_delivery": round(used / deliveries * 1e3, 2)}  # fmt: skip
+            "gateway_cpu_ms_per_delivery": round(used / deliveries * 1e3, 2),
+            # the gateway's CPU use over the phase: well under 1 per worker means it waited (I/O, or a busy host)
+            "gateway_cores_busy": round(used / (last - start), 2),
+            "deliveries_per_gateway_cpu_s": round(deliveries / used) if used else None}  # fmt: skip
 
 
 def _half_rate(receivers: Receivers, changes: _Changes, events_per_s: float, seconds: float) -> dict[str, Any]:
@@ -309,7 +312,7 @@ def run(workdir: Path, args: Any) -> dict[str, Any]:
 
 def table(report: dict[str, Any]) -> str:
     head = (f"{'store':<9} {'workers':>7} {'deliv/s':>8} {'/worker':>8} {'events/s':>9} {'/worker':>8} "
-            f"{'cpu ms/deliv':>12} {'at ev/s':>8} {'lag p50 ms':>10} {'lag p99 ms':>10} {'dup':>4} "
+            f"{'cpu ms/deliv':>12} {'cores':>5} {'at ev/s':>8} {'lag p50 ms':>10} {'lag p99 ms':>10} {'dup':>4} "
             f"{'bad sig':>7}")  # fmt: skip
     out = [f"change notifications to {report['subscribers']} webhook subscribers", head]
     for r in report["rows"]:
@@ -319,7 +322,9 @@ def table(report: dict[str, Any]) -> str:
         t, h = r["throughput"], r["half_rate"]
         out.append(f"{r['store']:<9} {r['workers']:>7} {t['deliveries_per_s']:>8} "
                    f"{t['deliveries_per_s_per_worker']:>8} {t['events_per_s']:>9} {t['events_per_s_per_worker']:>8} "
-                   f"{t['gateway_cpu_ms_per_delivery']:>12} {h['offered_events_per_s']:>8} {h['lag_p50_ms']:>10} "
+                   f"{t['gateway_cpu_ms_per_delivery']:>12} {t['gateway_cores_busy']:>5} "
+                   f"{h['offered_events_per_s']:>8} {h['lag_p50_ms']:>10} "
                    f"{h['lag_p99_ms']:>10} {r['duplicates']:>4} {r['bad_signatures']:>7}")  # fmt: skip
-    out.append("deliv/s: one event to one subscriber; events/s = deliv/s / subscribers; lag at half the event rate")
+    out.append("deliv/s: one event to one subscriber; events/s = deliv/s / subscribers; cores: the gateway's CPU "
+               "use while delivering; lag at half the event rate")
     return "\n".join(out) + "\n"
