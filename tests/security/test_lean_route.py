@@ -48,6 +48,7 @@ class Probe:
     headers: Callable[[SecurityStack, Door, str], list[tuple[str, str]]] | None = None
     body: bytes = b""
     extra: list[tuple[str, str]] = field(default_factory=list)   # raw headers added as they are
+    absolute: bool = False                        # the target in absolute form (http://host:port/path)
 
 
 @dataclass(frozen=True)
@@ -171,6 +172,18 @@ def corpus(s: SecurityStack) -> list[Probe]:
         Probe("DPoP proof for the Host header", persons, headers=dpop(url_of=lambda d, p: f"http://evil.example{p}"),
               extra=[("host", "evil.example")]),
         Probe("DPoP proof for another method", persons, headers=dpop(url_of=own, method="POST")),
+        Probe("path parameter after a semicolon", f"{persons};jsessionid=1", headers=ok),
+        Probe("percent-encoded space at end", f"{persons}%20", headers=ok),
+        Probe("plus in the field mask", f"{persons}?fields=family+Name", headers=ok),
+        Probe("percent-encoded comma in the field mask", f"{persons}?fields=familyName%2CgivenNames", headers=ok),
+        Probe("absolute-form target", persons, headers=ok, absolute=True),
+        Probe("mixed-case header names", persons, headers=lambda s, d, rid: [
+            ("Authorization", f"Bearer {s.token('cedies')}"), ("X-Purpose", "student-aid"), ("X-Request-Id", rid)]),
+        Probe("authorization twice, the second junk", persons, headers=ok,
+              extra=[("authorization", "Bearer not.a.token")]),
+        Probe("x-fields twice", persons, headers=caller(x_fields="familyName"), extra=[("x-fields", "givenNames")]),
+        Probe("tab inside a header value", persons, headers=ok, extra=[("x-case-id", "a\tb")]),
+        Probe("expect 100-continue", persons, headers=ok, extra=[("expect", "100-continue")]),
         Probe("openapi document", "/openapi.json"),
         Probe("health", "/healthz"),
         Probe("purposes (a gateway service)", "/v1/purposes", headers=ok),
@@ -179,7 +192,8 @@ def corpus(s: SecurityStack) -> list[Probe]:
 
 async def exchange(door: Door, probe: Probe, lines: list[tuple[str, str]]) -> Answer:
     """Write the request as raw bytes on a fresh connection; read the whole answer."""
-    head = [f"{probe.method} {probe.target} HTTP/1.1"]
+    target = f"http://127.0.0.1:{door.port}{probe.target}" if probe.absolute else probe.target
+    head = [f"{probe.method} {target} HTTP/1.1"]
     if not any(k == "host" for k, _ in probe.extra):
         head.append(f"host: 127.0.0.1:{door.port}")
     head += [f"{k}: {v}" for k, v in [*lines, *probe.extra]] + ["connection: close"]
