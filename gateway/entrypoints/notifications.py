@@ -21,7 +21,7 @@ from gateway.application.notifications import SERVICE, SubscriptionsApi
 from gateway.application.service import Call
 from gateway.core.errors import GatewayError, Reason
 from gateway.core.pipeline import ExchangePipeline
-from gateway.entrypoints._context import call_context, echo_id
+from gateway.entrypoints._context import call_context, echo_id, refuse_bad_request_id
 from gateway.entrypoints._grpc_security import admit_grpc_call
 from gateway.entrypoints._grpc_status import abort_unexpected, abort_with
 from gateway.entrypoints.grpc_server import parse_request
@@ -41,6 +41,7 @@ def grpc_stream_events(pipeline: ExchangePipeline, api: SubscriptionsApi,
         context.set_trailing_metadata((("x-request-id", echo_id(ctx)),))
         try:
             admit_grpc_call(pipeline, context, ctx)
+            refuse_bad_request_id(ctx)   # as the binding does for the unary methods
             principal = await pipeline.authenticate_async(ctx, kind="consumer")
             request = parse_request(pb.StreamEventsRequest, raw)
             assert isinstance(request, pb.StreamEventsRequest)

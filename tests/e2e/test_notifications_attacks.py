@@ -3,6 +3,7 @@ may neither subscribe to nor follow people under, and the refusal is the same on
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import cast
@@ -78,3 +79,16 @@ async def test_an_agency_whose_mandate_ended_may_follow_nobody_more_but_may_unfo
     assert (r.status_code, r.json()["reason"]) == (403, "NO_MANDATE")
     gone = await stack.rest.post(f"{follows}:remove", json=first, headers=stack.headers("procurement"))
     assert gone.json() == {"changed": 1}
+
+
+async def test_a_bad_request_id_is_refused_alike_by_streamevents_and_the_unary_methods(stack: Stack) -> None:
+    created = await _stub(stack).CreateSubscription(
+        pb.CreateSubscriptionRequest(event_type=EVENT_TYPE, purpose="student-aid", delivery=pb.DELIVERY_MODE_STREAM),
+        metadata=(("authorization", f"Bearer {stack.token()}"),))  # fmt: skip
+    md = (("authorization", f"Bearer {stack.token()}"), ("x-request-id", "not an id"))
+    with pytest.raises(grpc.aio.AioRpcError) as unary:
+        await _stub(stack).ListFollows(pb.ListFollowsRequest(subscription_id=created.id), metadata=md)
+    stream = _stub(stack).StreamEvents(pb.StreamEventsRequest(subscription_id=created.id), metadata=md)
+    with pytest.raises(grpc.aio.AioRpcError) as streamed:
+        await asyncio.wait_for(stream.read(), 5)
+    assert _grpc_reason(unary.value) == _grpc_reason(streamed.value) == "CALLER_FIELD_INVALID"
