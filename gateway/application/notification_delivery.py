@@ -64,7 +64,7 @@ from gateway.core.notifications import (
     tag_matches,
     third_party_records,
 )
-from gateway.core.ports import ChangeFeed, NotificationStore, WebhookSender
+from gateway.core.ports import AuditQuery, ChangeFeed, NotificationStore, WebhookSender
 from gateway.core.types import Outcome
 
 __all__ = ["Deliverer", "EventReader", "NotificationStats", "Prepared"]
@@ -247,6 +247,9 @@ class Deliverer:
             await self._refuse(d, sub, stream, owner, verdict.reason, now, hidden=(hidden_until, hidden_reason))
             return None
         consent_id = verdict.consent.id if verdict is not None and verdict.consent is not None else ""
+        if d.audited and not await self._recorded(d, sub, stream, registry):
+            log.warning("notification outbox row %s says recorded and has no record; recording it now", d.id)
+            d = replace(d, audited=False)
         if not d.audited:
             if verdict is not None and verdict.consent is not None and verdict.consent.single_use \
                     and not await self.gateway.consents.spend(consent_id, now):
@@ -263,6 +266,22 @@ class Deliverer:
                 return None   # the lease ran out meanwhile: another worker has the row, and sends it
 
         return self._prepared(d, sub, registry, stream, change)
+
+    async def _recorded(self, d: Delivery, sub: Subscription, stream: EventStream, registry: str) -> bool:
+        """Whether the log holds this delivery's record (outcome ok): the outbox's ``audited`` flag only
+        spares a retry a second record, it never stands for one (a database writer can set it)."""
+        request_id = notification_record(sub, stream, d.event, RecordFacts(Outcome.OK), now_us=0,
+                                         latency_us=0).request_id  # fmt: skip
+        q = AuditQuery(subject=d.event.subject, consumer=sub.consumer, purpose=sub.purpose, since_us=d.created_us,
+                       limit=1000)  # fmt: skip
+        while batch := list(await self.gateway.audit.query(q)):
+            if any(s.record.request_id == request_id and s.record.extra.get("subscription") == sub.id
+                   and s.record.outcome is Outcome.OK for s in batch):  # fmt: skip
+                return True
+            if len(batch) < q.limit:
+                return False
+            q = replace(q, after_seq=batch[-1].seq)
+        return False
 
     def _subject_from_change(self, d: Delivery, subject_id: str) -> Delivery:
         """The row with the subject the change message names: whose history gets the record and whose

@@ -7,7 +7,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import replace
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import pytest
 
@@ -118,5 +118,47 @@ async def test_a_subscription_edited_in_the_store_is_not_delivered_and_is_a_dead
         assert [r.kind for r in records] == [EventKind.ADMIN]   # the subscription's; nothing left, no notification
         (letter,) = await store.dead_letters(None, 10)
         assert letter.last_error == "subscription fails its integrity check"
+    finally:
+        await store.close()
+
+
+@pytest.mark.asyncio
+async def test_a_row_marked_audited_in_the_store_without_a_record_is_recorded_before_it_is_sent(tmp_path: Path) -> None:
+    """The outbox's ``audited`` flag only saves a second record on a retry: set by hand, it must not let a
+    notification leave without a record in the person's history."""
+    fake, store, _ = await _subscribed_through_the_api(tmp_path)
+    try:
+        original = store.ingest
+
+        async def ingest_then_forge(*args: Any) -> int:   # the operator, as soon as the row exists
+            created = await original(*args)
+            with sqlite3.connect(tmp_path / "ntf.db") as db:
+                db.execute("UPDATE ntf_outbox SET audited = 1")
+            return created
+
+        store.ingest = ingest_then_forge  # type: ignore[method-assign,assignment]
+        sender = await _deliver_one(fake, store)
+        assert sender.sent == [("https://agency.example/hook", "rnpp-1")]
+        assert sender.recorded_before_send == [True]
+        stored = await fake.audit.query(AuditQuery(limit=10))
+        notified = [r.record for r in stored if r.record.kind is EventKind.EXCHANGE]
+        assert [(r.subject, r.outcome) for r in notified] == [(f"p-{NID}", Outcome.OK)]
+    finally:
+        await store.close()
+
+
+@pytest.mark.asyncio
+async def test_a_retry_of_a_recorded_delivery_is_not_recorded_again(tmp_path: Path) -> None:
+    fake, store, _ = await _subscribed_through_the_api(tmp_path)
+    try:
+        sender = await _deliver_one(fake, store)
+        with sqlite3.connect(tmp_path / "ntf.db") as db:   # as after a failed attempt: pending, audited
+            db.execute("UPDATE ntf_outbox SET state = 'pending', owner = '', lease_until_us = 0")
+        settings, stats, gateway = NotificationSettings(), NotificationStats(), cast(Gateway, fake)
+        again = Deliverer(gateway, store, sender, {"rnpp": ("rnpp", STREAM)}, settings, stats, lambda: 3_000_000)
+        assert await again.deliver_due() == 1
+        assert len(sender.sent) == 2
+        records = [r for r in await fake.audit.query(AuditQuery(limit=10)) if r.record.kind is EventKind.EXCHANGE]
+        assert len(records) == 1
     finally:
         await store.close()
