@@ -211,13 +211,24 @@ def _percentile(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
 
 
+def _runqueue_wait_s(pids: list[int]) -> float:
+    """Seconds the threads of ``pids`` spent runnable but waiting for a CPU (/proc/PID/task/*/schedstat)."""
+    total = 0
+    for pid in pids:
+        for stat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                total += int(stat.read_text().split()[1])
+    return total / 1e9
+
+
 def _throughput(stack: Stack, receivers: Receivers, changes: _Changes, events: int, workers: int) -> dict[str, Any]:
     assert stack.gateway is not None
-    cpu = stack.gateway.cpu_s()
+    pids = stack.gateway.pids
+    cpu, waited = stack.gateway.cpu_s(), _runqueue_wait_s(pids)
     start = time.time()
     ids = [changes.record() for _ in range(events)]
     last = _wait(receivers, _wanted(ids), "throughput")
-    used = stack.gateway.cpu_s() - cpu
+    used, waited = stack.gateway.cpu_s() - cpu, _runqueue_wait_s(pids) - waited
     deliveries = events * SUBSCRIBERS
     rate = deliveries / (last - start)
     return {"events": events, "deliveries": deliveries, "seconds": round(last - start, 2),
@@ -227,6 +238,8 @@ def _throughput(stack: Stack, receivers: Receivers, changes: _Changes, events: i
             "gateway_cpu_ms_per_delivery": round(used / deliveries * 1e3, 2),
             # the gateway's CPU use over the phase: well under 1 per worker means it waited (I/O, or a busy host)
             "gateway_cores_busy": round(used / (last - start), 2),
+            # its threads' time runnable but not running (summed over threads): a busy host shows here
+            "gateway_runqueue_wait_s": round(waited, 1),
             "deliveries_per_gateway_cpu_s": round(deliveries / used) if used else None}  # fmt: skip
 
 
