@@ -43,7 +43,7 @@ from consent import allowed_fields
 from gateway._pb.passerelle.gateway.v1 import subscriptions_pb2 as pb
 from gateway.application.notifications import NotificationSettings
 from gateway.application.runtime import Gateway
-from gateway.core.change_events import EventStream, read_event, sequence_of
+from gateway.core.change_events import EventStream, categories_of, read_event, sequence_of
 from gateway.core.errors import GatewayError
 from gateway.core.notifications import (
     Delivery,
@@ -225,8 +225,9 @@ class Deliverer:
             return None
         registry, stream = found
         now = self._clock_us()
-        subject_id = str(getattr(stream.change_cls.FromString(d.event.change), stream.subject_field))
-        d = self._subject_from_change(d, subject_id)
+        message = stream.change_cls.FromString(d.event.change)
+        subject_id = str(getattr(message, stream.subject_field))
+        d = self._as_the_change_says(d, stream, message, subject_id)
         decision = authorise_delivery(self.gateway.policy, stream, sub, subject_id, now)
         if not decision.allowed or decision.mandate is None:
             await self._refuse(d, sub, stream, owner, decision.reason, now)
@@ -283,15 +284,15 @@ class Deliverer:
             q = replace(q, after_seq=batch[-1].seq)
         return False
 
-    def _subject_from_change(self, d: Delivery, subject_id: str) -> Delivery:
-        """The row with the subject the change message names: whose history gets the record and whose
-        consent counts is never what the outbox's subject column says (a database writer could change it)."""
-        subject = self.gateway.pseudonymise(subject_id)
-        if subject == d.event.subject:
+    def _as_the_change_says(self, d: Delivery, stream: EventStream, message: Message, subject_id: str) -> Delivery:
+        """The row with the subject and categories its change message names: whose history gets the record,
+        whose consent counts and what the agency is told changed are never what the outbox's columns say
+        (a database writer could change them)."""
+        subject, categories = self.gateway.pseudonymise(subject_id), categories_of(stream, message)
+        if (subject, categories) == (d.event.subject, d.event.categories):
             return d
-        log.warning("notification outbox row %s names another subject than its change message; the message's is used",
-                    d.id)  # fmt: skip
-        return replace(d, event=replace(d.event, subject=subject))
+        log.warning("notification outbox row %s disagrees with its change message; the message is used", d.id)
+        return replace(d, event=replace(d.event, subject=subject, categories=categories))
 
     def _prepared(self, d: Delivery, sub: Subscription, registry: str, stream: EventStream,
                   change: Message) -> Prepared:  # fmt: skip

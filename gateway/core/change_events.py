@@ -31,7 +31,8 @@ from gateway.core.contracts import (
     payload_operation,
 )
 
-__all__ = ["MAX_SEQUENCE", "ChangeEvent", "EventStream", "load_event_streams", "read_event", "sequence_of"]
+__all__ = ["MAX_SEQUENCE", "ChangeEvent", "EventStream", "categories_of", "load_event_streams", "read_event",
+           "sequence_of"]
 
 _U64 = FieldDescriptor.TYPE_UINT64
 #: The largest sequence the gateway keeps: the stores' cursors are signed 64-bit integers. A larger one
@@ -157,6 +158,15 @@ def sequence_of(envelope: Message) -> int:
     return sequence if 0 < sequence <= MAX_SEQUENCE else 0
 
 
+def categories_of(stream: EventStream, change: Message) -> tuple[str, ...]:
+    """The changed categories a change message names, without the prefix: ("ADDRESS",)."""
+    enum = change.DESCRIPTOR.fields_by_name[stream.categories_field].enum_type
+    return tuple(
+        enum.values_by_number[v].name.removeprefix("DATA_CATEGORY_")
+        for v in getattr(change, stream.categories_field) if v in enum.values_by_number
+    )  # fmt: skip
+
+
 def read_event(stream: EventStream, envelope: Message) -> ChangeEvent:
     """The plain event of one streamed envelope; ``ValueError`` when it has no sequence (1..``MAX_SEQUENCE``),
     id or subject."""
@@ -165,11 +175,7 @@ def read_event(stream: EventStream, envelope: Message) -> ChangeEvent:
     subject = str(getattr(change, stream.subject_field))
     if sequence <= 0 or not event_id or not subject or len(event_id) > 200:
         raise ValueError("a change event needs a sequence, an event id (at most 200 characters) and a subject")
-    enum = change.DESCRIPTOR.fields_by_name[stream.categories_field].enum_type
-    categories = tuple(
-        enum.values_by_number[v].name.removeprefix("DATA_CATEGORY_")
-        for v in getattr(change, stream.categories_field) if v in enum.values_by_number
-    )  # fmt: skip
+    categories = categories_of(stream, change)
     effective = _date_text(getattr(change, stream.effective_field)) if stream.effective_field else ""
     return ChangeEvent(sequence, event_id, stream.event_type, subject, categories, effective,
                        change.SerializeToString(deterministic=True))

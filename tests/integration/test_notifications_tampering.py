@@ -162,3 +162,28 @@ async def test_a_retry_of_a_recorded_delivery_is_not_recorded_again(tmp_path: Pa
         assert len(records) == 1
     finally:
         await store.close()
+
+
+@pytest.mark.asyncio
+async def test_categories_rewritten_in_the_store_neither_reach_the_agency_nor_the_persons_history(
+    tmp_path: Path,
+) -> None:
+    fake, store, _ = await _subscribed_through_the_api(tmp_path)
+    try:
+        original = store.ingest
+
+        async def ingest_then_forge(*args: Any) -> int:
+            created = await original(*args)
+            with sqlite3.connect(tmp_path / "ntf.db") as db:   # "the person's name changed too"
+                db.execute("UPDATE ntf_events SET categories = 'ADDRESS,NAME'")
+            return created
+
+        store.ingest = ingest_then_forge  # type: ignore[method-assign,assignment]
+        sender = await _deliver_one(fake, store)
+        assert len(sender.sent) == 1
+        assert sender.events[0]["data"]["changed"] == ["DATA_CATEGORY_ADDRESS"]   # type: ignore[index]
+        stored = await fake.audit.query(AuditQuery(limit=10))
+        (record,) = [r.record for r in stored if r.record.kind is EventKind.EXCHANGE]
+        assert record.extra["changed"] == "ADDRESS"
+    finally:
+        await store.close()

@@ -49,6 +49,7 @@ class FakeSender:
     def __init__(self, audit: InMemoryAuditLog) -> None:
         self.sent: list[tuple[str, str]] = []
         self.secrets: list[str] = []
+        self.events: list[dict[str, object]] = []
         self.results: dict[str, WebhookResult] = {}
         self.hang: set[str] = set()
         self.recorded_before_send: list[bool] = []
@@ -56,6 +57,7 @@ class FakeSender:
 
     async def send(self, url: str, secret: str, event: dict[str, object], event_id: str) -> WebhookResult:
         self.secrets.append(secret)
+        self.events.append(event)
         records = await self._audit.query(AuditQuery(limit=1000))
         self.recorded_before_send.append(any(r.record.extra.get("event_id") == event_id for r in records))
         if url in self.hang:
