@@ -98,3 +98,58 @@ async def test_a_token_that_holds_answers_every_item_once() -> None:
                                order=Order.INDEX, write=write)
     assert written == list(range(10)) and not report.stopped and report.answered == 10
     assert sorted(pipeline.recorded) == sorted(items)
+
+
+
+class StuckCommitPipeline(FakePipeline):
+    """From the ``after``-th record on, an item's record is appended but its commit never returns
+    (the client leaves during that group's commit)."""
+
+    def __init__(self, after: int | None) -> None:
+        super().__init__()
+        self.after = after
+
+    async def exchange_as(self, principal: Principal, op: Operation, request: Message, ctx: CallContext, *,
+                          before_record: Callable[[], Awaitable[None]] | None = None) -> Message:
+        await asyncio.sleep(0)
+        if before_record is not None:
+            await before_record()
+        assert isinstance(request, wrappers_pb2.StringValue)
+        self.recorded.append(request.value)
+        if self.after is not None and len(self.recorded) > self.after:
+            await asyncio.Event().wait()
+        return request
+
+
+@pytest.mark.parametrize("moment", ["commit", "write"])
+@pytest.mark.parametrize("order", [Order.INDEX, Order.COMPLETION])
+async def test_a_departure_leaves_at_most_the_group_in_write_recorded_without_its_answer(
+    moment: str, order: Order
+) -> None:
+    """Two groups of 4 are written; the client leaves while the third is committed, or written."""
+    pipeline = StuckCommitPipeline(8 if moment == "commit" else None)
+    lookups = _lookups(pipeline, group_max=4)
+    written: list[int] = []
+
+    async def write(answers: Sequence[ItemAnswer], done: Callable[[], None]) -> None:
+        if len(written) >= 8:           # the third group's write never ends: the client stopped reading
+            await asyncio.Event().wait()
+        for a in answers:
+            written.append(a.index)
+            done()
+
+    items = [f"subject-{i}" for i in range(40)]
+    run = asyncio.create_task(lookups.run(PRINCIPAL, cast(Operation, object()), items,
+                                          lambda s: wrappers_pb2.StringValue(value=s), CallContext("rest", "token"),
+                                          order=order, write=write))
+    while len(pipeline.recorded) < 12:   # the third group is being committed, or written
+        await asyncio.sleep(0.001)
+    await asyncio.sleep(0.01)
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    report = lookups.finished[-1]
+    unanswered = set(pipeline.recorded) - {items[i] for i in written}
+    assert report.stopped and report.answered == len(written) == 8
+    assert {items[i] for i in written} <= set(pipeline.recorded)      # no answered item without its record
+    assert 0 < len(unanswered) <= report.in_write <= lookups.group_max, (unanswered, report)
