@@ -177,7 +177,13 @@ class PostgresNotificationStore:
             return await cur.fetchall() if cur.description else []
 
     async def start(self) -> None:
-        await self._pool.get()   # connect and migrate now: a wrong DSN fails the start, not the first event
+        """Connect and migrate now: a wrong DSN fails the gateway's start (``ConnectionError`` naming the
+        setting, never the DSN), not the first event."""
+        try:
+            await self._pool.get()
+        except psycopg.OperationalError as exc:
+            raise ConnectionError(f"[notifications] store: PostgreSQL out of reach ({type(exc).__name__}: "
+                                  f"{str(exc).splitlines()[0][:160] if str(exc) else ''})") from exc  # fmt: skip
 
     async def close(self) -> None:
         await self._pool.close()

@@ -134,4 +134,6 @@ async def test_an_unreachable_server_is_an_internal_refusal_not_a_hang() -> None
     with pytest.raises(GatewayError) as caught:
         await store.cursor("rnpp")
     assert caught.value.reason is Reason.INTERNAL and time.monotonic() - started < 5
+    with pytest.raises(ConnectionError, match=r"^\[notifications\] store: PostgreSQL out of reach"):
+        await store.start()   # at the gateway's start: one line naming the setting, not the DSN
     await store.close()
