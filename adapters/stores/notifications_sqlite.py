@@ -55,7 +55,10 @@ CREATE TABLE IF NOT EXISTS ntf_outbox (
   last_error TEXT NOT NULL DEFAULT '', created_us INTEGER NOT NULL, updated_us INTEGER NOT NULL DEFAULT 0,
   UNIQUE (subscription_id, registry, event_id)
 );
-CREATE INDEX IF NOT EXISTS ntf_outbox_pending ON ntf_outbox (state, mode, due_us, id);
+-- A lease walks pending rows in id order and stops at its limit (the index on due_us made it sort every
+-- pending row per lease: 7 ms with 4,000 pending, 105 ms with 40,000).
+DROP INDEX IF EXISTS ntf_outbox_pending;
+CREATE INDEX IF NOT EXISTS ntf_outbox_next ON ntf_outbox (state, mode, id);
 CREATE INDEX IF NOT EXISTS ntf_outbox_order ON ntf_outbox (subscription_id, subject, state, id);
 """
 
