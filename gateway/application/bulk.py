@@ -285,10 +285,11 @@ class BulkLookups:
                                retry_after=1.0)
         return BatchSlot(self._batches, principal.id)
 
-    def check_call(self, principal: Principal, ctx: CallContext) -> None:
+    def check_call(self, principal: Principal, ctx: CallContext, op: Operation) -> None:
         """Once per call, before the stream: the values shared by all items (purpose, caller ids,
-        x-ai-system) refuse the whole call with the single call's reason, and no item is recorded."""
-        self._pipeline.check_call_values(principal, ctx)
+        x-ai-system, the field mask's names for ``op``) refuse the whole call with the single call's
+        reason, and no item is recorded."""
+        self._pipeline.check_call_values(principal, ctx, op)
 
     def operation(self, method: str, items: int) -> Operation:
         """The registry operation the batch names, refused as a whole when it cannot be a bulk look-up."""

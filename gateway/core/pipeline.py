@@ -248,13 +248,16 @@ class ExchangePipeline:
             self.record_security_event(exc.reason, protocol)
             raise
 
-    def check_call_values(self, principal: Principal, ctx: CallContext) -> None:
-        """The values of a call that are the same for all its items (purpose, caller ids, x-ai-system),
-        refused as a single call would refuse them: a bulk look-up asks once, before its stream starts,
-        so that one bad header is one refusal, not a refusal record per item."""
+    def check_call_values(self, principal: Principal, ctx: CallContext, op: Operation | None = None) -> None:
+        """The values of a call that are the same for all its items (purpose, caller ids, x-ai-system,
+        and the field mask's names for ``op``), refused as a single call would refuse them: a bulk
+        look-up asks once, before its stream starts, so that one bad header is one refusal, not a
+        refusal record per item."""
         trail = _Trail(consumer=principal.id)
         self._check_caller_values(ctx, trail)
         self._check_purpose(ctx, trail)
+        if op is not None:
+            self._check_field_mask(op, ctx)
 
     def _authorised_sender(self, principal: Principal, ctx: CallContext, kind: str) -> Principal:
         self._verifier.check_sender(
@@ -464,11 +467,16 @@ class ExchangePipeline:
             allowed = self._allowed[key] = allowed_fields(mandate, op.field_categories)
         if not ctx.field_mask:
             return allowed
+        self._check_field_mask(op, ctx)
         by_any_name = op.json_paths   # field paths and proto3 JSON paths, dotted for nested fields
-        unknown = [n for n in ctx.field_mask if n not in by_any_name]
+        return narrow(allowed, (by_any_name[n] for n in ctx.field_mask))
+
+    @staticmethod
+    def _check_field_mask(op: Operation, ctx: CallContext) -> None:
+        """Every name of the field mask (x-fields, ?fields=) names a field of the operation's answer."""
+        unknown = [n for n in ctx.field_mask if n not in op.json_paths]   # paths and proto3 JSON paths
         if unknown:
             raise GatewayError(Reason.INVALID_ARGUMENT, f"unknown field in field mask: {unknown[0]}", field="fields")
-        return narrow(allowed, (by_any_name[n] for n in ctx.field_mask))
 
     async def _check_consent(
         self, ctx: CallContext, trail: _Trail, now_us: int, mandate: Mandate, needed: frozenset[str]

@@ -121,7 +121,7 @@ def grpc_bulk(lookups: BulkLookups) -> Callable[[grpc.aio.Server], list[str]]:
             request = parse_request(bulk_pb2.BulkLookupRequest, raw)
             assert isinstance(request, bulk_pb2.BulkLookupRequest)
             op = lookups.operation(request.method, len(request.items))
-            lookups.check_call(principal, ctx)
+            lookups.check_call(principal, ctx, op)
         except GatewayError as err:
             await abort_with(context, err, echo_id(ctx))
             return
@@ -260,7 +260,7 @@ def rest_bulk(lookups: BulkLookups) -> Callable[[FastAPI], dict[str, Any]]:
             del raw
             head, items = _split(body or {})
             op = lookups.operation(head.method, len(items))
-            lookups.check_call(principal, ctx)
+            lookups.check_call(principal, ctx, op)
         except GatewayError as err:
             slot.release()
             return problem_response(err, rid)

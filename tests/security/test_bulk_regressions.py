@@ -173,6 +173,8 @@ async def test_a_revoked_token_stops_a_grpc_batch_with_the_call_status(stack: Se
     ("x-purpose", "not-a-purpose", "UNKNOWN_PURPOSE"),
     ("x-case-id", "case-1991062434054", "CALLER_FIELD_INVALID"),
     ("x-ai-system", "unregistered-ai", "CALLER_FIELD_INVALID"),
+    ("x-fields", "noSuchField", "INVALID_ARGUMENT"),
+    ("x-fields", "familyName,noSuchField", "INVALID_ARGUMENT"),
 ])
 async def test_call_level_values_refuse_the_whole_call_without_records(
     stack: SecurityStack, header: str, value: str, reason: str
