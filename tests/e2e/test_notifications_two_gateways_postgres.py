@@ -122,11 +122,11 @@ def database() -> Iterator[str]:
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)".encode())
 
 
-def _config(data_dir: Path, grpc_port: int, tax_port: int, database: str) -> Path:
+def _config(data_dir: Path, grpc_port: int, tax_port: int, database: str, notifications: str = "") -> Path:
     path = write_config(data_dir, grpc_port, tax_port, demo=True, audit=database, consents=database)
     text = path.read_text()
     assert 'store = "sqlite:notifications.db"\n' in text, "the demo configuration changed shape"
-    path.write_text(text.replace('store = "sqlite:notifications.db"\n', f'store = "{database}"\n', 1))
+    path.write_text(text.replace('store = "sqlite:notifications.db"\n', f'store = "{database}"\n{notifications}', 1))
     return path
 
 
@@ -221,6 +221,62 @@ async def test_two_gateways_share_the_outbox_without_delivering_one_event_twice_
     extras = [json.loads(x) for (x,) in rows]
     recorded = [(e["event_id"], e["subscription"]) for e in extras if e.get("notification") == "1"]
     assert len(recorded) == len(set(recorded)) == SUBSCRIBERS * CHANGES
+    audit = PostgresAuditLog(database)
+    await audit.start()
+    try:
+        assert (await audit.verify()).ok
+    finally:
+        await audit.close()
+
+
+async def test_a_gateway_killed_while_delivering_leaves_its_leases_to_the_other(
+        database: str, tmp_path: Path) -> None:  # fmt: skip
+    """kill -9 of one of two gateways in the middle of the load: the rows it had leased come free when their
+    lease runs out (lease_s = 2 s) and the other gateway delivers them; every event reaches every subscriber,
+    never in flight twice at once, and the shared log (into which the killed one was writing) verifies."""
+    nids = [h.members[0] for h in generate(SEED, persons=400).households[:PERSONS]]
+    receivers = [_Receiver() for _ in range(2)]
+    for r in receivers:
+        threading.Thread(target=r.serve_forever, daemon=True).start()
+    changes_file = tmp_path / "changes.db"
+    try:
+        with demo_registries(changes=changes_file) as (grpc_port, tax_port):
+            config = _config(tmp_path, grpc_port, tax_port, database, "lease_s = 2.0\n")
+            a = start_gateway_process(["--config", str(config)], tmp_path / "a.log")
+            try:
+                b = start_gateway_process(["--config", str(config)], tmp_path / "b.log")
+                try:
+                    with httpx.Client(base_url=b.base_url, timeout=10) as client:
+                        for r in receivers:
+                            _subscribe(client, tmp_path, r, nids)
+                    log = ChangeLog(changes_file)
+                    expected = {log.record(nids[n % PERSONS], Address(str(n + 1), "rue Haute", "L-4000", "Esch",
+                                                                      "Esch"), dt.date(2026, 12, 1)).event_id
+                                for n in range(CHANGES)}  # fmt: skip
+                    log.close()
+                    deadline = time.monotonic() + 30
+                    while sum(len(r.log.hits) for r in receivers) < 40:
+                        assert time.monotonic() < deadline, "no delivery before the kill"
+                        time.sleep(0.02)
+                    a.kill()   # kill -9: its leases stay in the outbox until they run out
+                    before = sum(len({h.event_id for h in r.log.hits}) for r in receivers)
+                    assert before < 2 * CHANGES, "everything was delivered before the kill: the load is too small"
+                    deadline = time.monotonic() + 45
+                    while not all({h.event_id for h in r.log.hits} >= expected for r in receivers):
+                        assert time.monotonic() < deadline, "events lost with the killed gateway"
+                        time.sleep(0.1)
+                finally:
+                    assert b.stop() == 0
+            finally:
+                if a.proc.poll() is None:
+                    a.kill()
+    finally:
+        for r in receivers:
+            r.shutdown()
+    for r in receivers:
+        assert r.log.bad_signatures == 0
+        assert {h.event_id for h in r.log.hits} == expected
+        assert _overlaps(r.log.hits) == []
     audit = PostgresAuditLog(database)
     await audit.start()
     try:
