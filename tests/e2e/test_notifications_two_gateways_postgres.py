@@ -5,7 +5,8 @@ notifications all in a throw-away database). Under a bounded load of demo change
 subscribers (loopback receivers that verify the Standard Webhooks signature and record when each request
 began and ended): every event reaches every subscriber, no (event, subscriber) is ever in flight twice at
 once, a person's events arrive in order, both gateways delivered a share, each delivery is recorded once,
-and the shared log verifies. Skipped without PostgreSQL, failed when CI=true.
+and the shared log verifies. And one of two gateways killed with kill -9 mid-load leaves its leased rows
+to the other once their lease runs out. Skipped without PostgreSQL, failed when CI=true.
 """
 
 from __future__ import annotations
