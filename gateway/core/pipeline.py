@@ -290,7 +290,8 @@ class ExchangePipeline:
 
         ``before_record`` is awaited just before the exchange is recorded, whatever its outcome: a
         bulk look-up waits there for its turn to write, so that a batch the client left is stopped
-        (cancelled) before any record of an answer that would not be written. The admission slot
+        (cancelled) before any record of an answer that would not be written. An answer that waited
+        there is checked again before its record (``_still_allowed``: mandate and consent as now). The admission slot
         (``max_concurrent``) is released before that wait: the registry call is done, and an item
         waiting for a lower index's turn holding a slot would deadlock a consumer whose concurrency
         is below the batch's window.
