@@ -74,10 +74,17 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX ntf_outbox_event ON {s}.ntf_outbox (registry, event_id);
     CREATE INDEX ntf_outbox_ended ON {s}.ntf_outbox (updated_us) WHERE state IN ('delivered', 'refused', 'skipped');
     """,
+    # 2: the follow count kept on the subscription's row (a delivery reads the subscription; counting a
+    # follow list of 100,000 there took 10 ms of the server per delivery)
+    """
+    ALTER TABLE {s}.ntf_subscriptions ADD COLUMN follows bigint NOT NULL DEFAULT 0;
+    UPDATE {s}.ntf_subscriptions s SET follows = (SELECT COUNT(*) FROM {s}.ntf_follows f
+                                                  WHERE f.subscription_id = s.id);
+    """,
 )
 
 _SUB = "s.id, s.consumer, s.event_type, s.purpose, s.mode, s.webhook_url, s.secret, s.created_us"
-_COUNT = "(SELECT COUNT(*) FROM {s}.ntf_follows f WHERE f.subscription_id = s.id)"
+_COUNT = "s.follows"
 _EVENT = "e.registry, e.event_id, e.sequence, e.event_type, e.subject, e.categories, e.effective_date, e.change, " \
          "e.recorded_us"  # fmt: skip
 #: Lease: pick (as SQLite's _LEASABLE, with SKIP LOCKED) and mark in one statement; the rows come back joined.
@@ -223,34 +230,46 @@ class PostgresNotificationStore:
                                  (subscription_id, list(subjects)))  # fmt: skip
         return {r[0] for r in await cur.fetchall()}
 
-    async def _count(self, conn: psycopg.AsyncConnection[Any], subscription_id: str) -> int:
-        cur = await conn.execute(self._q("SELECT COUNT(*) FROM {s}.ntf_follows WHERE subscription_id = %s"),
-                                 (subscription_id,))  # fmt: skip
+    async def _count(self, conn: psycopg.AsyncConnection[Any], subscription_id: str, *, lock: bool = False) -> int:
+        """The subscription's follow count (its row locked with ``lock``); counted when it has no row."""
+        cur = await conn.execute(self._q("SELECT follows FROM {s}.ntf_subscriptions WHERE id = %s"
+                                         + (" FOR UPDATE" if lock else "")), (subscription_id,))  # fmt: skip
         row = await cur.fetchone()
+        if row is None:
+            cur = await conn.execute(self._q("SELECT COUNT(*) FROM {s}.ntf_follows WHERE subscription_id = %s"),
+                                     (subscription_id,))  # fmt: skip
+            row = await cur.fetchone()
         return int(row[0]) if row else 0
+
+    async def _add_to_count(self, conn: psycopg.AsyncConnection[Any], subscription_id: str, n: int) -> None:
+        await conn.execute(self._q("UPDATE {s}.ntf_subscriptions SET follows = follows + %s WHERE id = %s"),
+                           (n, subscription_id))  # fmt: skip
 
     async def follow(self, subscription_id: str, subjects: Sequence[str], now_us: int, limit: int) -> tuple[int, int]:
         unique = list(dict.fromkeys(subjects))
         async with self._conn() as conn, conn.transaction():
             # The subscription's row, locked: two gateways adding at once cannot both pass the limit.
-            await conn.execute(self._q("SELECT 1 FROM {s}.ntf_subscriptions WHERE id = %s FOR UPDATE"),
-                               (subscription_id,))  # fmt: skip
+            total = await self._count(conn, subscription_id, lock=True)
             known = await self._followed(conn, subscription_id, unique)
             new = [s for s in unique if s not in known]
-            total = await self._count(conn, subscription_id)
             if total + len(new) > limit:
                 raise ValueError(f"a subscription follows at most {limit} persons")
-            await conn.execute(self._q("INSERT INTO {s}.ntf_follows (subscription_id, subject, since_us) "
-                                       "SELECT %s, unnest(%s::text[]), %s ON CONFLICT DO NOTHING"),
-                               (subscription_id, new, now_us))  # fmt: skip
-            return len(new), total + len(new)
+            cur = await conn.execute(self._q("INSERT INTO {s}.ntf_follows (subscription_id, subject, since_us) "
+                                             "SELECT %s, unnest(%s::text[]), %s ON CONFLICT DO NOTHING RETURNING 1"),
+                                     (subscription_id, new, now_us))  # fmt: skip
+            added = len(await cur.fetchall())
+            await self._add_to_count(conn, subscription_id, added)
+            return added, total + added
 
     async def unfollow(self, subscription_id: str, subjects: Sequence[str]) -> tuple[int, int]:
         async with self._conn() as conn, conn.transaction():
+            await self._count(conn, subscription_id, lock=True)
             cur = await conn.execute(self._q("DELETE FROM {s}.ntf_follows WHERE subscription_id = %s "
                                              "AND subject = ANY(%s::text[])"),
                                      (subscription_id, list(set(subjects))))  # fmt: skip
-            return cur.rowcount, await self._count(conn, subscription_id)
+            removed = cur.rowcount
+            await self._add_to_count(conn, subscription_id, -removed)
+            return removed, await self._count(conn, subscription_id)
 
     async def followed(self, subscription_id: str, subjects: Sequence[str]) -> tuple[set[str], int]:
         async with self._conn() as conn, conn.transaction():

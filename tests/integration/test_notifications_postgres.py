@@ -10,6 +10,8 @@ import time
 
 import pytest
 
+from adapters.stores import notifications_postgres
+from adapters.stores._pg_async import migrate
 from adapters.stores.notifications_postgres import PostgresNotificationStore
 from gateway.core.notifications import NewDelivery, StoredEvent, Subscription
 from tests.integration.conftest import PG_DSN
@@ -123,6 +125,27 @@ async def test_a_follow_limit_holds_when_two_gateways_add_at_once(pg_schema: str
         assert total == 60
     finally:
         await _close(stores)
+
+
+async def test_a_schema_of_the_first_version_gets_its_follow_counts_when_migrated(pg_schema: str) -> None:
+    import psycopg
+
+    async with await psycopg.AsyncConnection.connect(PG_DSN, autocommit=True) as conn:
+        await migrate(conn, pg_schema, "notifications", notifications_postgres.MIGRATIONS[:1])
+        await conn.execute(f"INSERT INTO {pg_schema}.ntf_subscriptions VALUES "
+                           "('s0', 'cedies', 't', 'p', 'webhook', '', '', 1)".encode())  # fmt: skip
+        await conn.execute(f"INSERT INTO {pg_schema}.ntf_follows SELECT 's0', 'p' || n, 1 "
+                           "FROM generate_series(1, 7) n".encode())  # fmt: skip
+    store = PostgresNotificationStore(PG_DSN, schema=pg_schema)
+    await store.start()
+    try:
+        got = await store.subscription("s0")
+        assert got is not None and got.follows == 7
+        assert await store.unfollow("s0", ["p1", "p2", "p99"]) == (2, 5)
+        assert await store.follow("s0", ["p1", "p3"], 2, 100) == (1, 6)
+        assert [s.follows for s in await store.subscriptions("cedies")] == [6]
+    finally:
+        await store.close()
 
 
 async def test_an_unreachable_server_is_an_internal_refusal_not_a_hang() -> None:
