@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
+import threading
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
@@ -216,6 +218,40 @@ async def _disconnected(receive: Any) -> None:
         pass
 
 
+class _CyclicGcPaused:
+    """The cyclic garbage collector paused while at least one bulk body is being parsed.
+
+    A body of millions of tiny items allocates millions of containers; every few hundred of them the
+    collector runs in the parsing thread and holds the interpreter lock while it walks them all, so
+    the event loop stalled for up to 0.4–0.75 s per such body and the parse cost 4.4 s of CPU (1.2 s
+    with the collector paused: measured on a 4M-item body). A parsed JSON document holds no reference
+    cycles; its objects are freed by reference counting whatever the collector does."""
+
+    _lock = threading.Lock()
+    _parsing = 0
+    _was_enabled = False
+
+    def __enter__(self) -> None:
+        cls = type(self)
+        with cls._lock:
+            if cls._parsing == 0:
+                cls._was_enabled = gc.isenabled()
+                gc.disable()
+            cls._parsing += 1
+
+    def __exit__(self, *exc: object) -> None:
+        cls = type(self)
+        with cls._lock:
+            cls._parsing -= 1
+            if cls._parsing == 0 and cls._was_enabled:
+                gc.enable()
+
+
+def _parsed_without_cyclic_gc(raw: bytes, content_type: str | None, encoding: str | None) -> dict[str, Any] | None:
+    with _CyclicGcPaused():
+        return json_body(raw, content_type, encoding)
+
+
 def _split(body: dict[str, Any]) -> tuple[bulk_pb2.BulkLookupRequest, list[Any]]:
     """The call's own fields (strict proto3 JSON) and its items, read one by one later."""
     items = body.pop("items", [])
@@ -255,7 +291,7 @@ def rest_bulk(lookups: BulkLookups) -> Callable[[FastAPI], dict[str, Any]]:
         try:
             raw = await request.body()
             # Parsed in a worker thread: a body of millions of tiny items must not block the event loop.
-            body = await asyncio.to_thread(json_body, raw, request.headers.get("content-type"),
+            body = await asyncio.to_thread(_parsed_without_cyclic_gc, raw, request.headers.get("content-type"),
                                            request.headers.get("content-encoding"))
             del raw
             head, items = _split(body or {})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -32,3 +33,27 @@ def test_an_answered_item_is_the_same_line(index: int, nid: str, given: str, fam
 def test_a_refused_item_is_the_same_line() -> None:
     result = ItemAnswer(7, None, GatewayError(Reason.NO_MANDATE, "no mandate"))
     assert answer_json(result, "rid-2") == item_json(item_message(result, "rid-2"))
+
+
+def test_the_collector_is_paused_while_any_body_is_parsed_and_restored_after() -> None:
+    import gc
+
+    from gateway.entrypoints.bulk import _CyclicGcPaused, _parsed_without_cyclic_gc
+
+    assert gc.isenabled()
+    with _CyclicGcPaused():
+        assert not gc.isenabled()
+        with _CyclicGcPaused():   # two bodies at once: the second's end does not enable it early
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    with pytest.raises(GatewayError):
+        _parsed_without_cyclic_gc(b'{"items": [1, 2', "application/json", None)
+    assert gc.isenabled()   # also after a body that does not parse
+    gc.disable()
+    try:
+        with _CyclicGcPaused():
+            pass
+        assert not gc.isenabled()   # a collector paused by someone else stays paused
+    finally:
+        gc.enable()
