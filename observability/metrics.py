@@ -39,6 +39,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.sdk.metrics import Counter as SdkCounter
+from opentelemetry.sdk.metrics import Histogram as SdkHistogram
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
@@ -142,6 +144,23 @@ class PreAggregatedCounter:
         data = Sum(data_points=points, aggregation_temporality=AggregationTemporality.CUMULATIVE, is_monotonic=True)
         return OtelMetric(name=self.name, description=self.description, unit=self.unit, data=data)
 
+    def delta_metric(self, now_ns: int, since_ns: int, last: dict[Any, list[float]]) -> OtelMetric | None:
+        """What was added since the previous call with the same ``last`` (delta temporality)."""
+        with self._lock:
+            values = list(self._values.items())
+        points = []
+        for k, v in values:
+            prev = last.get(k, [0.0])[0]
+            if v - prev <= 0:
+                continue
+            points.append(NumberDataPoint(attributes=dict(k), start_time_unix_nano=since_ns, time_unix_nano=now_ns,
+                                          value=v - prev))  # fmt: skip
+            last[k] = [v]
+        if not points:
+            return None
+        data = Sum(data_points=points, aggregation_temporality=AggregationTemporality.DELTA, is_monotonic=True)
+        return OtelMetric(name=self.name, description=self.description, unit=self.unit, data=data)
+
 
 class PreAggregatedHistogram:
     """An explicit-bucket histogram kept per attribute set; ``record`` as the SDK histogram's.
@@ -153,7 +172,7 @@ class PreAggregatedHistogram:
         self.name, self.unit, self.description, self._start_ns = name, unit, description, start_ns
         self._bounds = tuple(float(b) for b in bounds)
         self._n = len(self._bounds) + 1
-        # per attribute set: [bucket counts ..., count, sum, min, max]
+        # per attribute set: [bucket counts ..., count, sum, min, max, min and max since the last delta export]
         self._series: dict[tuple[tuple[str, str | int | float | bool], ...], list[float]] = {}
         self._lock = threading.Lock()
 
@@ -164,7 +183,7 @@ class PreAggregatedHistogram:
         with self._lock:
             s = self._series.get(key)
             if s is None:
-                s = self._series[key] = [0] * n + [0, 0.0, math.inf, -math.inf]
+                s = self._series[key] = [0] * n + [0, 0.0, math.inf, -math.inf, math.inf, -math.inf]
             s[i] += 1
             s[n] += 1
             s[n + 1] += value
@@ -172,6 +191,10 @@ class PreAggregatedHistogram:
                 s[n + 2] = value
             if value > s[n + 3]:
                 s[n + 3] = value
+            if value < s[n + 4]:
+                s[n + 4] = value
+            if value > s[n + 5]:
+                s[n + 5] = value
 
     @property
     def series(self) -> int:
@@ -190,6 +213,30 @@ class PreAggregatedHistogram:
         data = Histogram(data_points=points, aggregation_temporality=AggregationTemporality.CUMULATIVE)
         return OtelMetric(name=self.name, description=self.description, unit=self.unit, data=data)
 
+    def delta_metric(self, now_ns: int, since_ns: int, last: dict[Any, list[float]]) -> OtelMetric | None:
+        """What was recorded since the previous call with the same ``last`` (delta temporality): bucket
+        counts, count and sum as differences, min and max of the interval; series with nothing new left out."""
+        n = self._n
+        with self._lock:
+            series = []
+            for k, v in self._series.items():
+                series.append((k, list(v)))
+                v[n + 4], v[n + 5] = math.inf, -math.inf
+        points = []
+        for k, v in series:
+            prev = last.get(k) or [0] * n + [0, 0.0]
+            if v[n] - prev[n] <= 0:
+                continue
+            points.append(HistogramDataPoint(
+                attributes=dict(k), start_time_unix_nano=since_ns, time_unix_nano=now_ns, count=int(v[n] - prev[n]),
+                sum=v[n + 1] - prev[n + 1], bucket_counts=[int(v[i] - prev[i]) for i in range(n)],
+                explicit_bounds=self._bounds, min=v[n + 4], max=v[n + 5]))  # fmt: skip
+            last[k] = v[: n + 2]
+        if not points:
+            return None
+        data = Histogram(data_points=points, aggregation_temporality=AggregationTemporality.DELTA)
+        return OtelMetric(name=self.name, description=self.description, unit=self.unit, data=data)
+
 
 class WithPreAggregated(MetricExporter):
     """An OTLP (or any) metric exporter whose exports also carry the pre-aggregated series.
@@ -201,10 +248,27 @@ class WithPreAggregated(MetricExporter):
                          preferred_aggregation=inner._preferred_aggregation)  # fmt: skip
         self.inner = inner
         self.source: Callable[[], list[OtelMetric]] = list
+        #: The pre-aggregated instruments, for a delta export (set by ``GatewayMetrics``).
+        self.instruments: Sequence[PreAggregatedCounter | PreAggregatedHistogram] = ()
         self.resource: Resource = Resource.get_empty()
+        # The exporter asks for delta temporality (OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE): each
+        # export then carries what was recorded since the previous one, as the SDK's own instruments would.
+        wanted = inner._preferred_temporality or {}
+        self.delta = any(wanted.get(kind) is AggregationTemporality.DELTA for kind in (SdkCounter, SdkHistogram))
+        self._last: dict[str, dict[Any, list[float]]] = {}
+        self._since_ns = time.time_ns()
+
+    def _extra(self) -> list[OtelMetric]:
+        if not self.delta:
+            return self.source()
+        now_ns = time.time_ns()
+        out = [m for m in (i.delta_metric(now_ns, self._since_ns, self._last.setdefault(i.name, {}))
+                           for i in self.instruments) if m is not None]  # fmt: skip
+        self._since_ns = now_ns
+        return out
 
     def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
-        extra = self.source()
+        extra = self._extra()
         if extra:
             scope = ScopeMetrics(scope=InstrumentationScope("passerelle"), metrics=extra, schema_url="")
             first = metrics_data.resource_metrics[0] if metrics_data.resource_metrics else None
@@ -272,7 +336,7 @@ class GatewayMetrics:
         for reader in push_readers:
             exporter = getattr(reader, "_exporter", None)
             if isinstance(exporter, WithPreAggregated):
-                exporter.source, exporter.resource = self.pre_aggregated, resource
+                exporter.source, exporter.resource, exporter.instruments = self.pre_aggregated, resource, self._pre
         self._meter = meter
 
     def gauge(self, name: str, description: str, read: Gauges, unit: str = "") -> None:

@@ -133,3 +133,48 @@ def test_an_otlp_push_carries_the_pre_aggregated_series_with_the_gateways_resour
     assert isinstance(counter, Sum)
     assert [p.value for p in counter.data_points] == [3]
     m.shutdown()
+
+
+def test_an_exporter_asking_for_delta_gets_what_was_recorded_since_its_last_export() -> None:
+    from opentelemetry.sdk.metrics import Counter as SdkCounter
+    from opentelemetry.sdk.metrics import Histogram as SdkHistogram
+    from opentelemetry.sdk.metrics.export import AggregationTemporality
+
+    class _Delta(_Captured):
+        def __init__(self) -> None:
+            MetricExporter.__init__(self, preferred_temporality={
+                SdkCounter: AggregationTemporality.DELTA, SdkHistogram: AggregationTemporality.DELTA})
+            self.exports = []
+
+    captured = _Delta()
+    reader = PeriodicExportingMetricReader(WithPreAggregated(captured), export_interval_millis=3_600_000)
+    m = GatewayMetrics(service_name="t", push_readers=[reader])
+
+    def exported() -> dict[str, Any]:
+        reader.force_flush()
+        last = captured.exports[-1]
+        return {metric.name: metric.data for rm in last.resource_metrics for sm in rm.scope_metrics
+                for metric in sm.metrics}  # fmt: skip
+
+    m.exchanges.add(3, {"consumer": "cns"})
+    m.audit_commit.record(0.002)
+    m.audit_commit.record(0.004)
+    first = exported()
+    assert [p.value for p in first["passerelle.exchanges"].data_points] == [3]
+    [h] = first["passerelle.audit.commit.duration"].data_points
+    assert (h.count, round(h.sum, 6), h.min, h.max) == (2, 0.006, 0.002, 0.004)
+    assert first["passerelle.exchanges"].aggregation_temporality is AggregationTemporality.DELTA
+
+    m.exchanges.add(2, {"consumer": "cns"})
+    m.audit_commit.record(0.001)
+    second = exported()
+    assert [p.value for p in second["passerelle.exchanges"].data_points] == [2]
+    [h] = second["passerelle.audit.commit.duration"].data_points
+    assert (h.count, round(h.sum, 6), h.min, h.max) == (1, 0.001, 0.001, 0.001)   # this interval's min and max
+    assert sum(h.bucket_counts) == 1
+
+    third = exported()   # nothing new: no points
+    assert "passerelle.exchanges" not in third and "passerelle.audit.commit.duration" not in third
+    # The scrape stays cumulative.
+    assert b'passerelle_exchanges_total{consumer="cns"} 5.0' in m.prometheus_text()
+    m.shutdown()
