@@ -202,7 +202,7 @@ class MemoryNotificationStore:
         wanted, done = set(event_ids), []
         for row in self._rows.values():
             if (row.new.subscription_id == subscription_id and row.new.event_id in wanted
-                    and row.state == "pending" and row.new.mode == "stream" and row.owner):
+                    and row.state == "pending" and row.new.mode == "stream" and row.owner and row.audited):
                 row.state, row.owner, row.lease_until_us, row.updated_us = "delivered", "", 0, now_us
                 done.append(row.id)
         return done

@@ -371,7 +371,7 @@ class PostgresNotificationStore:
             return []
         rows = await self._rows("UPDATE {s}.ntf_outbox SET state = 'delivered', owner = '', lease_until_us = 0, "
                                 "updated_us = %s WHERE subscription_id = %s AND event_id = ANY(%s::text[]) "
-                                "AND state = 'pending' AND mode = 'stream' AND owner != '' RETURNING id",
+                                "AND state = 'pending' AND mode = 'stream' AND owner != '' AND audited RETURNING id",
                                 (now_us, subscription_id, list(event_ids)))  # fmt: skip
         return sorted(int(r[0]) for r in rows)
 

@@ -315,7 +315,7 @@ class SqliteNotificationStore:
             if not event_ids:
                 return []
             where = (f"WHERE subscription_id = ? AND event_id IN ({_placeholders(len(event_ids))}) "
-                     "AND state = 'pending' AND mode = 'stream' AND owner != ''")  # fmt: skip
+                     "AND state = 'pending' AND mode = 'stream' AND owner != '' AND audited = 1")  # fmt: skip
             ids = [int(r[0]) for r in db.execute(f"SELECT id FROM ntf_outbox {where}", (subscription_id, *event_ids))]
             db.execute(f"UPDATE ntf_outbox SET state = 'delivered', owner = '', lease_until_us = 0, updated_us = ? "
                        f"{where}", (now_us, subscription_id, *event_ids))  # fmt: skip

@@ -335,7 +335,8 @@ class NotificationStore(Protocol):
     async def dead(self, delivery_id: int, owner: str, error: str, now_us: int) -> bool: ...
 
     async def ack(self, subscription_id: str, event_ids: Sequence[str], now_us: int) -> list[int]:
-        """Stream deliveries acknowledged: each pending one of these events, delivered; their ids."""
+        """Stream deliveries acknowledged: each pending, leased one of these events whose record is written
+        (so it was sent: an agency cannot acknowledge an event it was never given), delivered; their ids."""
         ...
 
     async def dead_letters(self, consumer: str | None, limit: int) -> Sequence[DeadLetter]: ...

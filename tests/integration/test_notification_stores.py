@@ -169,6 +169,9 @@ async def test_stream_rows_are_leased_per_subscription_and_acknowledged(store: N
     (d,) = await store.lease("x", 1000, 500, 10, mode="stream", subscription_id="s1")
     assert d.event.event_id == "e1"
     assert await store.unacked("s1", "x", [d.id]) == {d.id}
+    # Leased but not yet recorded (so not yet sent): an acknowledgement cannot mark it delivered.
+    assert await store.ack("s1", ["e1"], 1050) == []
+    assert await store.mark_audited(d.id, "x")
     assert await store.ack("s1", ["e1", "e2"], 1100) == [d.id]   # e2 is another subscription's
     assert await store.unacked("s1", "x", [d.id]) == set()
     assert await store.lease("x", 9000, 500, 10, mode="stream", subscription_id="s1") == []
