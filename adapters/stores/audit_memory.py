@@ -72,6 +72,9 @@ class InMemoryAuditLog:
         self._pending.append((record, fut))
         return await fut
 
+    async def append_all(self, records: Sequence[AuditRecord]) -> list[AuditReceipt]:
+        return list(await asyncio.gather(*(self.append(r) for r in records)))
+
     def _flush(self) -> None:
         batch, self._pending = self._pending, []
         if not batch:

@@ -168,6 +168,10 @@ class SqliteAuditLog:
     async def append(self, record: AuditRecord) -> AuditReceipt:
         return await self._writer.submit(record)
 
+    async def append_all(self, records: Sequence[AuditRecord]) -> list[AuditReceipt]:
+        """Submitted together, awaited as futures (no task per record)."""
+        return list(await asyncio.gather(*[self._writer.submit(r) for r in records]))
+
     def _commit(self, records: list[AuditRecord]) -> list[AuditReceipt]:
         conn = self._wconn
         assert conn is not None

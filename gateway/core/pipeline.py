@@ -9,7 +9,6 @@ so that a flood cannot flood the log.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -573,7 +572,7 @@ class ExchangePipeline:
             with _stage("audit"):
                 others = self._third_party_records(record, trail)
                 if others:   # submitted together: a group-committing store writes them in one transaction
-                    await asyncio.gather(*map(self._audit.append, (record, *others)))
+                    await self._audit.append_all((record, *others))
                 else:
                     await self._audit.append(record)
         except GatewayError:

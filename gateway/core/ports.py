@@ -60,6 +60,12 @@ class AuditLog(Protocol):
         """Return only once the record is durably committed; raise ``AuditUnavailable`` otherwise."""
         ...
 
+    async def append_all(self, records: Sequence[AuditRecord]) -> list[AuditReceipt]:
+        """Several records submitted together (a group-committing store writes them in one transaction);
+        return their receipts, in order, once every one is durably committed; raise ``AuditUnavailable``
+        if any is not (the others may be)."""
+        ...
+
     async def close(self) -> None: ...
 
 

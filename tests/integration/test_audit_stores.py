@@ -51,6 +51,16 @@ async def test_append_returns_gap_free_increasing_seq_and_chained_hashes(harness
     assert stored.hash == receipts[2].hash == chain_hash(receipts[1].hash, 3, record(3))
 
 
+async def test_records_appended_together_are_chained_in_order(harness: Harness) -> None:
+    await harness.store.append(record(1))
+    receipts = await harness.store.append_all([record(2), record(3), record(4)])
+    assert [r.seq for r in receipts] == [2, 3, 4]
+    for seq in (2, 3, 4):
+        stored = await harness.store.get(seq)
+        assert stored is not None and stored.record == record(seq)
+    assert (await harness.store.verify()).ok
+
+
 async def test_an_untouched_log_verifies(harness: Harness) -> None:
     await fill(harness, 20)
     result = await harness.store.verify()
