@@ -84,6 +84,8 @@ def item_json(item: bulk_pb2.BulkLookupItem) -> dict[str, Any]:
     return out
 
 
+#: One NDJSON line's encoder, set up once (json.dumps with these options builds one per call).
+_LINE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 _OK_STATUS_JSON = json_format.MessageToDict(status_pb2.Status(code=0), always_print_fields_with_no_presence=True)
 
 
@@ -308,8 +310,7 @@ def rest_bulk(lookups: BulkLookups) -> Callable[[FastAPI], dict[str, Any]]:
         async def run(send_line: Callable[[bytes], Awaitable[None]]) -> object:
             async def write(results: Sequence[ItemAnswer], written: Callable[[], None]) -> None:
                 await send_line(b"".join(   # a group's lines in one write
-                    json.dumps(answer_json(r, rid), ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
-                    for r in results))
+                    _LINE.encode(answer_json(r, rid)).encode() + b"\n" for r in results))
                 for _ in results:
                     written()
 
