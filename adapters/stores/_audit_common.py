@@ -44,6 +44,14 @@ def _unavailable(cause: Exception) -> GatewayError:
     return error
 
 
+def _add(batch: list[_Item], item: _Item | list[_Item]) -> None:
+    """One record (``submit``) or several submitted together (``submit_all``: never split)."""
+    if isinstance(item, list):
+        batch.extend(item)
+    else:
+        batch.append(item)
+
+
 def _settle(fut: asyncio.Future[AuditReceipt], result: AuditReceipt | BaseException) -> None:
     if fut.done():  # the waiting task was cancelled; the record is committed anyway
         return
@@ -98,6 +106,16 @@ class GroupCommitter:
         self._queue.put((record, fut, loop))
         return fut
 
+    def submit_all(self, records: Sequence[AuditRecord]) -> list[asyncio.Future[AuditReceipt]]:
+        """``submit`` for several records at once: one hand-off to the writer (one wake-up), committed in
+        order in one transaction (a batch may exceed ``max_batch`` by them)."""
+        if not self.alive:
+            raise GatewayError(Reason.AUDIT_UNAVAILABLE, "The audit log is closed")
+        loop = asyncio.get_running_loop()
+        items = [(record, loop.create_future(), loop) for record in records]
+        self._queue.put(items)
+        return [fut for _, fut, _ in items]
+
     async def stop(self) -> None:
         """Commit what is queued, then stop the thread."""
         if self._thread is None or self._closed:
@@ -112,7 +130,7 @@ class GroupCommitter:
             item = self._queue.get()
             stop = item is _STOP
             if not stop:
-                batch.append(item)
+                _add(batch, item)
             while len(batch) < self._max_batch and not stop:
                 try:
                     item = self._queue.get_nowait()
@@ -120,7 +138,7 @@ class GroupCommitter:
                     break
                 stop = item is _STOP
                 if not stop:
-                    batch.append(item)
+                    _add(batch, item)
             if batch:
                 self._write(batch)
             if stop:

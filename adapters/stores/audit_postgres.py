@@ -149,7 +149,7 @@ class PostgresAuditLog:
 
     async def append_all(self, records: Sequence[AuditRecord]) -> list[AuditReceipt]:
         """Submitted together, awaited as futures (no task per record)."""
-        return list(await asyncio.gather(*[self._writer.submit(r) for r in records]))
+        return list(await asyncio.gather(*self._writer.submit_all(records)))
 
     def _commit(self, records: list[AuditRecord]) -> list[AuditReceipt]:
         if self._wconn is None or self._wconn.closed:  # lost with the server: try a fresh one

@@ -170,7 +170,7 @@ class SqliteAuditLog:
 
     async def append_all(self, records: Sequence[AuditRecord]) -> list[AuditReceipt]:
         """Submitted together, awaited as futures (no task per record)."""
-        return list(await asyncio.gather(*[self._writer.submit(r) for r in records]))
+        return list(await asyncio.gather(*self._writer.submit_all(records)))
 
     def _commit(self, records: list[AuditRecord]) -> list[AuditReceipt]:
         conn = self._wconn
