@@ -16,6 +16,7 @@ never guessed, on every route that reads a JSON body.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -79,7 +80,9 @@ def json_body(raw: bytes, content_type: str | None, content_encoding: str | None
     return parse_body(raw)
 
 
+@functools.cache
 def _field_by_any_name(desc: Descriptor) -> dict[str, FieldDescriptor]:
+    """A message's fields by proto name and by JSON name (per descriptor, built once; read only)."""
     return {f.name: f for f in desc.fields} | {f.json_name: f for f in desc.fields}
 
 
