@@ -27,12 +27,15 @@ __all__ = ["install_observability"]
 
 
 def _grpc_methods(gateway: Gateway) -> set[str]:
-    """Every unary method the gRPC door serves (read once all features have added theirs)."""
+    """Every method the gRPC door serves and measures (read once all features have added theirs)."""
     load_generated_modules()
     pool = descriptor_pool.Default()
     names = {op.grpc_path for op in gateway.operations.values()}
     for b in gateway.bindings:
         names |= {f"/{b.service}/{m.name}" for m in pool.FindServiceByName(b.service).methods}
+    if gateway.bulk is not None:   # served apart from the bindings (server streaming)
+        bulk = pool.FindServiceByName("passerelle.gateway.v1.BulkExchange")
+        names |= {f"/{bulk.full_name}/{m.name}" for m in bulk.methods}
     health = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
     return names | {f"/{health}/Check"}
 

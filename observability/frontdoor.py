@@ -14,6 +14,7 @@ which holds national ids.
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Awaitable, Callable, Collection
 from typing import Any, TypeAlias
@@ -70,16 +71,24 @@ class GrpcServerTelemetry(grpc.aio.ServerInterceptor):
         details: grpc.HandlerCallDetails,
     ) -> _Handler | None:
         handler = await continuation(details)
-        if handler is None or handler.unary_unary is None:
+        if handler is None:
+            return handler
+        # Unary calls, and server-streaming ones whose behaviour is a coroutine writing with context.write
+        # (bulk look-ups, change-event streams): one span and one rpc.server.call.duration each.
+        if handler.unary_unary is not None:
+            kind, make = "unary_unary", grpc.unary_unary_rpc_method_handler
+        elif handler.unary_stream is not None and not inspect.isasyncgenfunction(handler.unary_stream):
+            kind, make = "unary_stream", grpc.unary_stream_rpc_method_handler
+        else:
             return handler
         if self._known is None:
             self._known = frozenset(self._known_source())
         method = details.method if details.method in self._known else "/_OTHER/_OTHER"
         key = details.method if method != "/_OTHER/_OTHER" else method
         wrapped = self._wrapped.get(key)
-        if wrapped is None or wrapped.unary_unary is None:
-            wrapped = grpc.unary_unary_rpc_method_handler(
-                self._wrap(handler.unary_unary, method),
+        if wrapped is None or getattr(wrapped, kind) is None:
+            wrapped = make(
+                self._wrap(getattr(handler, kind), method),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
@@ -102,7 +111,11 @@ class GrpcServerTelemetry(grpc.aio.ServerInterceptor):
             try:
                 with trace.use_span(span, end_on_exit=True, record_exception=False, set_status_on_exception=False):
                     try:
-                        return await inner(request, context)
+                        result = await inner(request, context)
+                        code = context.code()   # a status set without raising (a stream ended CANCELLED ...)
+                        if code is not None and code != grpc.StatusCode.OK:
+                            status = _status_name(code)
+                        return result
                     except BaseException:
                         status = _status_name(context.code()) if context.code() is not None else "UNKNOWN"
                         raise

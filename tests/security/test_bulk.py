@@ -387,3 +387,18 @@ async def test_the_openapi_document_describes_the_bulk_route(stack: SecurityStac
     post = spec["paths"]["/v1/bulk:lookup"]["post"]
     assert "application/x-ndjson" in post["responses"]["200"]["content"]
     assert {"BulkLookupRequest", "BulkLookupItem"} <= set(spec["components"]["schemas"])
+
+
+async def test_a_grpc_bulk_call_is_measured_like_a_unary_one(stack: SecurityStack) -> None:
+    ids = _ids(stack, 3)
+
+    def lookups_measured(text: str) -> float:
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("rpc_server_call_duration_seconds_count")
+                   and 'rpc_method="Lookup"' in line and 'rpc_service="passerelle.gateway.v1.BulkExchange"' in line)
+
+    before = lookups_measured(stack.running.gateway.metrics.prometheus_text().decode())
+    status, items = await grpc_bulk(stack, [population_pb2.GetPersonRequest(national_id=n) for n in ids],
+                                    headers(stack, "bulk-measured"))
+    assert status == "OK" and len(items) == 3
+    assert lookups_measured(stack.running.gateway.metrics.prometheus_text().decode()) == before + 1
