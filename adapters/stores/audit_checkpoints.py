@@ -51,6 +51,8 @@ __all__ = [
 ]  # fmt: skip
 
 log = logging.getLogger("passerelle.audit")
+#: Checkpoints remembered as already checked against the log (newest first kept).
+_CHECKED_KEPT = 256
 
 #: Where witnesses' cosigned checkpoints come from: ``[(witness name, checkpoint)]``, checked already.
 WitnessedCheckpoints = Callable[[], Awaitable[list[tuple[str, Checkpoint]]]]
@@ -177,7 +179,9 @@ class StoreCheckpointSigner:
         self.state: SignerState = state if state is not None else MemorySignerState()
         self._witnessed = witnessed
         self._clock_us = clock_us
-        self._checked: set[tuple[int, bytes]] = set()
+        # Checkpoints this process already knows the log extends (its own, references proven once); only
+        # recent ones are ever asked about again: the newest _CHECKED_KEPT are kept (one per minute otherwise).
+        self._checked: dict[tuple[int, bytes], None] = {}
         self._generation = -1
         self.origin = signer.name
         self.public_key = signer.public_key
@@ -229,7 +233,7 @@ class StoreCheckpointSigner:
             return None
         cp = latest if due is Due.UP_TO_DATE and latest is not None else self._sign(size, root)
         self._save(cp, reanchor=reanchor, previous=record)
-        self._checked.add((cp.tree_size, cp.root_hash))  # our own tree: no proof needed against it
+        self._remember((cp.tree_size, cp.root_hash))  # our own tree: no proof needed against it
         if cp is latest:
             return cp
         try:
@@ -240,6 +244,11 @@ class StoreCheckpointSigner:
             raise
         log.info("audit checkpoint signed", extra={"fields": {"tree_size": size, "root": root.hex()}})
         return cp
+
+    def _remember(self, checked: tuple[int, bytes]) -> None:
+        self._checked[checked] = None
+        while len(self._checked) > _CHECKED_KEPT:
+            del self._checked[next(iter(self._checked))]   # the oldest: proven again if ever asked about
 
     def refuse_reanchor(self) -> None:
         """Raise ``SigningRefused`` unless re-anchoring is allowed: only when the state is missing or unreadable."""
@@ -341,7 +350,7 @@ class StoreCheckpointSigner:
             problem = contradiction(ref, size, root, proof)
             if problem is not None:
                 raise TamperedLog(detail=f"refusing to sign: {problem} (against {what})")
-            self._checked.add((ref.tree_size, ref.root_hash))
+            self._remember((ref.tree_size, ref.root_hash))
 
     async def _proof(self, old: int, new: int) -> list[bytes] | None:
         if old == 0 or old >= new:

@@ -104,3 +104,14 @@ async def test_a_tampered_log_is_not_signed(harness: Harness) -> None:
     result = caught.value.result
     assert result is not None and (result.tamper, result.seq) == (Tamper.ALTERED, 9)
     assert [c.tree_size for c in await harness.store.checkpoints()] == [6]
+
+
+def test_the_checkpoints_remembered_as_checked_are_bounded() -> None:
+    from adapters.stores import audit_checkpoints
+
+    signer = object.__new__(audit_checkpoints.StoreCheckpointSigner)
+    signer._checked = {}
+    for size in range(1, audit_checkpoints._CHECKED_KEPT + 50):
+        signer._remember((size, b"r"))
+    assert len(signer._checked) == audit_checkpoints._CHECKED_KEPT
+    assert (1, b"r") not in signer._checked and (audit_checkpoints._CHECKED_KEPT + 49, b"r") in signer._checked
