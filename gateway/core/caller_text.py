@@ -26,7 +26,6 @@ doors and every service decide identically.
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Container
 
@@ -63,6 +62,9 @@ _NOT_DIGIT = re.compile(r"[^0-9]+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 _ID_RULE = "must be 1 to 64 characters of A-Z a-z 0-9 . _ : / -, starting with a letter or digit"
 _NID_RULE = "must not hold a national identification number"
+#: Caller identifiers already accepted (``caller_id_problem``); cleared when full.
+_ACCEPTED_KEPT = 4096
+_accepted: set[str] = set()
 
 
 def holds_national_id(text: str) -> bool:
@@ -74,18 +76,22 @@ def holds_national_id(text: str) -> bool:
     return False
 
 
-@functools.lru_cache(maxsize=4096)
 def caller_id_problem(value: str) -> str | None:
     """Why ``value`` may not be recorded as a caller identifier, or None (empty means "not sent").
 
     Pure, and asked for the same few values again and again (each item of a bulk look-up carries the
-    call's case and officer ids): remembered for the last 4,096 values."""
-    if not value:
+    call's case and officer ids): accepted values are remembered (at most ``_ACCEPTED_KEPT``, each at most
+    64 characters). Refused ones are not: a request body's case_id may be 64 KiB, and a refused value
+    may hold a national id."""
+    if not value or value in _accepted:
         return None
     if CALLER_ID.fullmatch(value) is None:
         return _ID_RULE
     if holds_national_id(value):
         return _NID_RULE
+    if len(_accepted) >= _ACCEPTED_KEPT:
+        _accepted.clear()
+    _accepted.add(value)
     return None
 
 

@@ -167,3 +167,18 @@ async def test_an_unchecked_consent_id_is_not_recorded(stack: Stack) -> None:  #
     await stack.pipeline.exchange(op, req, stack.ctx(consent_id="cns_madeup"))
     (row,) = await stack.audit.query(AuditQuery())
     assert row.record.consent_id == ""
+
+
+def test_a_refused_value_is_not_kept_by_the_check() -> None:
+    """The check remembers values (every bulk item repeats the call's ids), but only accepted ones: a
+    CheckAccess body's case_id may be 64 KiB (4,096 of them pinned 256 MiB), and a refused value may hold
+    a national id."""
+    import sys
+
+    long_value = "".join(["dossier-"] + ["9"] * 65_536)   # built at run time: not interned
+    with_nid = "".join(["c-", valid_nid()])
+    for value in (long_value, with_nid):
+        before = sys.getrefcount(value)
+        assert caller_id_problem(value) is not None
+        assert caller_id_problem(value) is not None
+        assert sys.getrefcount(value) == before
