@@ -87,7 +87,8 @@ if _c_make_encoder is not None:  # the same text as json.dumps(sort_keys=True, s
     )
 
     def _extra_json(extra: dict[str, str]) -> str:
-        return "".join(_c_sorted_encoder(extra, 0)) if extra else "{}"
+        # Only an empty dict is "{}": a stored extra read back as None, [], 0 ... keeps its own text.
+        return "".join(_c_sorted_encoder(extra, 0)) if extra or type(extra) is not dict else "{}"
 else:  # pragma: no cover
 
     def _extra_json(extra: dict[str, str]) -> str:
