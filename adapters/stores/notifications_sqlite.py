@@ -106,13 +106,14 @@ def _followed(db: sqlite3.Connection, subscription_id: str, subjects: Sequence[s
 
 
 def _migrate_follow_count(db: sqlite3.Connection) -> None:
-    """Files made before the follow count was kept on the subscription row get the column, counted once."""
-    columns = {r[1] for r in db.execute("PRAGMA table_info(ntf_subscriptions)")}
-    if "follows" in columns:
-        return
+    """Files made before the follow count was kept on the subscription row get the column; the count is
+    taken again at each open (a worker of an older version, in a rolling upgrade or after a roll-back,
+    follows without keeping it). Under the write lock: workers opening the file together each see it once."""
     db.execute("BEGIN IMMEDIATE")
     try:
-        db.execute("ALTER TABLE ntf_subscriptions ADD COLUMN follows INTEGER NOT NULL DEFAULT 0")
+        columns = {r[1] for r in db.execute("PRAGMA table_info(ntf_subscriptions)")}
+        if "follows" not in columns:
+            db.execute("ALTER TABLE ntf_subscriptions ADD COLUMN follows INTEGER NOT NULL DEFAULT 0")
         db.execute("UPDATE ntf_subscriptions SET follows = "
                    "(SELECT COUNT(*) FROM ntf_follows f WHERE f.subscription_id = ntf_subscriptions.id)")
     except BaseException:
