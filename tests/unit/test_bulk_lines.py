@@ -57,3 +57,37 @@ def test_the_collector_is_paused_while_any_body_is_parsed_and_restored_after() -
         assert not gc.isenabled()   # a collector paused by someone else stays paused
     finally:
         gc.enable()
+
+
+def test_bodies_parsed_back_to_back_do_not_keep_the_collector_from_running(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Overlapping parses (two bulk calls of one agency started half a parse apart, or a busy hour of
+    them) keep the pause open: reference cycles the rest of the process makes are still collected."""
+    import gc
+    import weakref
+
+    from gateway.entrypoints import bulk
+
+    now = [1000.0]
+    monkeypatch.setattr(bulk._CyclicGcPaused, "_clock", staticmethod(lambda: now[0]), raising=False)
+
+    class Node:
+        pass
+
+    assert gc.isenabled()
+    first = bulk._CyclicGcPaused()
+    first.__enter__()
+    node = Node()
+    node.self = node   # type: ignore[attr-defined]
+    garbage = weakref.ref(node)
+    del node
+    try:
+        for _ in range(10):   # each parse starts before the previous one ends: the pause never ends by itself
+            now[0] += 1.0
+            nxt = bulk._CyclicGcPaused()
+            nxt.__enter__()
+            first.__exit__(None, None, None)
+            first = nxt
+        assert garbage() is None   # collected within the longest pause
+    finally:
+        first.__exit__(None, None, None)
+    assert gc.isenabled()
