@@ -14,6 +14,7 @@ which holds national ids.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable, Collection
@@ -116,8 +117,11 @@ class GrpcServerTelemetry(grpc.aio.ServerInterceptor):
                         if code is not None and code != grpc.StatusCode.OK:
                             status = _status_name(code)
                         return result
-                    except BaseException:
-                        status = _status_name(context.code()) if context.code() is not None else "UNKNOWN"
+                    except BaseException as exc:
+                        code = context.code()
+                        # No status set and cancelled: the client left (the usual end of a stream), not an error.
+                        status = (_status_name(code) if code is not None
+                                  else "CANCELLED" if isinstance(exc, asyncio.CancelledError) else "UNKNOWN")
                         raise
                     finally:
                         span.set_attribute("rpc.grpc.status_code", _code_value(status))

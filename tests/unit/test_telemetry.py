@@ -135,3 +135,25 @@ def test_an_exchange_becomes_an_ops_record_with_gateway_and_registry_times() -> 
         10_000_300,
     )
     assert (ops.registry_us, ops.succeeded, ops.fault_code, ops.purpose) == (3_000, False, "REGISTRY_TIMEOUT", OTHER)
+
+
+async def test_a_grpc_call_its_client_ends_is_measured_cancelled_not_unknown() -> None:
+    """A change-event stream ends when the agency closes it (its task is cancelled, no status set):
+    measured CANCELLED (1), not UNKNOWN (2), an error of ours on every dashboard."""
+    import asyncio
+    from types import SimpleNamespace
+    from typing import Any
+
+    from observability.frontdoor import GrpcServerTelemetry
+
+    recorded: list[dict[str, Any]] = []
+    metrics: Any = SimpleNamespace(rpc_duration=SimpleNamespace(record=lambda _s, attrs: recorded.append(attrs)))
+    context: Any = SimpleNamespace(invocation_metadata=lambda: (), code=lambda: None)
+
+    async def stream(request: Any, ctx: Any) -> None:
+        raise asyncio.CancelledError
+
+    behaviour = GrpcServerTelemetry(lambda: {"/p.S/Stream"}, metrics)._wrap(stream, "/p.S/Stream")
+    with pytest.raises(asyncio.CancelledError):
+        await behaviour(b"", context)
+    assert recorded[-1]["rpc.grpc.status_code"] == 1
