@@ -139,6 +139,19 @@ def _timed(coro: Any) -> tuple[float, tuple[int, int]]:
     return time.perf_counter() - start, result
 
 
+def _cpu(stack: Stack) -> tuple[float, float, float]:
+    """CPU seconds so far of the gateway, the demo registries and this process (the client)."""
+    assert stack.gateway is not None
+    return stack.gateway.cpu_s(), stack.registries.cpu_s(), time.process_time()
+
+
+_PROCESSES = ("gateway", "registries", "client")
+
+
+def _per_item_us(before: tuple[float, float, float], after: tuple[float, float, float], items: int) -> list[int]:
+    return [round((a - b) / items * 1e6) for a, b in zip(after, before, strict=True)]
+
+
 def run(stack: Stack, ids: list[str], concurrency: int, protocols: list[str]) -> list[dict[str, Any]]:
     """One row per door: single calls at ``concurrency``, then one bulk call, same items."""
     stack.start_gateway(1)
@@ -150,10 +163,14 @@ def run(stack: Stack, ids: list[str], concurrency: int, protocols: list[str]) ->
         single = _single_grpc if protocol == "grpc" else _single_rest
         bulk = _bulk_grpc if protocol == "grpc" else _bulk_rest
         _timed(single(port, auth, ids[:500], concurrency))   # warm-up: connections, caches, JIT-free paths
+        cpu0 = _cpu(stack)
         single_s, (single_ok, single_err) = _timed(single(port, auth, ids, concurrency))
+        cpu1 = _cpu(stack)
         rss_before = stack.gateway.rss_kb("VmRSS")
         with _RssSampler(stack.gateway) as rss:
             bulk_s, (bulk_ok, bulk_err) = _timed(bulk(port, auth, ids))
+        cpu2 = _cpu(stack)
+        single_cpu, bulk_cpu = _per_item_us(cpu0, cpu1, len(ids)), _per_item_us(cpu1, cpu2, len(ids))
         single_ips, bulk_ips = len(ids) / single_s, len(ids) / bulk_s
         row = {"protocol": protocol, "items": len(ids), "concurrency": concurrency,
                "single_s": round(single_s, 2), "single_items_per_s": round(single_ips), "single_ok": single_ok,
@@ -161,7 +178,10 @@ def run(stack: Stack, ids: list[str], concurrency: int, protocols: list[str]) ->
                "bulk_ok": bulk_ok, "bulk_errors": bulk_err, "bulk_over_single": round(bulk_ips / single_ips, 2),
                "gateway_rss_before_bulk_mb": round(rss_before / 1024, 1),
                "gateway_peak_rss_during_bulk_mb": round(rss.peak_kb / 1024, 1),
-               "gateway_vmhwm_mb": round(stack.gateway.rss_kb() / 1024, 1)}  # fmt: skip
+               "gateway_vmhwm_mb": round(stack.gateway.rss_kb() / 1024, 1),
+               # CPU µs per item of the gateway, the demo registries and the client, single calls vs bulk
+               "single_cpu_us_per_item": dict(zip(_PROCESSES, single_cpu, strict=True)),
+               "bulk_cpu_us_per_item": dict(zip(_PROCESSES, bulk_cpu, strict=True))}  # fmt: skip
         rows.append(row)
         print(one_line(row), file=sys.stderr, flush=True)
     stack.stop_gateway()
@@ -173,16 +193,25 @@ def one_line(r: dict[str, Any]) -> str:
             f"bulk {r['bulk_items_per_s']:>6} items/s  bulk/single {r['bulk_over_single']:.2f}x  "
             f"peak RSS in bulk {r['gateway_peak_rss_during_bulk_mb']} MB "
             f"(before {r['gateway_rss_before_bulk_mb']} MB)  "
-            f"errors {r['single_errors']}/{r['bulk_errors']}")  # fmt: skip
+            f"errors {r['single_errors']}/{r['bulk_errors']}  "
+            f"CPU µs/item gateway/registries/client single {_cpu_text(r, 'single')} "
+            f"bulk {_cpu_text(r, 'bulk')}")  # fmt: skip
+
+
+def _cpu_text(r: dict[str, Any], mode: str, sep: str = "/") -> str:
+    cpu = r.get(f"{mode}_cpu_us_per_item") or {}
+    return sep.join(str(cpu.get(k, "-")) for k in _PROCESSES)
 
 
 def table(rows: list[dict[str, Any]]) -> str:
     head = ("| door | items | single calls (c={c}) items/s | one bulk call items/s | bulk ÷ single "
-            "| gateway RSS before → peak during bulk | errors single / bulk |")
-    lines = [head.format(c=rows[0]["concurrency"] if rows else "-"), "|---|---:|---:|---:|---:|---:|---:|"]
+            "| gateway RSS before → peak during bulk | errors single / bulk "
+            "| CPU µs per item, single: gateway / registries / client | same, bulk |")
+    lines = [head.format(c=rows[0]["concurrency"] if rows else "-"), "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['protocol']} | {r['items']:,} | {r['single_items_per_s']:,} | {r['bulk_items_per_s']:,} "
                      f"| {r['bulk_over_single']:.2f}× | {r['gateway_rss_before_bulk_mb']} → "
                      f"{r['gateway_peak_rss_during_bulk_mb']} MB "
-                     f"| {r['single_errors']} / {r['bulk_errors']} |")  # fmt: skip
+                     f"| {r['single_errors']} / {r['bulk_errors']} "
+                     f"| {_cpu_text(r, 'single', ' / ')} | {_cpu_text(r, 'bulk', ' / ')} |")  # fmt: skip
     return "\n".join(lines) + "\n"

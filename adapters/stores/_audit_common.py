@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from gateway.core.audit_chain import Anchor, Row, chain_hash, record_values
+from gateway.core.audit_chain import Anchor, Row, chain_row
 from gateway.core.errors import GatewayError, Reason
 from gateway.core.merkle import RangeHasher
 from gateway.core.types import AuditReceipt, AuditRecord
@@ -27,9 +27,9 @@ def chain_batch(head_seq: int, head_hash: str, records: Sequence[AuditRecord]) -
     seq, prev = head_seq, head_hash
     for record in records:
         seq += 1
-        digest = chain_hash(prev, seq, record)
-        rows.append((seq, *record_values(record), prev, digest))
-        prev = digest
+        row = chain_row(prev, seq, record)
+        rows.append(row)
+        prev = row[-1]
     return rows
 
 

@@ -33,7 +33,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import TypeVar
 
@@ -393,6 +393,11 @@ class _Batch:
     in_write: int = 0
     #: Why the batch stops early (the call's token no longer holds), once an item found out.
     stop: GatewayError | None = None
+    #: The call's context as each item's exchange sees it (``bulk``: its records say so).
+    item_ctx: CallContext = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.item_ctx = replace(self.ctx, bulk=True, timeout_s=None)
 
     async def item(self, index: int, raw: T, read: Callable[[T], Message]) -> None:
         async def my_turn() -> None:   # before the record: an item is recorded only once its group is taken
@@ -457,8 +462,10 @@ class _Batch:
             request = read(raw)   # a malformed item is refused before its exchange, as a single call is
             await self.lookups.paced(self.principal.id, self.deadline)
             self.still_authenticated()   # pacing may have taken long
-            left = None if self.deadline is None else self.deadline - self.lookups.now()
-            ctx = replace(self.ctx, bulk=True, timeout_s=left)
+            if self.deadline is None:   # one context for every item (the pipeline does not change it)
+                ctx = self.item_ctx
+            else:
+                ctx = replace(self.item_ctx, timeout_s=self.deadline - self.lookups.now())
             answer = await self.lookups.pipeline.exchange_as(self.principal, self.op, request, ctx,
                                                              before_record=my_turn)
         except GatewayError as err:

@@ -41,6 +41,7 @@ __all__ = [
     "VerifyResult",
     "canonical_bytes",
     "chain_hash",
+    "chain_row",
     "record_values",
     "row_of",
     "stored_of",
@@ -123,6 +124,13 @@ def _hash_text(prev_hash: str, canonical: str) -> str:
 def chain_hash(prev_hash: str, seq: int, record: AuditRecord) -> str:
     """SHA-256 hex over the previous hash (ASCII hex) and the canonical bytes."""
     return _hash_text(prev_hash, _canonical_text((seq, *record_values(record))))
+
+
+def chain_row(prev_hash: str, seq: int, record: AuditRecord) -> Row:
+    """The stored row of ``record`` appended at ``seq`` after ``prev_hash``: ``(seq, *record_values,
+    prev_hash, chain_hash)``, the record's values encoded once for both the row and its hash."""
+    values = (seq, *record_values(record))
+    return (*values, prev_hash, _hash_text(prev_hash, _canonical_text(values)))
 
 
 def row_of(stored: StoredAuditRecord) -> Row:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import json
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -41,6 +40,7 @@ from gateway.entrypoints._context import call_context, echo_id
 from gateway.entrypoints._grpc_security import admit_grpc_call
 from gateway.entrypoints._grpc_status import abort_unexpected, abort_with, status_message
 from gateway.entrypoints._problem import problem_response
+from gateway.entrypoints._proto_json import json_line
 from gateway.entrypoints._request_url import request_url
 from gateway.entrypoints._rest_mapping import json_body, rest_message
 from gateway.entrypoints.grpc_server import parse_request
@@ -85,8 +85,6 @@ def item_json(item: bulk_pb2.BulkLookupItem) -> dict[str, Any]:
     return out
 
 
-#: One NDJSON line's encoder, set up once (json.dumps with these options builds one per call).
-_LINE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 _OK_STATUS_JSON = json_format.MessageToDict(status_pb2.Status(code=0), always_print_fields_with_no_presence=True)
 
 
@@ -331,8 +329,7 @@ def rest_bulk(lookups: BulkLookups) -> Callable[[FastAPI], dict[str, Any]]:
 
         async def run(send_line: Callable[[bytes], Awaitable[None]]) -> object:
             async def write(results: Sequence[ItemAnswer], written: Callable[[], None]) -> None:
-                await send_line(b"".join(   # a group's lines in one write
-                    _LINE.encode(answer_json(r, rid)).encode() + b"\n" for r in results))
+                await send_line(b"".join([json_line(answer_json(r, rid)) for r in results]))   # one write
                 for _ in results:
                     written()
 
@@ -341,7 +338,7 @@ def rest_bulk(lookups: BulkLookups) -> Callable[[FastAPI], dict[str, Any]]:
             except GatewayError as err:   # the batch stopped (token revoked or expired): one last line says why
                 end = {"status": json_format.MessageToDict(status_message(err, rid),
                                                            always_print_fields_with_no_presence=True)}
-                line = json.dumps(end, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+                line = json_line(end)
                 with contextlib.suppress(ClientGone, TimeoutError):   # nor wait for a client that reads nothing
                     await asyncio.wait_for(send_line(line), lookups.idle_timeout_s)
                 return None

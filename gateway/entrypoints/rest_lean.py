@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
-from google.protobuf import json_format
 from google.protobuf.message import Message
 from starlette.responses import Response
 
@@ -41,6 +40,7 @@ from gateway.core.pipeline import ExchangePipeline
 from gateway.core.proto_typing import discard_unknown_fields
 from gateway.entrypoints._context import call_context, echo_id
 from gateway.entrypoints._problem import problem_response
+from gateway.entrypoints._proto_json import proto_json
 from gateway.entrypoints._request_url import request_url
 from gateway.entrypoints._rest_mapping import rest_message
 
@@ -77,7 +77,7 @@ async def serve_exchange(
     except GatewayError as err:
         return problem_response(err, echo_id(ctx))
     discard_unknown_fields(answer)   # what leaves is what the audit lists, whatever the adapter kept
-    body = json_format.MessageToJson(answer, indent=None, ensure_ascii=False)
+    body = proto_json(answer)
     return Response(body, media_type="application/json", headers={"x-request-id": echo_id(ctx)})
 
 

@@ -14,6 +14,7 @@ from gateway.core.audit_chain import (
     Tamper,
     canonical_bytes,
     chain_hash,
+    chain_row,
     record_values,
     row_of,
     stored_of,
@@ -58,6 +59,11 @@ def test_a_chain_of_any_records_verifies_and_round_trips(records: list[AuditReco
     assert [stored_of(r).record for r in rows] == records
     assert verify_chain(map(stored_of, rows)).ok
     assert all(row_of(stored_of(r)) == r for r in rows)
+
+
+@given(records_st, st.integers(1, 2**62), st.sampled_from([GENESIS_HASH, "ab" * 32]))
+def test_chain_row_is_the_row_and_hash_the_stores_write(record: AuditRecord, seq: int, prev: str) -> None:
+    assert chain_row(prev, seq, record) == (seq, *record_values(record), prev, chain_hash(prev, seq, record))
 
 
 @given(st.lists(records_st, min_size=2, max_size=6), st.data())
