@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import collections
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -73,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bulk", type=int, default=0, metavar="N",
                     help="profile one bulk call of N person look-ups (on --protocol's door) instead of single calls")
     ap.add_argument("--no-profile", action="store_true", help="measure CPU per exchange only")
+    ap.add_argument("--repeat", type=int, default=1, metavar="N",
+                    help="with --bulk --no-profile: N bulk calls one after the other, each measured, then the "
+                         "median (A/B of a change: the spread between calls on a shared machine is ± 5-8 %%)")
     args = ap.parse_args(argv)
     if not args.no_profile and shutil.which("py-spy") is None and not (Path(sys.executable).parent / "py-spy").exists():
         print("py-spy not found (pip install py-spy)", file=sys.stderr)
@@ -134,11 +138,17 @@ def _profile_bulk(stack: Stack, args: argparse.Namespace, py_spy: str) -> int:
     asyncio.run(run(port, auth, ids[:500]))   # warm-up
     raw_path = RESULTS / f"profile-bulk-{args.protocol}-{time.strftime('%Y%m%dT%H%M%S')}.txt"
     spy = None if args.no_profile else _spy(args, py_spy, stack.gateway.pids[0], args.seconds, raw_path)
-    cpu0, t0 = stack.gateway.cpu_s(), time.perf_counter()
-    ok, errors = asyncio.run(run(port, auth, ids))
-    wall, used = time.perf_counter() - t0, stack.gateway.cpu_s() - cpu0
-    print(f"bulk {args.protocol} {len(ids)} items: {len(ids) / wall:,.0f} items/s, ok {ok}, errors {errors}, "
-          f"gateway CPU {used / max(ok + errors, 1) * 1e6:,.0f} µs/item ({used / wall:.2f} cores)")
+    per_item: list[float] = []
+    for _ in range(args.repeat if args.no_profile else 1):
+        cpu0, t0 = stack.gateway.cpu_s(), time.perf_counter()
+        ok, errors = asyncio.run(run(port, auth, ids))
+        wall, used = time.perf_counter() - t0, stack.gateway.cpu_s() - cpu0
+        per_item.append(used / max(ok + errors, 1) * 1e6)
+        print(f"bulk {args.protocol} {len(ids)} items: {len(ids) / wall:,.0f} items/s, ok {ok}, errors {errors}, "
+              f"gateway CPU {per_item[-1]:,.0f} µs/item ({used / wall:.2f} cores)", flush=True)
+    if len(per_item) > 1:
+        print(f"median of {len(per_item)} calls: gateway CPU {statistics.median(per_item):,.0f} µs/item "
+              f"(min {min(per_item):,.0f}, max {max(per_item):,.0f})")
     if spy is not None:
         spy.wait(timeout=args.seconds + 30)
         _print_profile(raw_path, args)
