@@ -22,6 +22,7 @@ the wrapper does the I/O.
 from __future__ import annotations
 
 import asyncio
+import collections
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -101,28 +102,48 @@ class _BulkheadFull(GatewayError):
 
 
 class _Bulkhead:
-    """A semaphore with a bounded waiting line."""
+    """A semaphore with a bounded waiting line, first come first served.
+
+    Not ``asyncio.Semaphore``: on Python 3.11 its ``locked()`` (and so every ``acquire``) walks the
+    whole waiting line, and a bulk look-up keeps up to its window of items waiting here (measured:
+    ≈ 2 % of the gateway's CPU per bulk item). Here both ends are O(1): a released slot is handed to
+    the first waiter still waiting, or counted free.
+    """
 
     def __init__(self, limit: int, max_queue: int) -> None:
-        self._slots = asyncio.Semaphore(limit)
+        self._free = limit
         self._max_queue = max_queue
-        self._waiting = 0
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._waiting = 0   # waiters not yet served nor gone (the deque may still hold gone ones)
 
     async def acquire(self) -> None:
-        if self._slots.locked():
-            if self._waiting >= self._max_queue:
-                raise _BulkheadFull(Reason.REGISTRY_UNAVAILABLE, "The registry is at its concurrency limit",
-                                    retry_after=1.0)  # fmt: skip
-            self._waiting += 1
-            try:
-                await self._slots.acquire()
-            finally:
-                self._waiting -= 1
+        if self._free > 0 and self._waiting == 0:
+            self._free -= 1
             return
-        await self._slots.acquire()
+        if self._waiting >= self._max_queue:
+            raise _BulkheadFull(Reason.REGISTRY_UNAVAILABLE, "The registry is at its concurrency limit",
+                                retry_after=1.0)  # fmt: skip
+        slot: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(slot)
+        self._waiting += 1
+        try:
+            await slot   # release() hands its slot over by completing this future
+        except BaseException:
+            if slot.done() and not slot.cancelled():   # handed over, then cancelled before running: give it back
+                self.release()
+            else:
+                slot.cancel()           # gone: release() skips it
+                self._waiting -= 1
+            raise
 
     def release(self) -> None:
-        self._slots.release()
+        while self._waiters:
+            slot = self._waiters.popleft()
+            if not slot.done():
+                self._waiting -= 1
+                slot.set_result(None)
+                return
+        self._free += 1
 
 
 class ResilientAdapter:

@@ -40,7 +40,7 @@ from gateway.entrypoints._context import call_context, echo_id
 from gateway.entrypoints._grpc_security import admit_grpc_call
 from gateway.entrypoints._grpc_status import abort_unexpected, abort_with, status_message
 from gateway.entrypoints._problem import problem_response
-from gateway.entrypoints._proto_json import json_line
+from gateway.entrypoints._proto_json import json_line, message_to_dict
 from gateway.entrypoints._request_url import request_url
 from gateway.entrypoints._rest_mapping import json_body, rest_message
 from gateway.entrypoints.grpc_server import parse_request
@@ -94,7 +94,7 @@ def answer_json(result: ItemAnswer, request_id: str) -> dict[str, Any]:
     if result.error is not None or result.answer is None:
         return item_json(item_message(result, request_id))
     discard_unknown_fields(result.answer)   # what leaves is what the audit lists, whatever the adapter kept
-    answer = {"@type": _TYPE_PREFIX + result.answer.DESCRIPTOR.full_name, **json_format.MessageToDict(result.answer)}
+    answer = {"@type": _TYPE_PREFIX + result.answer.DESCRIPTOR.full_name, **message_to_dict(result.answer)}
     return {"index": result.index, "status": dict(_OK_STATUS_JSON), "answer": answer}
 
 

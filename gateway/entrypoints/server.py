@@ -29,6 +29,7 @@ from gateway.bootstrap import build_gateway
 from gateway.config import Config
 from gateway.config_files import StartupError
 from gateway.entrypoints._citizen_cookie import citizen_cookie
+from gateway.entrypoints._collector import tune_after_start
 from gateway.entrypoints._grpc_security import grpc_tls
 from gateway.entrypoints.binding import install_grpc, install_rest
 from gateway.entrypoints.grpc_server import create_grpc_server
@@ -163,11 +164,13 @@ async def serve_forever(config: Config, *, grace: float | None = None, announce:
         running = await start_gateway(config)
     except Exception as exc:   # one line for the person starting it (cli._run_or_explain), not a traceback
         raise StartupError(startup_problem(config, exc)) from exc
+    frozen = tune_after_start()   # before the first exchange: the collector skips start-up objects
     g = config.gateway
     _log.info(
         f"Passerelle ready: REST http://{g.rest_host}:{running.rest_port}  gRPC {g.grpc_host}:{running.grpc_port}"
         + (f"  gRPC+TLS {g.grpc_host}:{running.grpc_tls_port}" if running.grpc_tls_port else ""),
-        extra={"fields": {"rest_port": running.rest_port, "grpc_port": running.grpc_port, "pid": os.getpid()}},
+        extra={"fields": {"rest_port": running.rest_port, "grpc_port": running.grpc_port, "pid": os.getpid(),
+                           "gc_frozen_objects": frozen}},
     )
     if announce and g.demo:
         announce_demo(config, running.rest_port)

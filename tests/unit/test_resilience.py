@@ -125,3 +125,46 @@ async def test_bulkhead_refuses_beyond_its_slots_and_waiting_line() -> None:
     refused = [r for r in results if isinstance(r, GatewayError)]
     assert len(refused) == 2 and all(r.reason is Reason.REGISTRY_UNAVAILABLE for r in refused)
     assert fake.calls == 3
+
+
+async def test_bulkhead_serves_waiters_in_order_and_a_waiter_that_leaves_takes_no_slot() -> None:
+    from adapters.registries.resilience import _Bulkhead
+
+    bulkhead = _Bulkhead(1, 10)
+    await bulkhead.acquire()                      # the only slot
+    order: list[str] = []
+
+    async def wait(name: str) -> None:
+        await bulkhead.acquire()
+        order.append(name)
+
+    first, leaver, last = (asyncio.create_task(wait(n)) for n in ("first", "leaver", "last"))
+    await asyncio.sleep(0)
+    leaver.cancel()                               # leaves the line before its turn
+    await asyncio.sleep(0)
+    bulkhead.release()                            # -> first
+    await first
+    bulkhead.release()                            # -> last (the leaver is skipped)
+    await last
+    assert order == ["first", "last"] and leaver.cancelled()
+    bulkhead.release()
+    await asyncio.wait_for(bulkhead.acquire(), 1)   # the slot is free again: nothing leaked
+    assert bulkhead._waiting == 0
+
+
+async def test_bulkhead_slot_handed_to_a_waiter_cancelled_before_it_ran_goes_to_the_next() -> None:
+    from adapters.registries.resilience import _Bulkhead
+
+    bulkhead = _Bulkhead(1, 10)
+    await bulkhead.acquire()
+    a = asyncio.create_task(bulkhead.acquire())
+    b = asyncio.create_task(bulkhead.acquire())
+    await asyncio.sleep(0)
+    bulkhead.release()    # handed to a ...
+    a.cancel()            # ... which is cancelled before it runs: it gives the slot on to b
+    await asyncio.wait_for(b, 1)
+    assert a.cancelled()
+    with pytest.raises(TimeoutError):   # b holds the one slot
+        await asyncio.wait_for(bulkhead.acquire(), 0.05)
+    bulkhead.release()
+    await asyncio.wait_for(bulkhead.acquire(), 1)
