@@ -9,6 +9,7 @@ set is sampled every 20 ms during each bulk call (``VmRSS``); its peak is report
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import sys
 import threading
@@ -20,6 +21,8 @@ import grpc
 
 from bench.stack import Proc, Stack
 
+#: What the errors counted in the rows were (kind -> count), for the person reading a run with errors.
+ERRORS: collections.Counter[str] = collections.Counter()
 GET_PERSON = "registry.population.v1.PopulationRegistry/GetPerson"
 BULK_GRPC = "/passerelle.gateway.v1.BulkExchange/Lookup"
 
@@ -62,8 +65,9 @@ async def _single_grpc(port: int, auth: tuple[tuple[str, str], ...], ids: list[s
                 try:
                     await fn(population_pb2.GetPersonRequest(national_id=nid), metadata=auth, timeout=30)
                     ok += 1
-                except grpc.aio.AioRpcError:
+                except grpc.aio.AioRpcError as exc:
                     errors += 1
+                    ERRORS[f"single grpc {exc.code().name}"] += 1
 
         await asyncio.gather(*(worker() for _ in range(c)))
     return ok, errors
@@ -84,6 +88,7 @@ async def _single_rest(port: int, auth: tuple[tuple[str, str], ...], ids: list[s
                         ok += 1
                     else:
                         errors += 1
+                        ERRORS[f"single rest {r.status} {_reason(await r.read())}"] += 1
 
         await asyncio.gather(*(worker() for _ in range(c)))
     return ok, errors
@@ -111,6 +116,7 @@ async def _bulk_grpc(port: int, auth: tuple[tuple[str, str], ...], ids: list[str
                     ok += 1
                 else:
                     errors += 1
+                    ERRORS[f"bulk grpc {answer.status.code} {answer.status.message[:80]}"] += 1
     return ok, errors
 
 
@@ -129,8 +135,16 @@ async def _bulk_rest(port: int, auth: tuple[tuple[str, str], ...], ids: list[str
             if "index" in line and line.get("status", {}).get("code", 0) == 0:
                 ok += 1
             else:
+                ERRORS[f"bulk rest {str(line.get('status'))[:120]}"] += 1
                 errors += 1
     return ok, errors
+
+
+def _reason(body: bytes) -> str:
+    try:
+        return str(json.loads(body).get("reason", ""))[:60]
+    except (ValueError, AttributeError):
+        return body[:60].decode(errors="replace")
 
 
 def _timed(coro: Any) -> tuple[float, tuple[int, int]]:
@@ -182,6 +196,10 @@ def run(stack: Stack, ids: list[str], concurrency: int, protocols: list[str]) ->
                # CPU µs per item of the gateway, the demo registries and the client, single calls vs bulk
                "single_cpu_us_per_item": dict(zip(_PROCESSES, single_cpu, strict=True)),
                "bulk_cpu_us_per_item": dict(zip(_PROCESSES, bulk_cpu, strict=True))}  # fmt: skip
+        if ERRORS:
+            row["error_kinds"] = dict(ERRORS)
+            print(f"errors: {dict(ERRORS)}", file=sys.stderr, flush=True)
+            ERRORS.clear()
         rows.append(row)
         print(one_line(row), file=sys.stderr, flush=True)
     stack.stop_gateway()

@@ -139,7 +139,8 @@ async def _bulk(gateway: Gateway) -> None:
     g = gateway.config.gateway
     gateway.bulk = BulkLookups(gateway.pipeline, gateway.operations, max_items=g.bulk_max_items,
                                in_flight=g.bulk_in_flight, consumer_in_flight=g.bulk_consumer_in_flight,
-                               idle_timeout_s=g.bulk_idle_timeout_s, consumer_batches=g.bulk_consumer_batches)
+                               idle_timeout_s=g.bulk_idle_timeout_s, consumer_batches=g.bulk_consumer_batches,
+                               group_max=g.bulk_group_max)
     gateway.grpc_services.append(grpc_bulk(gateway.bulk))
     gateway.rest_installers.append(rest_bulk(gateway.bulk))
     gateway.grpc_message_limits[GRPC_METHOD] = g.bulk_max_request_bytes   # its own, larger limits

@@ -143,14 +143,17 @@ class GatewaySection(_Strict):
     # Bulk look-ups (gRPC BulkExchange/Lookup, POST /v1/bulk:lookup): items per call, the size of the call
     # (its own limit, above max_request_bytes; 100,000 GetPerson items: ~3 MiB of JSON, ~10 MiB with
     # "@type" in each, 7.6 MiB on gRPC), items in flight per call and per consumer over its calls, how long
-    # a client may read nothing before its batch stops, and batches one consumer may run at a time
-    # (checked before the request body is read).
+    # a client may read nothing before its batch stops, batches one consumer may run at a time
+    # (checked before the request body is read), and the most items of one answer group (one group commit,
+    # one write; also the most records a client that leaves mid-batch can leave without their answer
+    # written; at most bulk_in_flight). Defaults measured: gateway/application/bulk.py GROUP_MAX.
     bulk_max_items: int = Field(default=100_000, ge=1)
     bulk_max_request_bytes: int = Field(default=12 * 1024 * 1024, gt=0)
-    bulk_in_flight: int = Field(default=128, ge=1, le=4096)
-    bulk_consumer_in_flight: int = Field(default=256, ge=1)
+    bulk_in_flight: int = Field(default=256, ge=1, le=4096)
+    bulk_consumer_in_flight: int = Field(default=512, ge=1)
     bulk_idle_timeout_s: float = Field(default=30.0, gt=0)
     bulk_consumer_batches: int = Field(default=4, ge=1)
+    bulk_group_max: int = Field(default=128, ge=1, le=4096)
 
 
 class NotificationsSection(_Strict):
