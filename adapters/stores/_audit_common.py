@@ -116,6 +116,27 @@ class GroupCommitter:
         self._queue.put(items)
         return [fut for _, fut, _ in items]
 
+    async def append_all(self, records: Sequence[AuditRecord]) -> list[AuditReceipt]:
+        """``submit_all`` and wait for the receipts, in order; raises ``AUDIT_UNAVAILABLE`` when their
+        transaction failed (the records of one transaction share its fate).
+
+        The records' futures are settled together, in order, by one callback in the loop (``_write``):
+        once the last one is done they all are, so that one is awaited instead of gathering them all
+        (``asyncio.gather`` cost ≈ 4 µs per exchange with household members)."""
+        futures = self.submit_all(records)
+        try:
+            await futures[-1]
+        except BaseException:
+            for fut in futures:   # nobody else will look: mark their outcome seen, or stop waiting for it
+                if fut.done() and not fut.cancelled():
+                    fut.exception()
+                else:
+                    fut.cancel()
+            raise
+        if not all(fut.done() for fut in futures):   # not settled together after all: wait for each
+            return list(await asyncio.gather(*futures))
+        return [fut.result() for fut in futures]
+
     async def stop(self) -> None:
         """Commit what is queued, then stop the thread."""
         if self._thread is None or self._closed:

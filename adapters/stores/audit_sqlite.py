@@ -169,8 +169,8 @@ class SqliteAuditLog:
         return await self._writer.submit(record)
 
     async def append_all(self, records: Sequence[AuditRecord]) -> list[AuditReceipt]:
-        """Submitted together, awaited as futures (no task per record)."""
-        return list(await asyncio.gather(*self._writer.submit_all(records)))
+        """Submitted together, committed in one transaction (``GroupCommitter.append_all``)."""
+        return await self._writer.append_all(records)
 
     def _commit(self, records: list[AuditRecord]) -> list[AuditReceipt]:
         conn = self._wconn

@@ -77,13 +77,16 @@ class _NoStage:
 _NO_STAGE = _NoStage()
 
 
-def _stage(name: str) -> AbstractContextManager[trace.Span]:
+def _stage(name: str, traced: bool | None = None) -> AbstractContextManager[trace.Span]:
     """A child span per pipeline stage; a refusal marks it with its reason code only (no message).
 
     When the exchange is not sampled (its server span does not record), no child span is made
     and no generator either: it would record nothing, and each costs microseconds on the hot path.
+    ``traced``: whether it records, as the exchange found out once (``_Trail.traced``); None: look now.
     """
-    if not trace.get_current_span().is_recording():
+    if traced is None:
+        traced = trace.get_current_span().is_recording()
+    if not traced:
         return _NO_STAGE
     return _recorded_stage(name)
 
@@ -152,6 +155,9 @@ class _Trail:
     """
 
     consumer: str
+    #: Whether the exchange's span records (sampled): its stages make child spans. Looked up once per
+    #: exchange (the current span does not change between its stages).
+    traced: bool = False
     subject: str = ""
     purpose: str = ""                  # a catalogue code, UNKNOWN_PURPOSE or "" (none stated)
     case_id: str = ""
@@ -332,7 +338,7 @@ class ExchangePipeline:
 
     async def _audited(self, op: Operation, request: Message, ctx: CallContext, principal: Principal,
                        started: float, before_record: Callable[[], Awaitable[None]] | None) -> Message:
-        trail = _Trail(consumer=principal.id)
+        trail = _Trail(consumer=principal.id, traced=trace.get_current_span().is_recording())
         try:
             response = await self._checked_call(op, request, ctx, trail, started)
             if before_record is not None:   # a bulk item: it waits for its turn, then looks again
@@ -359,11 +365,11 @@ class ExchangePipeline:
         self._validate(op, request)
         self._check_purpose(ctx, trail)
         now_us = self._clock_us()
-        with _stage("authorise"):
+        with _stage("authorise", trail.traced):
             mandate = self._authorise(op, ctx, trail, now_us, request)
             wanted = self._fields_wanted(op, mandate, ctx)
         if mandate.needs_consent:
-            with _stage("consent"):
+            with _stage("consent", trail.traced):
                 needed = frozenset(op.field_categories[f] for f in wanted if op.field_categories.get(f))
                 await self._check_consent(ctx, trail, now_us, mandate, needed)
         registry = self._registries.get(op.service)
@@ -374,13 +380,13 @@ class ExchangePipeline:
         trail.registry, trail.request_bytes = registry.id, request.ByteSize()
         trail.registry_start_us = int((time.perf_counter() - started) * 1e6)
         try:
-            with _stage("adapter call") as span:
+            with _stage("adapter call", trail.traced) as span:
                 span.set_attribute("passerelle.registry", registry.id)
                 answer = await adapter.call(op.method, request, timeout=timeout, metadata=ctx.metadata)
         finally:
             trail.registry_end_us = int((time.perf_counter() - started) * 1e6)
         trail.registry_response_bytes = answer.ByteSize()
-        with _stage("minimise"):
+        with _stage("minimise", trail.traced):
             people = nested_people(answer, op.nested_subjects) if op.nested_subjects else ()  # before: see minimise
             trail.people = people
             trail.fields = minimise(answer, wanted)
@@ -569,7 +575,7 @@ class ExchangePipeline:
         )
         audit_started = time.perf_counter()
         try:
-            with _stage("audit"):
+            with _stage("audit", trail.traced):
                 others = self._third_party_records(record, trail)
                 if others:   # submitted together: a group-committing store writes them in one transaction
                     await self._audit.append_all((record, *others))
