@@ -330,6 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="person look-ups in that scenario, one bulk call vs N single calls (default: 10000)")
     add("--bulk-concurrency", type=int, default=32, metavar="N",
         help="concurrent single calls in that scenario (default: 32)")
+    add("--bulk-memory", type=_ints, default=None, metavar="N,N,...",
+        help="only the bulk memory check: one bulk call of each size (subjects cycled) on each door, the "
+             "gateway's resident set before and at its peak (e.g. 1000,10000,100000)")
     add("--quick", action="store_true",
         help="the ratio table in under two minutes: direct, nginx, proxy, gateway and gateway-demo, both doors, "
              f"{_QUICK['duration']:g} s each after {_QUICK['warmup']:g} s of warm-up, concurrency 1,32, one worker; "
@@ -407,6 +410,12 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="passerelle-bench-") as tmp, start_stack(Path(tmp), args.persons) as stack:
         if args.long:
             report["long"] = long_run(stack, args)
+        elif args.bulk_memory:
+            from bench import bulk
+            from gateway.demo.data import generate
+
+            ids = [p.national_id for p in generate(SEED, args.persons).persons]
+            report["bulk_memory"] = bulk.memory(stack, ids, args.bulk_memory, args.protocols)
         elif args.bulk:
             from bench import bulk
             from gateway.demo.data import generate
@@ -420,13 +429,14 @@ def main(argv: list[str] | None = None) -> int:
                 from bench.micro import token_verification
 
                 report["tokens"] = token_verification(stack.data_dir)
-    if args.bulk:
+    if args.bulk or args.bulk_memory:
         from bench import bulk
 
         RESULTS.mkdir(exist_ok=True)
-        stem = RESULTS / f"bench-bulk-{time.strftime('%Y%m%d-%H%M%S')}"
+        kind = "bulk-memory" if args.bulk_memory else "bulk"
+        stem = RESULTS / f"bench-{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
         stem.with_suffix(".json").write_text(json.dumps(report, indent=2))
-        text = bulk.table(report["bulk"])
+        text = bulk.memory_table(report["bulk_memory"]) if args.bulk_memory else bulk.table(report["bulk"])
         stem.with_suffix(".txt").write_text(text)
         print(text)
         print(f"results: {stem}.json", file=sys.stderr)

@@ -206,6 +206,45 @@ def run(stack: Stack, ids: list[str], concurrency: int, protocols: list[str]) ->
     return rows
 
 
+def memory(stack: Stack, ids: list[str], sizes: list[int], protocols: list[str]) -> list[dict[str, Any]]:
+    """One bulk call per size (the subjects cycled to reach it) on each door: the gateway's resident set
+    before the call and at its peak during it (sampled every 20 ms), with the items per second."""
+    stack.start_gateway(1)
+    assert stack.gateway is not None
+    auth = (("authorization", f"Bearer {stack.token()}"), ("x-purpose", "student-aid"), ("x-case-id", "bench-bulk"))
+    rows = []
+    for protocol in protocols:
+        port = stack.gateway_grpc if protocol == "grpc" else stack.gateway_rest
+        bulk = _bulk_grpc if protocol == "grpc" else _bulk_rest
+        _timed(bulk(port, auth, ids[:500]))   # warm-up
+        for size in sizes:
+            items = [ids[i % len(ids)] for i in range(size)]
+            before = stack.gateway.rss_kb("VmRSS")
+            with _RssSampler(stack.gateway) as rss:
+                seconds, (ok, errors) = _timed(bulk(port, auth, items))
+            row = {"protocol": protocol, "items": size, "ok": ok, "errors": errors,
+                   "items_per_s": round(size / seconds), "rss_before_mb": round(before / 1024, 1),
+                   "rss_peak_mb": round(rss.peak_kb / 1024, 1),
+                   "rss_growth_mb": round((rss.peak_kb - before) / 1024, 1)}  # fmt: skip
+            if ERRORS:
+                row["error_kinds"] = dict(ERRORS)
+                ERRORS.clear()
+            rows.append(row)
+            print(f"{protocol:<4} {size:>7} items: {row['items_per_s']:>6} items/s, RSS {row['rss_before_mb']} → "
+                  f"{row['rss_peak_mb']} MB (+{row['rss_growth_mb']}), errors {errors}", file=sys.stderr, flush=True)
+    stack.stop_gateway()
+    return rows
+
+
+def memory_table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| door | items in one bulk call | items/s | gateway RSS before → peak during the call | growth |",
+             "|---|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['protocol']} | {r['items']:,} | {r['items_per_s']:,} | {r['rss_before_mb']} → "
+                     f"{r['rss_peak_mb']} MB | +{r['rss_growth_mb']} MB |")
+    return "\n".join(lines) + "\n"
+
+
 def one_line(r: dict[str, Any]) -> str:
     return (f"{r['protocol']:<4} {r['items']} items: single c={r['concurrency']} {r['single_items_per_s']:>6} items/s  "
             f"bulk {r['bulk_items_per_s']:>6} items/s  bulk/single {r['bulk_over_single']:.2f}x  "
