@@ -134,6 +134,15 @@ class _Bulkhead:
             else:
                 slot.cancel()           # gone: release() skips it
                 self._waiting -= 1
+                # A slot freed while this waiter was leaving was counted free, and a newcomer that came
+                # meanwhile queued (this waiter was still counted): hand that slot on, as
+                # asyncio.Semaphore wakes the next waiter. And drop the futures of waiters gone, so the
+                # line holds at most about max_queue of them whatever the cancellations.
+                if self._free > 0 and self._waiting > 0:
+                    self._free -= 1
+                    self.release()
+                if len(self._waiters) > 2 * self._waiting + 16:
+                    self._waiters = collections.deque(w for w in self._waiters if not w.done())
             raise
 
     def release(self) -> None:

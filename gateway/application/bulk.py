@@ -103,6 +103,8 @@ class BulkReport:
     #: When it stopped: the items of the answer group being recorded or written, whose records may
     #: lack a written answer (0 when it stopped between groups).
     in_write: int = 0
+    #: The call's request id (x-request-id, or the one the gateway gave it).
+    request_id: str = ""
 
 
 #: A door's write of one answer group (in the order given), waiting for the client to take it; it calls
@@ -357,7 +359,7 @@ class BulkLookups:
                 consumer.release()
             self._consumers.close(principal.id)
             self.finished.append(BulkReport(principal.id, count, batch.answered, stopped=not completed, idle=idle,
-                                            in_write=batch.in_write))
+                                            in_write=batch.in_write, request_id=ctx.request_id))
         if stop is not None:
             raise stop
         return self.finished[-1]

@@ -10,7 +10,7 @@ and protobuf's own descriptor messages — in ≈ a third of the time: the per-f
 descriptor here. Well-known types with a JSON form of their own go to ``json_format`` itself.
 
 The text is written by orjson: compact (no spaces), UTF-8 with non-ASCII characters as they are,
-the same JSON values as ``json.dumps`` gives and ≈ 10× faster (docs/decisions/0010-orjson.md).
+the same JSON values as ``json.dumps`` gives and ≈ 10× faster (docs/decisions/0010-orjson-on-the-rest-door.md).
 """
 
 from __future__ import annotations
@@ -61,7 +61,10 @@ def message_to_dict(message: Message) -> Any:
         plan = _FIELDS.get(fd)
         if plan is None:
             plan = _FIELDS[fd] = _field_plan(fd)
-        js[plan[0]] = plan[1](value)
+        try:
+            js[plan[0]] = plan[1](value)
+        except ValueError as exc:   # a well-known type's own refusal (a Value holding NaN ...), as json_format says it
+            raise json_format.SerializeToJsonError(f"Failed to serialize {fd.name} field: {exc}.") from exc
     return js
 
 

@@ -44,6 +44,7 @@ from gateway.entrypoints._proto_json import json_line, message_to_dict
 from gateway.entrypoints._request_url import request_url
 from gateway.entrypoints._rest_mapping import json_body, rest_message
 from gateway.entrypoints.grpc_server import parse_request
+from observability.logs import unexpected_errors
 
 __all__ = ["GRPC_METHOD", "REST_PATH", "SERVICE", "grpc_bulk", "item_json", "item_message", "rest_bulk"]
 
@@ -336,12 +337,15 @@ def rest_bulk(lookups: BulkLookups) -> Callable[[FastAPI], dict[str, Any]]:
             try:
                 return await lookups.run(principal, op, items, read, ctx, order=_order(head.order), write=write)
             except GatewayError as err:   # the batch stopped (token revoked or expired): one last line says why
-                end = {"status": json_format.MessageToDict(status_message(err, rid),
-                                                           always_print_fields_with_no_presence=True)}
-                line = json_line(end)
-                with contextlib.suppress(ClientGone, TimeoutError):   # nor wait for a client that reads nothing
-                    await asyncio.wait_for(send_line(line), lookups.idle_timeout_s)
-                return None
+                error = err
+            except Exception as exc:   # a bug (an answer that cannot be written, ...): INTERNAL, as on gRPC
+                unexpected_errors().record(exc, "rest")
+                error = GatewayError(Reason.INTERNAL)
+            end = {"status": json_format.MessageToDict(status_message(error, rid),
+                                                       always_print_fields_with_no_presence=True)}
+            with contextlib.suppress(ClientGone, TimeoutError):   # nor wait for a client that reads nothing
+                await asyncio.wait_for(send_line(json_line(end)), lookups.idle_timeout_s)
+            return None
 
         try:
             return _NdjsonStream(run, rid, slot, lookups.idle_timeout_s)

@@ -402,3 +402,21 @@ async def test_a_grpc_bulk_call_is_measured_like_a_unary_one(stack: SecurityStac
                                     headers(stack, "bulk-measured"))
     assert status == "OK" and len(items) == 3
     assert lookups_measured(stack.running.gateway.metrics.prometheus_text().decode()) == before + 1
+
+
+async def test_an_answer_that_cannot_be_written_ends_the_rest_stream_with_internal(
+    stack: SecurityStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug on the way out (an answer the line encoder refuses) ends the stream with one INTERNAL status
+    line, as gRPC ends the call INTERNAL: never a cut chunked body without a word."""
+    import gateway.entrypoints.bulk as bulk_door
+
+    def broken(result: Any, request_id: str) -> Any:
+        raise TypeError("Recursion limit reached")
+
+    monkeypatch.setattr(bulk_door, "answer_json", broken)
+    ids = [stack.data.households[i].members[0] for i in range(3)]
+    status, lines = await rest_bulk(stack, [{"nationalId": n} for n in ids], headers(stack, "bulk-broken-line"))
+    assert status == 200
+    assert lines and "index" not in lines[-1]
+    assert reason_of(lines[-1]) == "INTERNAL" and "Recursion" not in json.dumps(lines[-1])

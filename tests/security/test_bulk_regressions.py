@@ -237,8 +237,9 @@ async def test_grpc_clients_that_stop_reading_give_their_slots_back(stack: Secur
                 grpc_bulk_items(stack, ids[:5], "bulk-idle-grpc-third"), timeout=10)
             assert status == "OK" and len(items) == 5
         await asyncio.sleep(0.1)
-        for k, report in enumerate(reports):   # items answered stay audited, no others (the cut group aside)
-            records = [r for r in await bulk_records(stack, start, f"bulk-idle-grpc-{k}")
+        assert sorted(r.request_id for r in reports) == ["bulk-idle-grpc-0", "bulk-idle-grpc-1"]
+        for report in reports:   # items answered stay audited, no others (the cut group aside)
+            records = [r for r in await bulk_records(stack, start, report.request_id)
                        if "subject_role" not in r.record.extra]
             assert report.answered <= len(records) <= report.answered + report.in_write, (report, len(records))
         for stream in streams:

@@ -168,3 +168,40 @@ async def test_bulkhead_slot_handed_to_a_waiter_cancelled_before_it_ran_goes_to_
         await asyncio.wait_for(bulkhead.acquire(), 0.05)
     bulkhead.release()
     await asyncio.wait_for(bulkhead.acquire(), 1)
+
+
+async def test_bulkhead_under_random_cancellations_loses_no_slot_and_keeps_no_gone_waiter() -> None:
+    import random
+    import time
+
+    from adapters.registries.resilience import _Bulkhead, _BulkheadFull
+
+    rnd = random.Random(7)
+    bulkhead = _Bulkhead(4, 64)
+    idle_while_waiting = 0
+
+    async def caller() -> None:
+        await asyncio.sleep(rnd.random() * 0.05)
+        try:
+            async with asyncio.timeout(rnd.choice([0.0005, 0.002, 0.01])):
+                await bulkhead.acquire()
+        except (TimeoutError, _BulkheadFull):
+            return
+        try:
+            await asyncio.sleep(rnd.random() * 0.003)
+        finally:
+            bulkhead.release()
+
+    async def watch() -> None:   # also a busy loop (≈ 0.5 ms per turn): timers fall due together, as under load
+        nonlocal idle_while_waiting
+        while True:
+            if bulkhead._free > 0 and any(not w.done() for w in bulkhead._waiters):
+                idle_while_waiting += 1
+            time.sleep(0.0005)
+            await asyncio.sleep(0)
+
+    watcher = asyncio.create_task(watch())
+    await asyncio.gather(*(caller() for _ in range(600)))
+    watcher.cancel()
+    assert (bulkhead._free, bulkhead._waiting, len(bulkhead._waiters)) == (4, 0, 0)
+    assert idle_while_waiting <= 2   # a slot freed is handed on within the loop iteration that follows
