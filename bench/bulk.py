@@ -67,7 +67,7 @@ async def _single_grpc(port: int, auth: tuple[tuple[str, str], ...], ids: list[s
                     ok += 1
                 except grpc.aio.AioRpcError as exc:
                     errors += 1
-                    ERRORS[f"single grpc {exc.code().name}"] += 1
+                    ERRORS[f"single grpc {exc.code().name}: {(exc.details() or '')[:120]}"] += 1
 
         await asyncio.gather(*(worker() for _ in range(c)))
     return ok, errors
@@ -142,7 +142,8 @@ async def _bulk_rest(port: int, auth: tuple[tuple[str, str], ...], ids: list[str
 
 def _reason(body: bytes) -> str:
     try:
-        return str(json.loads(body).get("reason", ""))[:60]
+        problem = json.loads(body)
+        return f"{problem.get('reason', '')}: {problem.get('detail', '')}"[:160]
     except (ValueError, AttributeError):
         return body[:60].decode(errors="replace")
 

@@ -72,14 +72,16 @@ if _c_make_encoder is not None:  # CPython: skip encode()'s per-call set-up, ~2x
 
     def _encode(values: tuple[Any, ...]) -> str:
         return "".join(_c_encoder(values, 0))
+
+    def _fields_json(fields: Sequence[str]) -> str:
+        return "".join(_c_encoder(fields if isinstance(fields, tuple | list) else list(fields), 0))
 else:  # pragma: no cover
 
     def _encode(values: tuple[Any, ...]) -> str:
         return _json.encode(values)
 
-
-def _fields_json(fields: Sequence[str]) -> str:
-    return _json.encode(list(fields))
+    def _fields_json(fields: Sequence[str]) -> str:
+        return _json.encode(list(fields))
 
 
 if _c_make_encoder is not None:  # the same text as json.dumps(sort_keys=True, separators=(",", ":")), set up once

@@ -114,3 +114,13 @@ def test_a_checkpoint_catches_a_fully_rewritten_chain() -> None:
     assert verify_rows(rows, [cp]).ok
     result = verify_rows(rewritten, [cp])
     assert (result.ok, result.tamper, result.seq) == (False, Tamper.CHECKPOINT, 6)
+
+
+@given(st.lists(st.text(max_size=20), max_size=6))
+def test_the_fields_column_is_the_json_text_it_always_was(fields: list[str]) -> None:
+    import json
+
+    from gateway.core.audit_chain import _fields_json
+
+    expected = json.dumps(fields, separators=(",", ":"), ensure_ascii=True)
+    assert _fields_json(tuple(fields)) == _fields_json(fields) == expected
