@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -21,6 +20,7 @@ from gateway.application._timestamps import timestamp
 from gateway.application.receipts import ReceiptSigner, receipt_claims
 from gateway.application.runtime import Gateway
 from gateway.application.service import Access, Call, ServiceBinding
+from gateway.core.caller_text import fresh_caller_id
 from gateway.core.errors import GatewayError, Reason
 
 __all__ = ["ConsentDefaults", "consent_binding"]
@@ -152,7 +152,7 @@ class _Consents:
         basis = mandates[0]
         services = sorted({m.service for m in mandates})
         draft = Consent(
-            id=f"cns_{uuid.uuid4().hex}",
+            id=fresh_caller_id("cns_"),   # an agency sends it back as x-consent-id
             subject=self.gw.pseudonymise(nid),
             consumer=req.consumer,
             purpose=req.purpose,

@@ -27,7 +27,8 @@ doors and every service decide identically.
 from __future__ import annotations
 
 import re
-from collections.abc import Container
+import uuid
+from collections.abc import Callable, Container
 
 from gateway.core.identifiers import national_id_problem
 
@@ -38,6 +39,7 @@ __all__ = [
     "UNKNOWN_PURPOSE",
     "caller_id_problem",
     "free_text_problem",
+    "fresh_caller_id",
     "holds_national_id",
     "recorded_purpose",
 ]
@@ -93,6 +95,19 @@ def caller_id_problem(value: str) -> str | None:
         _accepted.clear()
     _accepted.add(value)
     return None
+
+
+def fresh_caller_id(prefix: str = "", draw: Callable[[], str] = lambda: uuid.uuid4().hex) -> str:
+    """A new identifier the gateway gives (a request id, a consent id) that passes ``caller_id_problem``.
+
+    ``prefix + draw()``, drawn again while it would be refused: 32 random hex digits hold a run of 13
+    digits that is a valid national identification number about once in 75,000 draws, and such an id,
+    echoed or sent back by an agency as ``x-request-id`` or ``x-consent-id``, would be refused
+    ``CALLER_FIELD_INVALID`` although the agency did nothing wrong. ``prefix`` must itself be allowed."""
+    while True:
+        value = prefix + draw()
+        if caller_id_problem(value) is None:
+            return value
 
 
 def free_text_problem(value: str, *, max_chars: int = MAX_FREE_TEXT) -> str | None:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Callable, Iterable
 
 from opentelemetry import trace
 
-from gateway.core.caller_text import caller_id_problem
+from gateway.core.caller_text import caller_id_problem, fresh_caller_id
 from gateway.core.errors import GatewayError, Reason
 from gateway.core.pipeline import CallContext
 
@@ -73,7 +72,7 @@ def call_context(protocol: str, header: Callable[[str], str | None], timeout_s: 
     one, CALLER_FIELD_INVALID, like the other caller ids); the id echoed in the answer and sent to the
     registry is always a safe one (``echo_id``): the caller's when valid, else a fresh one."""
     given = _given(header, "x-request-id")
-    echoed = given if given and caller_id_problem(given) is None else uuid.uuid4().hex
+    echoed = given if given and caller_id_problem(given) is None else fresh_caller_id()
     traceparent = header("traceparent") or ""
     match = _TRACEPARENT.match(traceparent)
     # The registry adapters inject the current span's context (its parent is the caller's traceparent).

@@ -182,3 +182,28 @@ def test_a_refused_value_is_not_kept_by_the_check() -> None:
         assert caller_id_problem(value) is not None
         assert caller_id_problem(value) is not None
         assert sys.getrefcount(value) == before
+
+
+def test_ids_the_gateway_gives_are_never_refused_as_caller_ids() -> None:
+    """A uuid4 hex holds a valid national id about once in 75,000 draws: such a request id, made for a caller
+    that sent none, refused the call CALLER_FIELD_INVALID; a consent id sent back as x-consent-id would be."""
+    from gateway.core.caller_text import fresh_caller_id
+
+    unlucky = "722401163372433d992a101e04da831b"   # seen: a uuid4 hex that holds a national id
+    assert caller_id_problem(unlucky) is not None
+    draws = iter([unlucky, unlucky, "0f" * 16])
+    assert fresh_caller_id(draw=lambda: next(draws)) == "0f" * 16
+    assert fresh_caller_id("cns_", draw=lambda: "ab" * 16) == "cns_" + "ab" * 16
+    assert all(caller_id_problem(fresh_caller_id()) is None for _ in range(2000))
+
+
+def test_a_request_without_x_request_id_is_never_refused_for_the_id_the_gateway_made(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from gateway.entrypoints._context import call_context
+
+    unlucky = uuid.UUID("722401163372433d992a101e04da831b")
+    draws = iter([unlucky, uuid.UUID(int=1)])
+    monkeypatch.setattr(uuid, "uuid4", lambda: next(draws))
+    ctx = call_context("rest", {"x-purpose": "student-aid"}.get, None)
+    assert caller_id_problem(ctx.request_id) is None and ctx.request_id == uuid.UUID(int=1).hex
