@@ -116,9 +116,15 @@ class _Bulkhead:
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._waiting = 0   # waiters not yet served nor gone (the deque may still hold gone ones)
 
-    async def acquire(self) -> None:
+    def try_acquire(self) -> bool:
+        """Take a slot if one is free and nobody waits for one (no suspension, no timer)."""
         if self._free > 0 and self._waiting == 0:
             self._free -= 1
+            return True
+        return False
+
+    async def acquire(self) -> None:
+        if self.try_acquire():
             return
         if self._waiting >= self._max_queue:
             raise _BulkheadFull(Reason.REGISTRY_UNAVAILABLE, "The registry is at its concurrency limit",
@@ -235,6 +241,8 @@ class ResilientAdapter:
         left = deadline - self._clock()
         if left <= 0:
             raise GatewayError(Reason.REGISTRY_TIMEOUT, "The caller's deadline leaves no time for the registry")
+        if self._bulkhead.try_acquire():   # the usual case: a slot is free, no timer to arm and cancel
+            return
         try:
             async with asyncio.timeout(left):
                 await self._bulkhead.acquire()
