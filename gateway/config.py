@@ -155,6 +155,14 @@ class GatewaySection(_Strict):
     bulk_consumer_batches: int = Field(default=4, ge=1)
     bulk_group_max: int = Field(default=128, ge=1, le=4096)
 
+    @model_validator(mode="after")
+    def _bulk_group_in_window(self) -> GatewaySection:
+        # Set above the window, it is refused rather than quietly cut; left unset, the default is cut to
+        # the window (a configuration written for a smaller bulk_in_flight keeps starting).
+        if "bulk_group_max" in self.model_fields_set and self.bulk_group_max > self.bulk_in_flight:
+            raise ValueError("bulk_group_max must be at most bulk_in_flight (a group is taken from the window)")
+        return self
+
 
 class NotificationsSection(_Strict):
     """Change notifications (docs/decisions/0009): subscriptions, follow lists, the outbox, delivery."""

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from google.protobuf.message import Message
 
+from gateway.core.caller_text import fresh_caller_id
 from gateway.core.contracts import BatchMethod, Operation
 from gateway.core.errors import GatewayError, Reason
 from gateway.core.ports import RegistryAdapter
@@ -122,7 +122,7 @@ def _batch_metadata(metadata: Sequence[tuple[str, str]]) -> list[tuple[str, str]
     """Neutral metadata for a batch call: a fresh request id of its own, and the trace context only
     (no caller's x-request-id or other values reach the registry for everyone's items)."""
     out = [(k, v) for k, v in metadata if k.lower() in _TRACE_KEYS]
-    return [("x-request-id", f"batch-{uuid.uuid4().hex}"), *out]
+    return [("x-request-id", fresh_caller_id("batch-")), *out]   # never one that holds a national id
 
 
 def _copy_error(exc: GatewayError) -> GatewayError:

@@ -43,6 +43,7 @@ from gateway.core.auth import Principal
 from gateway.core.contracts import Operation
 from gateway.core.errors import GatewayError, Reason
 from gateway.core.pipeline import CallContext, ExchangePipeline
+from gateway.core.quotas import Admission
 
 __all__ = ["BatchSlot", "BulkLookups", "BulkReport", "ClientGone", "ItemAnswer", "Order"]
 
@@ -367,10 +368,27 @@ class BulkLookups:
     def now(self) -> float:
         return self._clock()
 
-    async def paced(self, consumer: str, deadline: float | None) -> None:
-        """Wait until the consumer's quota admits one more request: a batch runs at the quota's pace."""
+    async def paced(self, consumer: str, deadline: float | None, turn: asyncio.Lock | None = None) -> None:
+        """Wait until the consumer's quota admits one more request: a batch runs at the quota's pace.
+
+        ``turn``: the batch's items wait for the quota one at a time, in the order they came (the one
+        waiting asks again when its wait is over; the others wait for their turn without asking). Without
+        it, every item of the window slept until the next token and asked again: each token woke the whole
+        window (≈ 34–65 asks per item at the shipped quota). An item takes its token in the same loop turn
+        as it is let through (``exchange_as`` acquires before its first wait), so the next one sees it."""
         admission = self._pipeline.admission
-        while admission is not None:
+        if admission is None:
+            return
+        if (turn is None or not turn.locked()) and admission.would_wait(consumer, self._clock()) <= 0:
+            return   # admitted now, and no item of the batch waits before this one
+        if turn is None:
+            await self._paced(admission, consumer, deadline)
+            return
+        async with turn:
+            await self._paced(admission, consumer, deadline)
+
+    async def _paced(self, admission: Admission, consumer: str, deadline: float | None) -> None:
+        while True:
             wait = admission.would_wait(consumer, self._clock())
             if wait <= 0 or (deadline is not None and self._clock() + wait >= deadline):
                 return   # admitted, or refused by the pipeline as a single call past its deadline would be
@@ -401,6 +419,8 @@ class _Batch:
     stop: GatewayError | None = None
     #: The call's context as each item's exchange sees it (``bulk``: its records say so).
     item_ctx: CallContext = field(init=False)
+    #: Items that must wait for the consumer's quota wait one at a time (``BulkLookups.paced``).
+    pace_turn: asyncio.Lock = field(init=False, default_factory=asyncio.Lock)
 
     def __post_init__(self) -> None:
         self.item_ctx = replace(self.ctx, bulk=True, timeout_s=None)
@@ -441,11 +461,19 @@ class _Batch:
             await self._write(answers, written)
 
     async def _write(self, answers: list[ItemAnswer], written: Callable[[], None]) -> None:
-        """The door's write, bounded: a client that reads nothing for ``idle_timeout_s`` is gone."""
+        """The door's write, bounded: a client that reads nothing for ``idle_timeout_s`` is gone. Each
+        answer the door reports written starts the wait again: a client that reads a large group slowly
+        but steadily is not taken for gone."""
         idle_s = self.lookups.idle_timeout_s
+        loop = asyncio.get_running_loop()
         try:
-            async with asyncio.timeout(idle_s):
-                await self.write(answers, written)
+            async with asyncio.timeout(idle_s) as idle:
+
+                def progressed() -> None:
+                    written()
+                    idle.reschedule(loop.time() + idle_s)
+
+                await self.write(answers, progressed)
         except TimeoutError:
             log.warning("bulk look-up stopped: the client read no answer for %s s", idle_s,
                         extra={"fields": {"consumer": self.principal.id, "request_id": self.ctx.request_id,
@@ -466,7 +494,7 @@ class _Batch:
         try:
             self.still_authenticated()
             request = read(raw)   # a malformed item is refused before its exchange, as a single call is
-            await self.lookups.paced(self.principal.id, self.deadline)
+            await self.lookups.paced(self.principal.id, self.deadline, self.pace_turn)
             self.still_authenticated()   # pacing may have taken long
             if self.deadline is None:   # one context for every item (the pipeline does not change it)
                 ctx = self.item_ctx

@@ -103,11 +103,15 @@ def fresh_caller_id(prefix: str = "", draw: Callable[[], str] = lambda: uuid.uui
     ``prefix + draw()``, drawn again while it would be refused: 32 random hex digits hold a run of 13
     digits that is a valid national identification number about once in 75,000 draws, and such an id,
     echoed or sent back by an agency as ``x-request-id`` or ``x-consent-id``, would be refused
-    ``CALLER_FIELD_INVALID`` although the agency did nothing wrong. ``prefix`` must itself be allowed."""
-    while True:
+    ``CALLER_FIELD_INVALID`` although the agency did nothing wrong.
+
+    Raises ``ValueError`` when 16 draws in a row are refused: the prefix itself cannot make an allowed id
+    (too long, a character outside the rule, a national id), where drawing again would never end."""
+    for _ in range(16):
         value = prefix + draw()
         if caller_id_problem(value) is None:
             return value
+    raise ValueError(f"no allowed caller id starts with this prefix ({len(prefix)} characters)")
 
 
 def free_text_problem(value: str, *, max_chars: int = MAX_FREE_TEXT) -> str | None:

@@ -30,8 +30,20 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     for key, value in pairs:
         if key in out:
             raise StrictJsonError("duplicated key in a JSON object")
+        if not key.isascii() and not _unicode(key):
+            raise StrictJsonError("a JSON object key holds a lone surrogate (\\ud800-\\udfff): it is no text")
         out[key] = value
     return out
+
+
+def _unicode(text: str) -> bool:
+    """Whether ``text`` is Unicode text: ``\\ud800`` escapes without their pair decode to lone surrogates,
+    which no UTF-8 text holds (the protobuf runtime fails on them as field names: a 500, not a 400)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _constant(name: str) -> Any:

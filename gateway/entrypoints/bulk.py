@@ -23,7 +23,7 @@ import gc
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from fastapi import FastAPI, Request, Response
@@ -99,6 +99,29 @@ def answer_json(result: ItemAnswer, request_id: str) -> dict[str, Any]:
     return {"index": result.index, "status": dict(_OK_STATUS_JSON), "answer": answer}
 
 
+#: The most bytes of answers one stream message (gRPC) or one write (REST) carries: a group of large
+#: answers leaves in a few, each well under the 4 MiB a default gRPC client accepts
+#: (``grpc.max_receive_message_length``); an answer larger than this leaves alone.
+PART_BYTES = 1024 * 1024
+P = TypeVar("P")
+
+
+def _parts(pieces: Sequence[P], sizes: Sequence[int], budget: int = PART_BYTES) -> list[list[P]]:
+    """``pieces`` in order, cut into runs of at most ``budget`` bytes (a piece larger than it alone)."""
+    parts: list[list[P]] = []
+    current: list[P] = []
+    used = 0
+    for piece, size in zip(pieces, sizes, strict=True):
+        if current and used + size > budget:
+            parts.append(current)
+            current, used = [], 0
+        current.append(piece)
+        used += size
+    if current:
+        parts.append(current)
+    return parts
+
+
 # --- gRPC ----------------------------------------------------------------------------------------
 
 
@@ -138,13 +161,14 @@ def grpc_bulk(lookups: BulkLookups) -> Callable[[grpc.aio.Server], list[str]]:
 
         async def write(results: Sequence[ItemAnswer], written: Callable[[], None]) -> None:
             rid = echo_id(ctx)
-            group = bulk_pb2.BulkLookupAnswers(items=[item_message(r, rid) for r in results])
-            try:
-                await context.write(group)   # one stream message per group; waits for HTTP/2 flow control
-            except (grpc.aio.AioRpcError, grpc.aio.AbortError, asyncio.InvalidStateError, RuntimeError):
-                raise ClientGone from None
-            for _ in results:
-                written()
+            items = [item_message(r, rid) for r in results]
+            for part in _parts(items, [item.ByteSize() for item in items]):   # a group: one message or a few
+                try:
+                    await context.write(bulk_pb2.BulkLookupAnswers(items=part))   # waits for HTTP/2 flow control
+                except (grpc.aio.AioRpcError, grpc.aio.AbortError, asyncio.InvalidStateError, RuntimeError):
+                    raise ClientGone from None
+                for _ in part:
+                    written()
 
         try:
             report = await lookups.run(principal, op, request.items, read, ctx, order=_order(request.order),
@@ -330,9 +354,11 @@ def rest_bulk(lookups: BulkLookups) -> Callable[[FastAPI], dict[str, Any]]:
 
         async def run(send_line: Callable[[bytes], Awaitable[None]]) -> object:
             async def write(results: Sequence[ItemAnswer], written: Callable[[], None]) -> None:
-                await send_line(b"".join([json_line(answer_json(r, rid)) for r in results]))   # one write
-                for _ in results:
-                    written()
+                lines = [json_line(answer_json(r, rid)) for r in results]
+                for part in _parts(lines, [len(line) for line in lines]):   # a group: one write or a few
+                    await send_line(b"".join(part))
+                    for _ in part:
+                        written()
 
             try:
                 return await lookups.run(principal, op, items, read, ctx, order=_order(head.order), write=write)
