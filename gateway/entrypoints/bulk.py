@@ -5,8 +5,8 @@ The use case is ``gateway.application.bulk``; here: the call's checks before the
 (metadata caps, authentication once, the request, the method, the item count: refused as a whole,
 in the error model of the door), each item read as the method's request (a malformed one is
 refused alone), and each answer written in the same ``BulkLookupItem`` shape on both doors (gRPC: an
-answer group's items in one ``BulkLookupAnswers`` stream message; REST: one NDJSON line per item, a
-group's lines in one write). A
+answer group's items in one ``BulkLookupAnswers`` stream message, or a few of at most ``PART_BYTES`` of
+answers each; REST: one NDJSON line per item, a group's lines in one write, or a few likewise). A
 client that leaves stops the batch: gRPC cancels the handler; on REST the ``http.disconnect``
 event does (the server drops writes to a closed connection silently, so they cannot tell). A client
 that stays connected but reads nothing for ``[gateway] bulk_idle_timeout_s`` is treated as gone.
