@@ -22,11 +22,9 @@ from typing import Any
 
 import orjson
 from google.protobuf import json_format
-from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.internal import type_checkers
 from google.protobuf.message import Message
-
-from gateway.core.proto_typing import descriptor_of
 
 __all__ = ["WELL_KNOWN_FORMS", "json_bytes", "json_line", "message_to_dict", "proto_json"]
 
@@ -34,8 +32,9 @@ _T = FieldDescriptor
 _Convert = Callable[[Any], Any]
 #: Per field descriptor: its JSON name and the conversion of its value (repeated and map fields whole).
 _FIELDS: dict[FieldDescriptor, tuple[str, _Convert]] = {}
-#: Per message descriptor: whether json_format writes it itself (a well-known type's own JSON form).
-_OWN_FORM: dict[Descriptor, bool] = {}
+#: Per message descriptor: whether json_format writes it itself (a well-known type's own JSON form). Keyed
+#: by ``message.DESCRIPTOR`` as it comes (upb's descriptor type), without ``descriptor_of``'s isinstance check.
+_OWN_FORM: dict[Any, bool] = {}
 #: The well-known types with a JSON form of their own (the proto3 JSON mapping's table); every other
 #: message, google.protobuf.Empty and the descriptor messages included, is an object of its fields.
 WELL_KNOWN_FORMS = frozenset({
@@ -50,7 +49,7 @@ def message_to_dict(message: Message) -> Any:
     """``json_format.MessageToDict(message)`` (default options): a dict, or a well-known type's JSON value.
 
     Raises ``json_format.SerializeToJsonError`` as it does (a closed enum holding an unknown number)."""
-    desc = descriptor_of(message)
+    desc = message.DESCRIPTOR
     own = _OWN_FORM.get(desc)
     if own is None:
         own = _OWN_FORM[desc] = desc.full_name in WELL_KNOWN_FORMS
