@@ -330,6 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="person look-ups in that scenario, one bulk call vs N single calls (default: 10000)")
     add("--bulk-concurrency", type=int, default=32, metavar="N",
         help="concurrent single calls in that scenario (default: 32)")
+    add("--bulk-rounds", type=int, default=1, metavar="N",
+        help="in the bulk scenario, alternate single calls and the bulk call N times per door and add a row of "
+             "the medians (default: 1)")
     add("--bulk-memory", type=_ints, default=None, metavar="N,N,...",
         help="only the bulk memory check: one bulk call of each size (subjects cycled) on each door, the "
              "gateway's resident set before and at its peak (e.g. 1000,10000,100000)")
@@ -421,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
             from gateway.demo.data import generate
 
             ids = [p.national_id for p in generate(SEED, args.persons).persons][: args.bulk_items]
-            report["bulk"] = bulk.run(stack, ids, args.bulk_concurrency, args.protocols)
+            report["bulk"] = bulk.run(stack, ids, args.bulk_concurrency, args.protocols, args.bulk_rounds)
         else:
             report |= scenarios(stack, args)
             stack.stop_gateway()

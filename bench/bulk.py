@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import statistics
 import sys
 import threading
 import time
@@ -167,44 +168,68 @@ def _per_item_us(before: tuple[float, float, float], after: tuple[float, float, 
     return [round((a - b) / items * 1e6) for a, b in zip(after, before, strict=True)]
 
 
-def run(stack: Stack, ids: list[str], concurrency: int, protocols: list[str]) -> list[dict[str, Any]]:
-    """One row per door: single calls at ``concurrency``, then one bulk call, same items."""
+def run(stack: Stack, ids: list[str], concurrency: int, protocols: list[str], rounds: int = 1) -> list[dict[str, Any]]:
+    """Per door, ``rounds`` times: single calls at ``concurrency``, then one bulk call, same items — a row
+    each; with several rounds, a last row per door of the medians (single and bulk items/s, and the ratio).
+    Alternating the two in one run is what makes their ratio worth reading on a machine whose speed drifts."""
     stack.start_gateway(1)
     assert stack.gateway is not None
     auth = (("authorization", f"Bearer {stack.token()}"), ("x-purpose", "student-aid"), ("x-case-id", "bench-bulk"))
     rows = []
     for protocol in protocols:
-        port = stack.gateway_grpc if protocol == "grpc" else stack.gateway_rest
-        single = _single_grpc if protocol == "grpc" else _single_rest
-        bulk = _bulk_grpc if protocol == "grpc" else _bulk_rest
-        _timed(single(port, auth, ids[:500], concurrency))   # warm-up: connections, caches, JIT-free paths
-        cpu0 = _cpu(stack)
-        single_s, (single_ok, single_err) = _timed(single(port, auth, ids, concurrency))
-        cpu1 = _cpu(stack)
-        rss_before = stack.gateway.rss_kb("VmRSS")
-        with _RssSampler(stack.gateway) as rss:
-            bulk_s, (bulk_ok, bulk_err) = _timed(bulk(port, auth, ids))
-        cpu2 = _cpu(stack)
-        single_cpu, bulk_cpu = _per_item_us(cpu0, cpu1, len(ids)), _per_item_us(cpu1, cpu2, len(ids))
-        single_ips, bulk_ips = len(ids) / single_s, len(ids) / bulk_s
-        row = {"protocol": protocol, "items": len(ids), "concurrency": concurrency,
-               "single_s": round(single_s, 2), "single_items_per_s": round(single_ips), "single_ok": single_ok,
-               "single_errors": single_err, "bulk_s": round(bulk_s, 2), "bulk_items_per_s": round(bulk_ips),
-               "bulk_ok": bulk_ok, "bulk_errors": bulk_err, "bulk_over_single": round(bulk_ips / single_ips, 2),
-               "gateway_rss_before_bulk_mb": round(rss_before / 1024, 1),
-               "gateway_peak_rss_during_bulk_mb": round(rss.peak_kb / 1024, 1),
-               "gateway_vmhwm_mb": round(stack.gateway.rss_kb() / 1024, 1),
-               # CPU µs per item of the gateway, the demo registries and the client, single calls vs bulk
-               "single_cpu_us_per_item": dict(zip(_PROCESSES, single_cpu, strict=True)),
-               "bulk_cpu_us_per_item": dict(zip(_PROCESSES, bulk_cpu, strict=True))}  # fmt: skip
-        if ERRORS:
-            row["error_kinds"] = dict(ERRORS)
-            print(f"errors: {dict(ERRORS)}", file=sys.stderr, flush=True)
-            ERRORS.clear()
-        rows.append(row)
-        print(one_line(row), file=sys.stderr, flush=True)
+        door_rows = []
+        for round_no in range(1, rounds + 1):
+            row = _round(stack, protocol, ids, concurrency, auth)
+            row["round"] = round_no
+            door_rows.append(row)
+        rows += door_rows
+        if rounds > 1:
+            median = {"protocol": protocol, "items": len(ids), "concurrency": concurrency, "round": "median",
+                      "single_items_per_s": round(statistics.median(r["single_items_per_s"] for r in door_rows)),
+                      "bulk_items_per_s": round(statistics.median(r["bulk_items_per_s"] for r in door_rows)),
+                      "bulk_over_single": round(statistics.median(r["bulk_over_single"] for r in door_rows), 2),
+                      "bulk_over_single_min": min(r["bulk_over_single"] for r in door_rows),
+                      "bulk_over_single_max": max(r["bulk_over_single"] for r in door_rows)}  # fmt: skip
+            rows.append(median)
+            print(f"{protocol:<4} median of {rounds} rounds: bulk/single {median['bulk_over_single']:.2f}x "
+                  f"({median['bulk_over_single_min']:.2f}-{median['bulk_over_single_max']:.2f})",
+                  file=sys.stderr, flush=True)
     stack.stop_gateway()
     return rows
+
+
+def _round(stack: Stack, protocol: str, ids: list[str], concurrency: int,
+           auth: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+    assert stack.gateway is not None
+    port = stack.gateway_grpc if protocol == "grpc" else stack.gateway_rest
+    single = _single_grpc if protocol == "grpc" else _single_rest
+    bulk = _bulk_grpc if protocol == "grpc" else _bulk_rest
+    _timed(single(port, auth, ids[:500], concurrency))   # warm-up: connections, caches, JIT-free paths
+    cpu0 = _cpu(stack)
+    single_s, (single_ok, single_err) = _timed(single(port, auth, ids, concurrency))
+    cpu1 = _cpu(stack)
+    rss_before = stack.gateway.rss_kb("VmRSS")
+    with _RssSampler(stack.gateway) as rss:
+        bulk_s, (bulk_ok, bulk_err) = _timed(bulk(port, auth, ids))
+    cpu2 = _cpu(stack)
+    single_cpu, bulk_cpu = _per_item_us(cpu0, cpu1, len(ids)), _per_item_us(cpu1, cpu2, len(ids))
+    single_ips, bulk_ips = len(ids) / single_s, len(ids) / bulk_s
+    row = {"protocol": protocol, "items": len(ids), "concurrency": concurrency,
+           "single_s": round(single_s, 2), "single_items_per_s": round(single_ips), "single_ok": single_ok,
+           "single_errors": single_err, "bulk_s": round(bulk_s, 2), "bulk_items_per_s": round(bulk_ips),
+           "bulk_ok": bulk_ok, "bulk_errors": bulk_err, "bulk_over_single": round(bulk_ips / single_ips, 2),
+           "gateway_rss_before_bulk_mb": round(rss_before / 1024, 1),
+           "gateway_peak_rss_during_bulk_mb": round(rss.peak_kb / 1024, 1),
+           "gateway_vmhwm_mb": round(stack.gateway.rss_kb() / 1024, 1),
+           # CPU µs per item of the gateway, the demo registries and the client, single calls vs bulk
+           "single_cpu_us_per_item": dict(zip(_PROCESSES, single_cpu, strict=True)),
+           "bulk_cpu_us_per_item": dict(zip(_PROCESSES, bulk_cpu, strict=True))}  # fmt: skip
+    if ERRORS:
+        row["error_kinds"] = dict(ERRORS)
+        print(f"errors: {dict(ERRORS)}", file=sys.stderr, flush=True)
+        ERRORS.clear()
+    print(one_line(row), file=sys.stderr, flush=True)
+    return row
 
 
 def memory(stack: Stack, ids: list[str], sizes: list[int], protocols: list[str]) -> list[dict[str, Any]]:
@@ -267,6 +292,11 @@ def table(rows: list[dict[str, Any]]) -> str:
             "| CPU µs per item, single: gateway / registries / client | same, bulk |")
     lines = [head.format(c=rows[0]["concurrency"] if rows else "-"), "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
+        if r.get("round") == "median":
+            lines.append(f"| {r['protocol']} median | {r['items']:,} | {r['single_items_per_s']:,} "
+                         f"| {r['bulk_items_per_s']:,} | **{r['bulk_over_single']:.2f}×** "
+                         f"({r['bulk_over_single_min']:.2f}–{r['bulk_over_single_max']:.2f}) | | | | |")
+            continue
         lines.append(f"| {r['protocol']} | {r['items']:,} | {r['single_items_per_s']:,} | {r['bulk_items_per_s']:,} "
                      f"| {r['bulk_over_single']:.2f}× | {r['gateway_rss_before_bulk_mb']} → "
                      f"{r['gateway_peak_rss_during_bulk_mb']} MB "
