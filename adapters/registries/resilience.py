@@ -22,7 +22,6 @@ the wrapper does the I/O.
 from __future__ import annotations
 
 import asyncio
-import collections
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -102,63 +101,32 @@ class _BulkheadFull(GatewayError):
 
 
 class _Bulkhead:
-    """A semaphore with a bounded waiting line, first come first served.
-
-    Not ``asyncio.Semaphore``: on Python 3.11 its ``locked()`` (and so every ``acquire``) walks the
-    whole waiting line, and a bulk look-up keeps up to its window of items waiting here (measured:
-    ≈ 2 % of the gateway's CPU per bulk item). Here both ends are O(1): a released slot is handed to
-    the first waiter still waiting, or counted free.
-    """
+    """A semaphore with a bounded waiting line (``asyncio.Semaphore``: first come, first served)."""
 
     def __init__(self, limit: int, max_queue: int) -> None:
-        self._free = limit
+        self._slots = asyncio.Semaphore(limit)
         self._max_queue = max_queue
-        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
-        self._waiting = 0   # waiters not yet served nor gone (the deque may still hold gone ones)
+        self._waiting = 0
 
-    def try_acquire(self) -> bool:
-        """Take a slot if one is free and nobody waits for one (no suspension, no timer)."""
-        if self._free > 0 and self._waiting == 0:
-            self._free -= 1
-            return True
-        return False
+    def locked(self) -> bool:
+        """No slot free, or callers already waiting for one."""
+        return self._slots.locked()
 
     async def acquire(self) -> None:
-        if self.try_acquire():
-            return
-        if self._waiting >= self._max_queue:
-            raise _BulkheadFull(Reason.REGISTRY_UNAVAILABLE, "The registry is at its concurrency limit",
-                                retry_after=1.0)  # fmt: skip
-        slot: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(slot)
-        self._waiting += 1
-        try:
-            await slot   # release() hands its slot over by completing this future
-        except BaseException:
-            if slot.done() and not slot.cancelled():   # handed over, then cancelled before running: give it back
-                self.release()
-            else:
-                slot.cancel()           # gone: release() skips it
+        if self._slots.locked():
+            if self._waiting >= self._max_queue:
+                raise _BulkheadFull(Reason.REGISTRY_UNAVAILABLE, "The registry is at its concurrency limit",
+                                    retry_after=1.0)  # fmt: skip
+            self._waiting += 1
+            try:
+                await self._slots.acquire()
+            finally:
                 self._waiting -= 1
-                # A slot freed while this waiter was leaving was counted free, and a newcomer that came
-                # meanwhile queued (this waiter was still counted): hand that slot on, as
-                # asyncio.Semaphore wakes the next waiter. And drop the futures of waiters gone, so the
-                # line holds at most about max_queue of them whatever the cancellations.
-                if self._free > 0 and self._waiting > 0:
-                    self._free -= 1
-                    self.release()
-                if len(self._waiters) > 2 * self._waiting + 16:
-                    self._waiters = collections.deque(w for w in self._waiters if not w.done())
-            raise
+            return
+        await self._slots.acquire()
 
     def release(self) -> None:
-        while self._waiters:
-            slot = self._waiters.popleft()
-            if not slot.done():
-                self._waiting -= 1
-                slot.set_result(None)
-                return
-        self._free += 1
+        self._slots.release()
 
 
 class ResilientAdapter:
@@ -241,7 +209,8 @@ class ResilientAdapter:
         left = deadline - self._clock()
         if left <= 0:
             raise GatewayError(Reason.REGISTRY_TIMEOUT, "The caller's deadline leaves no time for the registry")
-        if self._bulkhead.try_acquire():   # the usual case: a slot is free, no timer to arm and cancel
+        if not self._bulkhead.locked():   # the usual case: a slot is free, taken at once: no timer to arm
+            await self._bulkhead.acquire()
             return
         try:
             async with asyncio.timeout(left):
